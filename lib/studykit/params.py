@@ -1,0 +1,261 @@
+"""The study schema: one YAML file defines a whole study, checked before anything starts.
+
+Every field carries a description; the stage notebooks' parameter cells mirror the stage blocks
+(names and defaults), and a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+STAGE_ORDER = ("deploy", "latency", "throughput", "serve", "accuracy", "functional", "report")
+StageName = Literal["deploy", "latency", "throughput", "serve", "accuracy", "functional", "report"]
+BUILTIN_MODELS = ("smollm2-135m-instruct", "minicpm-tiny")
+
+
+class ParamsError(Exception):
+    """Bad study definition. The message names the key path and what is allowed."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+PositiveInt = Field(gt=0)
+
+
+class ModelParams(Strict):
+    source: Literal["local", "modelscope", "builtin"] = Field(
+        description="where weights come from: a local directory, ModelScope (id + pinned revision), or a model the kit builds")
+    id: str = Field(min_length=1, description="ModelScope model id, builtin name, or a label for a local model")
+    revision: str | None = Field(None, description="ModelScope revision (commit or tag); required for source modelscope")
+    path: Path | None = Field(None, description="checkpoint directory; required for source local")
+    served_model_name: str | None = Field(None, description="name the server answers to; defaults to id")
+    trust_remote_code: bool = Field(False, description="pass --trust-remote-code (needed when config.json has auto_map)")
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field("auto", description="serving dtype (--dtype)")
+    max_model_len: int | None = Field(None, gt=0, description="--max-model-len")
+    max_num_seqs: int | None = Field(None, gt=0, description="--max-num-seqs")
+    load_format: Literal["auto", "safetensors", "pt", "dummy"] = Field("auto", description="--load-format for real-weight runs")
+
+    @model_validator(mode="after")
+    def _source_needs(self) -> "ModelParams":
+        if self.source == "local":
+            if self.path is None:
+                raise ValueError("source 'local' needs model.path (a checkpoint directory)")
+            if not Path(self.path).is_dir():
+                raise ValueError(f"model.path {str(self.path)!r} is not an existing directory")
+        if self.source == "modelscope" and not self.revision:
+            raise ValueError("source 'modelscope' needs model.revision pinned (a commit id or tag)")
+        if self.source == "builtin" and self.id not in BUILTIN_MODELS:
+            raise ValueError(f"builtin model {self.id!r} is unknown; allowed: {', '.join(BUILTIN_MODELS)}")
+        return self
+
+    @property
+    def name_served(self) -> str:
+        return self.served_model_name or self.id
+
+
+class ServerParams(Strict):
+    host: str = Field("127.0.0.1", description="address vllm serve binds to")
+    port: Union[int, Literal["auto"]] = Field("auto", description="TCP port, or 'auto' for a free one")
+    ready_timeout_s: float = Field(600.0, gt=0, description="seconds to wait for /health before giving up")
+    enforce_eager: bool | None = Field(None, description="--enforce-eager; default: true on cpu, false (graph mode) on npu")
+    max_num_batched_tokens: int | None = Field(None, gt=0, description="--max-num-batched-tokens")
+    enable_prefix_caching: bool | None = Field(None, description="force prefix caching on/off; default: vLLM's own")
+    enable_chunked_prefill: bool | None = Field(None, description="force chunked prefill on/off; default: vLLM's own")
+    tensor_parallel_size: int = Field(1, gt=0, description="--tensor-parallel-size")
+    pipeline_parallel_size: int = Field(1, gt=0, description="--pipeline-parallel-size")
+    data_parallel_size: int = Field(1, gt=0, description="--data-parallel-size")
+    distributed_executor_backend: Literal["mp", "ray"] | None = Field(None, description="--distributed-executor-backend")
+    extra_args: list[str] = Field(default_factory=list, description="more vllm serve arguments, verbatim")
+    env: dict[str, str] = Field(default_factory=dict, description="extra environment variables for vllm processes")
+
+    @field_validator("port")
+    @classmethod
+    def _port_range(cls, v):
+        if isinstance(v, int) and not 1 <= v <= 65535:
+            raise ValueError(f"port {v} is out of range; allowed: 1..65535 or 'auto'")
+        return v
+
+
+class CpuParams(Strict):
+    kvcache_space_gib: int = Field(2, gt=0, description="VLLM_CPU_KVCACHE_SPACE: GiB of KV cache on CPU")
+    memory_bandwidth_gbps: float | None = Field(None, gt=0, description="override the copy-bandwidth probe (GB/s)")
+
+
+class NpuParams(Strict):
+    visible_devices: str = Field("0", pattern=r"^\d+(,\d+)*$", description="ASCEND_RT_VISIBLE_DEVICES")
+    hbm_bandwidth_gbps: float = Field(1600.0, gt=0, description="HBM bandwidth of one card (GB/s), for the roofline")
+    pytorch_npu_alloc_conf: str | None = Field(None, description="PYTORCH_NPU_ALLOC_CONF")
+    task_queue_enable: str | None = Field(None, description="TASK_QUEUE_ENABLE")
+
+
+class DeployParams(Strict):
+    dummy_gate: bool = Field(True, description="start once with --load-format dummy and time it")
+    real_gate: bool = Field(True, description="start with the real weights and time it")
+    smoke_prompt: str = Field("say hi", min_length=1, description="user message of the smoke chat request")
+    max_completion_tokens: int = Field(16, gt=0, description="max_completion_tokens of the smoke chat")
+
+
+class LatencyParams(Strict):
+    input_len: int = Field(32, gt=0, description="prompt tokens per request (--input-len)")
+    output_len: int = Field(32, gt=1, description="generated tokens per request (--output-len); > 1 to derive decode time")
+    batch_size: int = Field(1, gt=0, description="--batch-size")
+    num_iters_warmup: int = Field(2, ge=0, description="--num-iters-warmup")
+    num_iters: int = Field(5, gt=0, description="--num-iters")
+    extra_args: list[str] = Field(default_factory=list, description="more vllm bench latency arguments")
+
+
+class ThroughputParams(Strict):
+    input_len: int = Field(32, gt=0, description="--random-input-len")
+    output_len: int = Field(32, gt=0, description="--random-output-len")
+    num_prompts: int = Field(20, gt=0, description="--num-prompts")
+    extra_args: list[str] = Field(default_factory=list, description="more vllm bench throughput arguments")
+
+
+class GoodputSlo(Strict):
+    ttft_ms: float | None = Field(None, gt=0, description="TTFT SLO in ms")
+    tpot_ms: float | None = Field(None, gt=0, description="TPOT SLO in ms")
+
+
+class ServeParams(Strict):
+    base_url: str | None = Field(None, description="bench an existing server instead of starting one")
+    input_len: int = Field(32, gt=0, description="--random-input-len")
+    output_len: int = Field(32, gt=0, description="--random-output-len")
+    num_prompts: int = Field(20, gt=0, description="--num-prompts per point")
+    request_rates: list[float] = Field(default_factory=lambda: [10.0], description="--request-rate per point (inf allowed)")
+    max_concurrency: list[int] = Field(default_factory=list, description="--max-concurrency per point (crossed with rates)")
+    repeats: int = Field(1, gt=0, description="runs per point, for confidence intervals")
+    num_warmups: int = Field(2, ge=0, description="warm-up requests before each point")
+    goodput: GoodputSlo | None = Field(None, description="SLOs for goodput")
+    seed: int = Field(0, description="--seed of the random dataset")
+    extra_args: list[str] = Field(default_factory=list, description="more vllm bench serve arguments")
+
+    @field_validator("request_rates")
+    @classmethod
+    def _rates_positive(cls, v):
+        bad = [r for r in v if not r > 0]
+        if bad:
+            raise ValueError(f"request rates must be > 0 (or inf); got {bad}")
+        return v
+
+
+class AccuracyParams(Strict):
+    prompts_file: str = Field("builtin:default", description="prompt file (JSONL/YAML) or 'builtin:default'")
+    max_new_tokens: int = Field(16, gt=0, description="tokens generated per prompt")
+    top_k_logprobs: int = Field(20, gt=0, description="logprobs returned per position")
+    reference_dtype: Literal["float32", "bfloat16"] = Field("float32", description="dtype of the transformers reference")
+    min_token_agreement: float = Field(0.9, ge=0, le=1, description="free-running agreement threshold")
+    min_top1_agreement: float = Field(0.95, ge=0, le=1, description="teacher-forced top-1 agreement threshold")
+    max_mean_kl: float = Field(0.05, ge=0, description="teacher-forced mean KL threshold (nats)")
+
+
+class FunctionalParams(Strict):
+    prefix_tokens: int = Field(256, gt=0, description="length of the shared prefix for the prefix-cache check")
+    prefix_requests: int = Field(4, gt=1, description="requests sharing the prefix")
+    graph_vs_eager: bool = Field(False, description="compare graph and eager servers (slow on cpu)")
+
+
+class ReportParams(Strict):
+    reference: str | None = Field(None, description="previous run directory or reference file to compare with")
+    languages: list[Literal["zh", "en"]] = Field(default_factory=lambda: ["zh", "en"], description="report languages")
+
+
+class Study(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="study name; names the outputs folder")
+    platform: Literal["cpu", "npu"] = Field(description="where vLLM runs")
+    model: ModelParams
+    server: ServerParams = Field(default_factory=ServerParams)
+    cpu: CpuParams = Field(default_factory=CpuParams)
+    npu: NpuParams = Field(default_factory=NpuParams)
+    stages: list[StageName] = Field(default_factory=lambda: list(STAGE_ORDER), description="stages to run, in order")
+    deploy: DeployParams = Field(default_factory=DeployParams)
+    latency: LatencyParams = Field(default_factory=LatencyParams)
+    throughput: ThroughputParams = Field(default_factory=ThroughputParams)
+    serve: ServeParams = Field(default_factory=ServeParams)
+    accuracy: AccuracyParams = Field(default_factory=AccuracyParams)
+    functional: FunctionalParams = Field(default_factory=FunctionalParams)
+    report: ReportParams = Field(default_factory=ReportParams)
+
+    @field_validator("stages")
+    @classmethod
+    def _stages_unique(cls, v):
+        dupes = sorted({s for s in v if v.count(s) > 1})
+        if dupes:
+            raise ValueError(f"stages listed twice: {dupes}")
+        return v
+
+    @property
+    def enforce_eager(self) -> bool:
+        if self.server.enforce_eager is not None:
+            return self.server.enforce_eager
+        return self.platform == "cpu"
+
+    def stage_params(self, stage: str) -> dict[str, Any]:
+        """Plain values papermill injects into a stage notebook."""
+        block = getattr(self, stage)
+        return json.loads(block.model_dump_json())
+
+
+def _key_path(loc: tuple) -> str:
+    parts = []
+    for p in loc:
+        if isinstance(p, int):
+            parts.append(f"[{p}]")
+        elif p in ("function-after", "function-before") or "[" in str(p):
+            continue
+        else:
+            parts.append(("." if parts else "") + str(p))
+    return "".join(parts) or "(top level)"
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid study definition"]
+    for e in err.errors():
+        loc = _key_path(tuple(x for x in e["loc"] if x not in ("int", "constrained-str", "literal['auto']")))
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (not part of the schema)"
+        got = e.get("input")
+        got_s = "" if e["type"] in ("missing",) or isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"  {loc}: {msg}{got_s}")
+    return "\n".join(lines)
+
+
+def parse_study(data: Any, source: str = "<params>") -> Study:
+    if not isinstance(data, dict):
+        raise ParamsError(f"{source}: a study is a YAML mapping, got {type(data).__name__}")
+    try:
+        return Study.model_validate(data)
+    except ValidationError as err:
+        raise ParamsError(format_validation_error(err, source)) from None
+
+
+def load_study(path: str | Path) -> Study:
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"params file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ParamsError(f"{path}: not valid YAML: {err}") from None
+    base = path.parent
+    if isinstance(data, dict) and isinstance(data.get("model"), dict) and data["model"].get("path"):
+        p = Path(str(data["model"]["path"])).expanduser()
+        # Relative paths mean relative to the params file, so a study is portable with its folder.
+        data["model"]["path"] = str(p if p.is_absolute() else (base / p).resolve())
+    return parse_study(data, str(path))
+
+
+def study_hash(study: Study) -> str:
+    return hashlib.sha256(study.model_dump_json().encode()).hexdigest()
+
+
+def dump_study(study: Study) -> str:
+    return yaml.safe_dump(json.loads(study.model_dump_json()), sort_keys=False, allow_unicode=True)

@@ -1,0 +1,87 @@
+"""Run-directory layout and atomic JSON I/O. Nothing already written is ever rewritten in place."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+
+class RunLayout:
+    """Paths inside one run directory `outputs/<study>/<UTC time>/`."""
+
+    def __init__(self, run_dir: str | Path):
+        self.root = Path(run_dir)
+
+    params = property(lambda self: self.root / "params.yaml")
+    run_json = property(lambda self: self.root / "run.json")
+    commands = property(lambda self: self.root / "commands.jsonl")
+    results = property(lambda self: self.root / "results")
+    notebooks = property(lambda self: self.root / "notebooks")
+    raw = property(lambda self: self.root / "raw")
+    logs = property(lambda self: self.root / "logs")
+    charts = property(lambda self: self.root / "charts")
+    pids = property(lambda self: self.root / "pids")
+
+    def result(self, stage: str) -> Path:
+        return self.results / f"{stage}.json"
+
+    def raw_dir(self, stage: str) -> Path:
+        d = self.raw / stage
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def make_dirs(self) -> None:
+        for d in (self.results, self.notebooks, self.raw, self.logs, self.charts, self.pids):
+            d.mkdir(parents=True, exist_ok=True)
+
+
+def _jsonable(obj: Any) -> Any:
+    # NaN/inf are not JSON; vLLM's own rate "inf" is kept as the string it prints.
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return "inf" if obj > 0 else ("-inf" if obj < 0 else None)
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "model_dump"):
+        return _jsonable(obj.model_dump(mode="json"))
+    if hasattr(obj, "item"):  # numpy scalars
+        return obj.item()
+    return obj
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    """Write via a temporary file and rename, so a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(_jsonable(data), fh, indent=2, ensure_ascii=False, allow_nan=False)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(path)
+    return path
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def utc_stamp() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")

@@ -1,0 +1,165 @@
+"""Runs a study: one new run directory, each stage's notebook executed by papermill, run.json kept current.
+
+Exit codes: 0 all stages passed, 1 a stage failed, 2 bad params or usage (nothing created).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from .commands import read_commands, utc_now
+from .params import STAGE_ORDER, Study, dump_study, load_study, study_hash
+from .results import RunLayout, read_json, utc_stamp, write_json, write_text
+from .server import reap_leftovers
+
+KIT_ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = KIT_ROOT / "notebooks"
+KERNEL_NAME = "studykit"
+
+
+def outputs_root() -> Path:
+    return Path(os.environ.get("STUDYKIT_OUTPUTS", KIT_ROOT / "outputs"))
+
+
+def new_run_dir(study: Study, root: Path | None = None) -> Path:
+    """`<outputs>/<study>/<UTC time>/`, never an existing one."""
+    base = (root or outputs_root()) / study.name
+    base.mkdir(parents=True, exist_ok=True)
+    stamp = utc_stamp()
+    for n in range(1, 1000):
+        candidate = base / (stamp if n == 1 else f"{stamp}-{n}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        RunLayout(candidate).make_dirs()
+        return candidate
+    raise RuntimeError(f"could not make a new run directory under {base}")
+
+
+def vllm_seconds(run_dir: Path, stage: str) -> float:
+    return round(sum(r.get("seconds") or 0.0 for r in read_commands(run_dir)
+                     if r.get("stage") == stage and r.get("is_vllm")), 3)
+
+
+def stage_error(run_dir: Path, stage: str, exc: BaseException | None) -> str | None:
+    result_path = RunLayout(run_dir).result(stage)
+    if result_path.exists():
+        try:
+            res = read_json(result_path)
+            if res.get("status") == "failed":
+                return res.get("error") or "; ".join(res.get("failures", [])) or "stage reported failure"
+        except ValueError:
+            return f"{result_path} is not valid JSON"
+    if exc is not None:
+        # papermill's PapermillExecutionError carries the cell's exception name and value.
+        ename = getattr(exc, "ename", type(exc).__name__)
+        evalue = getattr(exc, "evalue", str(exc))
+        return f"{ename}: {evalue}"
+    if not result_path.exists():
+        return f"the notebook finished without writing {result_path.name}"
+    return None
+
+
+def execute_stage(stage: str, run_dir: Path, study: Study, log=print) -> dict:
+    import papermill as pm
+
+    layout = RunLayout(run_dir)
+    started = utc_now()
+    t0 = time.monotonic()
+    params = {"run_dir": str(run_dir), "params_path": str(layout.params), **study.stage_params(stage)}
+    exc: BaseException | None = None
+    try:
+        pm.execute_notebook(str(NOTEBOOKS / f"{stage}.ipynb"), str(layout.notebooks / f"{stage}.ipynb"),
+                            parameters=params, kernel_name=KERNEL_NAME, cwd=str(NOTEBOOKS),
+                            progress_bar=False, log_output=False)
+    except Exception as err:  # noqa: BLE001 - any failure of a stage is recorded, not fatal to the run
+        exc = err
+    finally:
+        reap_leftovers(layout.pids)
+    error = stage_error(run_dir, stage, exc)
+    return {"status": "failed" if error else "passed", "started_utc": started, "ended_utc": utc_now(),
+            "wall_seconds": round(time.monotonic() - t0, 3), "vllm_seconds": vllm_seconds(run_dir, stage),
+            "error": error, "notebook": f"notebooks/{stage}.ipynb",
+            "results": f"results/{stage}.json" if layout.result(stage).exists() else None}
+
+
+def run_study(params_path: str | Path, stages: list[str] | None = None, *, fail_fast: bool = False,
+              resume: str | Path | None = None, log=print) -> tuple[int, Path | None]:
+    """Run (or resume) one study. Returns (exit code, run directory)."""
+    from .envcapture import capture_environment
+
+    if resume:
+        run_dir = Path(resume)
+        layout = RunLayout(run_dir)
+        if not layout.params.exists():
+            raise FileNotFoundError(f"{run_dir} is not a run directory (no params.yaml)")
+        study = load_study(layout.params)
+        state = read_json(layout.run_json) if layout.run_json.exists() else {"stages": {}}
+    else:
+        study = load_study(params_path)  # raises ParamsError before anything is created
+        run_dir = new_run_dir(study)
+        layout = RunLayout(run_dir)
+        write_text(layout.params, dump_study(study))
+        state = {"study": study.name, "params_source": str(Path(params_path).resolve()),
+                 "params_sha256": study_hash(study), "run_dir": str(run_dir), "started_utc": utc_now(),
+                 "stages": {}}
+    wanted = [s for s in STAGE_ORDER if s in (stages or study.stages)]
+    state["requested_stages"] = wanted
+    log(f"studykit: study {study.name}, run directory {run_dir}")
+
+    previous_handler = signal.getsignal(signal.SIGTERM)
+    # A TERM (CI timeout, kill) unwinds like Ctrl-C, so servers are stopped and run.json is written.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        env = capture_environment(study, params_path=layout.params)
+        write_json(layout.result("environment"), env)
+        for stage in wanted:
+            done = state["stages"].get(stage, {})
+            if resume and done.get("status") == "passed":
+                log(f"  {stage:<11} kept (passed in an earlier attempt)")
+                continue
+            if resume and stage in state["stages"]:
+                _archive_attempt(layout, stage)
+            log(f"  {stage:<11} running")
+            state["stages"][stage] = {"status": "running", "started_utc": utc_now()}
+            write_json(layout.run_json, state)
+            rec = execute_stage(stage, run_dir, study, log=log)
+            state["stages"][stage] = rec
+            write_json(layout.run_json, state)
+            log(f"  {stage:<11} {rec['status']} in {rec['wall_seconds']:.1f} s "
+                f"(inside vllm commands: {rec['vllm_seconds']:.1f} s)")
+            if rec["error"]:
+                log(f"      error: {rec['error'].splitlines()[0][:300]}")
+            if rec["status"] == "failed" and fail_fast:
+                log("  --fail-fast: later stages skipped")
+                break
+    except KeyboardInterrupt:
+        for name, rec in state["stages"].items():
+            if rec.get("status") == "running":
+                rec.update(status="interrupted", ended_utc=utc_now(), error="interrupted (SIGINT/SIGTERM)")
+        state["ended_utc"] = utc_now()
+        write_json(layout.run_json, state)
+        log(f"\nstudykit: interrupted; partial results kept in {run_dir}")
+        return 130, run_dir
+    finally:
+        reap_leftovers(layout.pids)
+        signal.signal(signal.SIGTERM, previous_handler)
+    state["ended_utc"] = utc_now()
+    failed = [s for s in wanted if state["stages"].get(s, {}).get("status") != "passed"]
+    state["status"] = "failed" if failed else "passed"
+    write_json(layout.run_json, state)
+    log(f"studykit: {'all stages passed' if not failed else 'failed: ' + ', '.join(failed)}")
+    log(f"run directory: {run_dir}")
+    return (1 if failed else 0), run_dir
+
+
+def _archive_attempt(layout: RunLayout, stage: str) -> None:
+    """Keep a failed attempt's files beside the new one instead of overwriting them."""
+    stamp = utc_stamp()
+    for path in (layout.result(stage), layout.notebooks / f"{stage}.ipynb"):
+        if path.exists():
+            path.rename(path.with_name(f"{path.stem}.attempt-{stamp}{path.suffix}"))
