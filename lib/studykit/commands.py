@@ -84,16 +84,16 @@ class CommandLog:
         t0 = time.monotonic()
         log_path = Path(log_path) if log_path else None
         proc = None
+        timed_out = False
         out = open(log_path, "wb") if log_path else subprocess.DEVNULL
         try:
             proc = spawn(argv, env_extra, out)
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            kill_group(proc.pid)
-            proc.wait()
+            timed_out = True
         finally:
-            if proc is not None and proc.poll() is None:
-                kill_group(proc.pid)
+            if proc is not None and (proc.poll() is None or group_alive(proc.pid)):
+                kill_group(proc.pid, proc=proc)
                 proc.wait()
             if log_path:
                 out.close()
@@ -102,7 +102,8 @@ class CommandLog:
                     stage=self.stage, label=label, argv=list(argv), command=display_command(argv, env_extra),
                     env=shown_env(env_extra), started_utc=started, ended_utc=utc_now(),
                     seconds=round(time.monotonic() - t0, 3), returncode=proc.returncode,
-                    is_vllm=is_vllm_argv(argv), log=str(log_path) if log_path else None)
+                    is_vllm=is_vllm_argv(argv), log=str(log_path) if log_path else None,
+                    extra={"timed_out_after_s": timeout} if timed_out else {})
                 self.append(rec)
         return rec
 
@@ -141,15 +142,17 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
-def kill_group(pgid: int, grace_s: float = 15.0) -> None:
-    """TERM the whole process group, wait up to grace_s, then KILL what is left."""
+def kill_group(pgid: int, grace_s: float = 15.0, proc: subprocess.Popen | None = None) -> None:
+    """TERM the whole process group, wait up to grace_s, then KILL what is left.
+
+    Pass the leader's Popen when there is one, so its exit status is collected by Popen and not lost."""
     try:
         os.killpg(pgid, signal.SIGTERM)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
-        _reap(pgid)
+        _reap(pgid, proc)
         if not group_alive(pgid):
             return
         time.sleep(0.1)
@@ -158,14 +161,17 @@ def kill_group(pgid: int, grace_s: float = 15.0) -> None:
     except ProcessLookupError:
         return
     for _ in range(50):
-        _reap(pgid)
+        _reap(pgid, proc)
         if not group_alive(pgid):
             return
         time.sleep(0.1)
 
 
-def _reap(pid: int) -> None:
+def _reap(pid: int, proc: subprocess.Popen | None = None) -> None:
     # A zombie leader still answers killpg(0); collect it if it is our child.
+    if proc is not None:
+        proc.poll()
+        return
     try:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:

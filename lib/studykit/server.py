@@ -159,7 +159,7 @@ class VllmServer:
             return
         pid = self.proc.pid
         if group_alive(pid):
-            kill_group(pid)
+            kill_group(pid, proc=self.proc)
         try:
             self.proc.wait(timeout=5)
         except Exception:
@@ -185,7 +185,7 @@ def reap_leftovers(pid_dir: str | Path) -> list[int]:
     for f in pid_dir.glob("*.pid"):
         pid = int(f.read_text().split()[0])
         if group_alive(pid):
-            kill_group(pid)
+            kill_group(pid, proc=self.proc)
             killed.append(pid)
         f.unlink(missing_ok=True)
     return killed

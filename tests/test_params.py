@@ -1,0 +1,78 @@
+"""Bad study definitions stop before anything starts: exit 2, a message naming the key, no run directory."""
+
+import pytest
+import yaml
+
+from conftest import DEFAULT_PARAMS, run_cli, tiny_study
+from studykit.params import ParamsError, load_study, parse_study
+
+BAD = [
+    ({"model": {"sourcee": "builtin"}}, "model.sourcee", "unknown key"),
+    ({"colour": "blue"}, "colour", "unknown key"),
+    ({"model": {"max_model_len": "long"}}, "model.max_model_len", "valid integer"),
+    ({"model": {"max_model_len": -5}}, "model.max_model_len", "greater than 0"),
+    ({"latency": {"input_len": -1}}, "latency.input_len", "greater than 0"),
+    ({"server": {"port": 70000}}, "server.port", "1..65535"),
+    ({"server": {"port": "eighty"}}, "server.port", "auto"),
+    ({"platform": "gpu"}, "platform", "'cpu' or 'npu'"),
+    ({"model": {"source": "local", "path": "/nonexistent/model"}}, "model", "not an existing directory"),
+    ({"model": {"source": "local", "path": None}}, "model", "needs model.path"),
+    ({"model": {"source": "modelscope", "id": "OpenBMB/BitCPM4-0.5B"}}, "model", "revision"),
+    ({"model": {"id": "no-such-builtin"}}, "model", "allowed: smollm2-135m-instruct"),
+    ({"stages": ["deploy", "warp"]}, "stages[1]", "'deploy'"),
+    ({"name": "has space"}, "name", "pattern"),
+]
+
+
+@pytest.mark.parametrize("override,key,allowed", BAD, ids=[b[1] + ":" + b[2][:12] for b in BAD])
+def test_bad_params_message_names_key_and_allowed(tmp_path, override, key, allowed):
+    path = tiny_study(tmp_path, override)
+    with pytest.raises(ParamsError) as info:
+        load_study(path)
+    msg = str(info.value)
+    assert f"  {key}:" in msg, msg
+    assert allowed in msg, msg
+
+
+def test_cli_bad_params_exit_2_and_no_run_dir(tmp_path):
+    path = tiny_study(tmp_path, {"server": {"port": 0}, "model": {"dtypo": "x"}})
+    outputs = tmp_path / "outputs"
+    result = run_cli("run", str(path), env={"STUDYKIT_OUTPUTS": str(outputs)})
+    assert result.returncode == 2, result.stderr
+    assert "server.port" in result.stderr and "model.dtypo" in result.stderr
+    assert not outputs.exists()
+
+
+def test_cli_missing_params_file_and_not_yaml(tmp_path):
+    outputs = tmp_path / "outputs"
+    missing = run_cli("run", str(tmp_path / "nope.yaml"), env={"STUDYKIT_OUTPUTS": str(outputs)})
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: [unclosed\n")
+    bad_yaml = run_cli("run", str(broken), env={"STUDYKIT_OUTPUTS": str(outputs)})
+    assert bad_yaml.returncode == 2 and "not valid YAML" in bad_yaml.stderr
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- a\n- b\n")
+    not_mapping = run_cli("run", str(listy), env={"STUDYKIT_OUTPUTS": str(outputs)})
+    assert not_mapping.returncode == 2 and "mapping" in not_mapping.stderr
+    assert not outputs.exists()
+
+
+def test_cli_unknown_stage_is_usage_error(tmp_path):
+    result = run_cli("run", str(DEFAULT_PARAMS), "--stages", "deploy,warp",
+                     env={"STUDYKIT_OUTPUTS": str(tmp_path / "o")})
+    assert result.returncode == 2 and "warp" in result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_default_study_is_valid_and_cpu_defaults_to_eager():
+    study = load_study(DEFAULT_PARAMS)
+    assert study.platform == "cpu" and study.enforce_eager
+    npu = parse_study({**yaml.safe_load(DEFAULT_PARAMS.read_text()), "platform": "npu"})
+    assert not npu.enforce_eager  # graph mode is the Ascend default
+
+
+def test_local_relative_path_resolves_against_params_file(tmp_path):
+    (tmp_path / "ckpt").mkdir()
+    path = tiny_study(tmp_path, {"model": {"source": "local", "path": "ckpt", "id": "mine"}})
+    assert load_study(path).model.path == (tmp_path / "ckpt").resolve()
