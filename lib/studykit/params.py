@@ -163,8 +163,21 @@ class FunctionalParams(Strict):
 
 
 class ReportParams(Strict):
-    reference: str | None = Field(None, description="previous run directory or reference file to compare with")
-    languages: list[Literal["zh", "en"]] = Field(default_factory=lambda: ["zh", "en"], description="report languages")
+    reference: str | None = Field(
+        None, min_length=1,
+        description="previous run directory or reference file (.yaml/.json, e.g. params/reference/"
+                    "seed-bitcpm4-0.5b-ascend.yaml) to compare with; absolute, or relative to the working "
+                    "directory or the kit root")
+    languages: list[Literal["zh", "en"]] = Field(default_factory=lambda: ["zh", "en"], min_length=1,
+                                                 description="report languages (report.<lang>.md each; all in report.html)")
+
+    @field_validator("languages")
+    @classmethod
+    def _languages_unique(cls, v):
+        dupes = sorted({x for x in v if v.count(x) > 1})
+        if dupes:
+            raise ValueError(f"languages listed twice: {dupes}")
+        return v
 
 
 class Study(Strict):
