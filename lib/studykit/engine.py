@@ -19,6 +19,7 @@ def platform_env(study: Study) -> dict[str, str]:
             env["PYTORCH_NPU_ALLOC_CONF"] = study.npu.pytorch_npu_alloc_conf
         if study.npu.task_queue_enable:
             env["TASK_QUEUE_ENABLE"] = study.npu.task_queue_enable
+        env.update(study.npu.hccl_env)
     if study.model.source == "modelscope":
         env["VLLM_USE_MODELSCOPE"] = "True"
     # Weights are always on disk before vLLM starts; a hub lookup could only fetch something else.

