@@ -94,6 +94,20 @@ class NpuParams(Strict):
     hbm_bandwidth_gbps: float = Field(1600.0, gt=0, description="HBM bandwidth of one card (GB/s), for the roofline")
     pytorch_npu_alloc_conf: str | None = Field(None, description="PYTORCH_NPU_ALLOC_CONF")
     task_queue_enable: str | None = Field(None, description="TASK_QUEUE_ENABLE")
+    hccl_env: dict[str, str] = Field(default_factory=dict,
+                                     description="HCCL_* variables for multi-card runs, e.g. HCCL_BUFFSIZE, HCCL_CONNECT_TIMEOUT")
+
+    @property
+    def device_ids(self) -> list[int]:
+        return [int(x) for x in self.visible_devices.split(",")]
+
+    @field_validator("hccl_env")
+    @classmethod
+    def _hccl_names(cls, v):
+        bad = sorted(k for k in v if not k.startswith("HCCL_"))
+        if bad:
+            raise ValueError(f"npu.hccl_env takes HCCL_* variables only; got {bad} (use server.env for others)")
+        return v
 
 
 class DeployParams(Strict):
