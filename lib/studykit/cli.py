@@ -23,10 +23,28 @@ def _cmd_run(args) -> int:
 
         codes = [dry_run(p, stages=args.stages) for p in args.params]
         return max(codes)
-    code = 0
-    for params in args.params or [None]:
-        rc, _ = run_study(params, stages=args.stages, fail_fast=args.fail_fast, resume=args.resume)
-        code = max(code, rc)
+    if args.params and len(args.params) > 1:
+        from .runner import run_matrix
+
+        code, _, _ = run_matrix(args.params, stages=args.stages, fail_fast=args.fail_fast)
+        return code
+    try:
+        code, _ = run_study(args.params[0] if args.params else None, stages=args.stages,
+                            fail_fast=args.fail_fast, resume=args.resume)
+    except FileNotFoundError as err:
+        print(f"studykit run: {err}", file=sys.stderr)
+        return 2
+    return code
+
+
+def _cmd_report(args) -> int:
+    from .runner import report_only
+
+    try:
+        code, _ = report_only(args.run_dir, reference=args.reference)
+    except FileNotFoundError as err:
+        print(f"studykit report: {err}", file=sys.stderr)
+        return 2
     return code
 
 
@@ -63,13 +81,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="studykit", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
 
-    run = sub.add_parser("run", help="run one or more studies (each into a new outputs/<study>/<UTC time>/)")
+    run = sub.add_parser("run", help="run one or more studies (each into a new outputs/<study>/<UTC time>/); "
+                                     "with several, also a comparison in outputs/matrix-<UTC time>/")
     run.add_argument("params", nargs="*", help="study YAML file(s)")
     run.add_argument("--stages", type=_stages, help=f"comma-separated subset of: {','.join(STAGE_ORDER)}")
     run.add_argument("--fail-fast", action="store_true", help="stop at the first failed stage")
     run.add_argument("--resume", metavar="RUN_DIR", help="re-run only missing or failed stages of RUN_DIR")
     run.add_argument("--dry-run", action="store_true", help="print every command and variable; start nothing")
     run.set_defaults(func=_cmd_run)
+
+    report = sub.add_parser("report", help="rebuild the report of a run directory (report.{zh,en}.md, report.html)")
+    report.add_argument("run_dir", metavar="RUN_DIR")
+    report.add_argument("--reference", help="compare with this run directory or reference file "
+                                            "(default: the run's params report.reference)")
+    report.set_defaults(func=_cmd_report)
 
     model = sub.add_parser("model", help="build the kit's own checkpoints (offline)")
     model.add_argument("what", choices=["build-default", "build-minicpm-tiny"])

@@ -18,6 +18,14 @@ from .server import reap_leftovers
 KIT_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = KIT_ROOT / "notebooks"
 KERNEL_NAME = "studykit"
+# The report is derived from the other stages: it runs whatever happened before it (--fail-fast included),
+# and a resume that re-runs any stage rebuilds it.
+DERIVED_STAGES = ("report",)
+
+
+def notebooks_dir() -> Path:
+    # STUDYKIT_NOTEBOOKS lets the runner's own tests drive it with stub notebooks instead of real vLLM stages.
+    return Path(os.environ.get("STUDYKIT_NOTEBOOKS") or NOTEBOOKS)
 
 
 def outputs_root() -> Path:
@@ -72,9 +80,10 @@ def execute_stage(stage: str, run_dir: Path, study: Study, log=print) -> dict:
     t0 = time.monotonic()
     params = {"run_dir": str(run_dir), "params_path": str(layout.params), **study.stage_params(stage)}
     exc: BaseException | None = None
+    nb_dir = notebooks_dir()
     try:
-        pm.execute_notebook(str(NOTEBOOKS / f"{stage}.ipynb"), str(layout.notebooks / f"{stage}.ipynb"),
-                            parameters=params, kernel_name=KERNEL_NAME, cwd=str(NOTEBOOKS),
+        pm.execute_notebook(str(nb_dir / f"{stage}.ipynb"), str(layout.notebooks / f"{stage}.ipynb"),
+                            parameters=params, kernel_name=KERNEL_NAME, cwd=str(nb_dir),
                             progress_bar=False, log_output=False)
     except Exception as err:  # noqa: BLE001 - any failure of a stage is recorded, not fatal to the run
         exc = err
@@ -89,7 +98,11 @@ def execute_stage(stage: str, run_dir: Path, study: Study, log=print) -> dict:
 
 def run_study(params_path: str | Path, stages: list[str] | None = None, *, fail_fast: bool = False,
               resume: str | Path | None = None, log=print) -> tuple[int, Path | None]:
-    """Run (or resume) one study. Returns (exit code, run directory)."""
+    """Run (or resume) one study. Returns (exit code, run directory).
+
+    Resume keeps every stage that passed (its files and run.json record untouched) and re-runs the ones that
+    are missing, failed or were interrupted; the report is rebuilt whenever anything was re-run.
+    """
     from .envcapture import capture_environment
 
     if resume:
@@ -99,6 +112,7 @@ def run_study(params_path: str | Path, stages: list[str] | None = None, *, fail_
             raise FileNotFoundError(f"{run_dir} is not a run directory (no params.yaml)")
         study = load_study(layout.params)
         state = read_json(layout.run_json) if layout.run_json.exists() else {"stages": {}}
+        state.setdefault("stages", {})
     else:
         study = load_study(params_path)  # raises ParamsError before anything is created
         run_dir = new_run_dir(study)
@@ -108,7 +122,13 @@ def run_study(params_path: str | Path, stages: list[str] | None = None, *, fail_
                  "params_sha256": study_hash(study), "run_dir": str(run_dir), "started_utc": utc_now(),
                  "stages": {}}
     wanted = [s for s in STAGE_ORDER if s in (stages or study.stages)]
-    state["requested_stages"] = wanted
+    if resume:
+        # A resume with --stages adds to what the run covers; it does not forget stages run earlier.
+        before = state.get("requested_stages") or []
+        state["requested_stages"] = [s for s in STAGE_ORDER if s in before or s in wanted]
+        state.setdefault("resumes", []).append({"utc": utc_now(), "stages": wanted})
+    else:
+        state["requested_stages"] = wanted
     log(f"studykit: study {study.name}, run directory {run_dir}")
 
     previous_handler = signal.getsignal(signal.SIGTERM)
@@ -116,45 +136,119 @@ def run_study(params_path: str | Path, stages: list[str] | None = None, *, fail_
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         env = capture_environment(study, params_path=layout.params)
-        write_json(layout.result("environment"), env)
+        env_path = layout.result("environment")
+        if resume and env_path.exists():
+            # The first capture describes the stages kept; the resumed stages' machine is recorded beside it.
+            env_path = env_path.with_name(f"environment.resume-{utc_stamp()}.json")
+        write_json(env_path, env)
+        stopped = False
+        reran = False
         for stage in wanted:
             done = state["stages"].get(stage, {})
-            if resume and done.get("status") == "passed":
+            derived = stage in DERIVED_STAGES
+            if resume and done.get("status") == "passed" and not (derived and reran):
                 log(f"  {stage:<11} kept (passed in an earlier attempt)")
                 continue
-            if resume and stage in state["stages"]:
+            if stopped and not derived:
+                continue
+            if resume and stage in state["stages"] and not derived:
                 _archive_attempt(layout, stage)
             log(f"  {stage:<11} running")
             state["stages"][stage] = {"status": "running", "started_utc": utc_now()}
             write_json(layout.run_json, state)
             rec = execute_stage(stage, run_dir, study, log=log)
+            reran = True
             state["stages"][stage] = rec
             write_json(layout.run_json, state)
             log(f"  {stage:<11} {rec['status']} in {rec['wall_seconds']:.1f} s "
                 f"(inside vllm commands: {rec['vllm_seconds']:.1f} s)")
             if rec["error"]:
                 log(f"      error: {rec['error'].splitlines()[0][:300]}")
-            if rec["status"] == "failed" and fail_fast:
-                log("  --fail-fast: later stages skipped")
-                break
+            if rec["status"] == "failed" and fail_fast and not stopped:
+                log("  --fail-fast: later stages skipped (the report is still written)")
+                stopped = True
     except KeyboardInterrupt:
         for name, rec in state["stages"].items():
             if rec.get("status") == "running":
                 rec.update(status="interrupted", ended_utc=utc_now(), error="interrupted (SIGINT/SIGTERM)")
         state["ended_utc"] = utc_now()
+        state["status"] = "interrupted"
         write_json(layout.run_json, state)
         log(f"\nstudykit: interrupted; partial results kept in {run_dir}")
+        log(f"resume with: studykit run --resume {run_dir}")
         return 130, run_dir
     finally:
         reap_leftovers(layout.pids)
         signal.signal(signal.SIGTERM, previous_handler)
     state["ended_utc"] = utc_now()
-    failed = [s for s in wanted if state["stages"].get(s, {}).get("status") != "passed"]
+    failed = [s for s in state["requested_stages"] if state["stages"].get(s, {}).get("status") != "passed"]
     state["status"] = "failed" if failed else "passed"
     write_json(layout.run_json, state)
     log(f"studykit: {'all stages passed' if not failed else 'failed: ' + ', '.join(failed)}")
     log(f"run directory: {run_dir}")
+    report = run_dir / "report.html"
+    if report.exists() and state["stages"].get("report", {}).get("status") == "passed":
+        log(f"report: {report}")  # last line: what `make study` leaves on screen
     return (1 if failed else 0), run_dir
+
+
+def report_only(run_dir: str | Path, reference: str | None = None, log=print) -> tuple[int, Path]:
+    """`studykit report RUN_DIR`: rebuild the report of an existing run (the report notebook, via papermill)."""
+    run_dir = Path(run_dir)
+    layout = RunLayout(run_dir)
+    if not layout.params.exists():
+        raise FileNotFoundError(f"{run_dir} is not a run directory (no params.yaml)")
+    study = load_study(layout.params)
+    if reference is not None:
+        study = study.model_copy(update={"report": study.report.model_copy(update={"reference": reference})})
+    state = read_json(layout.run_json) if layout.run_json.exists() else {"stages": {}}
+    state.setdefault("stages", {})
+    log(f"studykit: report of {run_dir}")
+    state["stages"]["report"] = {"status": "running", "started_utc": utc_now()}
+    write_json(layout.run_json, state)
+    try:
+        rec = execute_stage("report", run_dir, study, log=log)
+    except KeyboardInterrupt:
+        state["stages"]["report"].update(status="interrupted", ended_utc=utc_now(),
+                                         error="interrupted (SIGINT/SIGTERM)")
+        write_json(layout.run_json, state)
+        return 130, run_dir
+    state["stages"]["report"] = rec
+    requested = state.get("requested_stages") or []
+    if "report" not in requested:
+        state["requested_stages"] = [s for s in STAGE_ORDER if s in requested or s == "report"]
+    failed = [s for s in state["requested_stages"] if state["stages"].get(s, {}).get("status") != "passed"]
+    state["status"] = "failed" if failed else "passed"
+    write_json(layout.run_json, state)
+    log(f"  report      {rec['status']} in {rec['wall_seconds']:.1f} s")
+    if rec["error"]:
+        log(f"      error: {rec['error'].splitlines()[0][:300]}")
+    if (run_dir / "report.html").exists():
+        log(f"report: {run_dir / 'report.html'}")
+    return (0 if rec["status"] == "passed" else 1), run_dir
+
+
+def run_matrix(params_paths: list[str], stages: list[str] | None = None, *, fail_fast: bool = False,
+               log=print) -> tuple[int, list[Path], Path | None]:
+    """Run each study in turn, then write one comparison report across them into outputs/matrix-<UTC time>/."""
+    from .params import load_study as _load
+
+    for p in params_paths:  # every file is checked before the first study starts
+        _load(p)
+    code, run_dirs = 0, []
+    for p in params_paths:
+        rc, run_dir = run_study(p, stages=stages, fail_fast=fail_fast, log=log)
+        code = max(code, rc)
+        if rc == 130:
+            return code, run_dirs, None
+        if run_dir is not None:
+            run_dirs.append(run_dir)
+    from .report.matrix import write_comparison
+
+    out = outputs_root() / f"matrix-{utc_stamp()}"
+    paths = write_comparison(run_dirs, out)
+    log(f"comparison across {len(run_dirs)} runs: {paths['comparison.html']}")
+    return code, run_dirs, out
 
 
 def _archive_attempt(layout: RunLayout, stage: str) -> None:

@@ -1,0 +1,427 @@
+"""The report's sections, in the seed's order, each written from the run's files only.
+
+A section never computes a measurement: numbers are looked up in results/<stage>.json (by their vLLM names),
+commands in commands.jsonl. What is missing prints "—"; a stage that failed or did not run says so with its
+error, and whatever it wrote before failing is still shown.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Callable
+
+from .blocks import (Ctx, check_status, flatten, metrics_table, numeric_paths, ordered_paths, params_table,
+                     show_charts, stage_banner, stage_vllm_commands, status_text, sweep_lists, sweep_table,
+                     value_cell)
+from .mdtools import DASH, fmt, fmt_bytes, inline_code
+from .model import MEASURING_STAGES, Run, dig, is_number
+
+
+def s1_model(ctx: Ctx) -> None:
+    md, m = ctx.md, ctx.model
+    md.h(2, ctx.t("s1"))
+    if not m.get("model_dir"):
+        md.p(ctx.t("m_no_dir"))
+        return
+    if not m.get("found"):
+        md.p(ctx.t("m_not_found", dir=inline_code(m["model_dir"])))
+        return
+    study_model = ctx.run.params("model")
+    params_n = m.get("parameters")
+    params_s = f"{params_n:,} ({params_n / 1e9:.2f} B)" if is_number(params_n) else DASH
+    heads = ctx.t("m_heads", heads=fmt(m.get("num_attention_heads")), kv=fmt(m.get("num_key_value_heads")))
+    files = m.get("files") or []
+    weight_files = [f for f in files if str(f.get("file", "")).endswith((".safetensors", ".bin", ".gguf", ".pt"))]
+    fmt_names = sorted({Path(f["file"]).suffix.lstrip(".") for f in weight_files})
+    weights_s = f"{', '.join(fmt_names) or DASH} ({len(weight_files)}, {fmt_bytes(sum(f.get('bytes') or 0 for f in weight_files))})" \
+        if weight_files else DASH
+    rows = [
+        [ctx.t("m_architecture"), f"{', '.join(m.get('architectures') or []) or DASH} ({m.get('model_type') or DASH})"],
+        [ctx.t("m_attention"), f"{m.get('attention') or DASH}, {heads}"],
+        [ctx.t("m_layers"), fmt(m.get("num_hidden_layers"))],
+        [ctx.t("m_hidden"), fmt(m.get("hidden_size"))],
+        [ctx.t("m_parameters"), params_s],
+        [ctx.t("m_context"), fmt(m.get("max_position_embeddings"))],
+        [ctx.t("m_served_len"), fmt(study_model.get("max_model_len"))],
+        [ctx.t("m_rope"), f"{m.get('rope_type') or DASH}" + (f" (rope_theta {fmt(m.get('rope_theta'))})" if m.get("rope_theta") else "")],
+        [ctx.t("m_act"), m.get("hidden_act") or DASH],
+        [ctx.t("m_vocab"), fmt(m.get("vocab_size"))],
+        [ctx.t("m_dtype"), f"{m.get('config_dtype') or DASH} / {study_model.get('dtype') or DASH}"],
+        [ctx.t("m_weights"), weights_s],
+        [ctx.t("m_total_size"), fmt_bytes(m.get("total_bytes"))],
+        [ctx.t("m_source"), source_text(ctx)],
+        [ctx.t("m_dir"), inline_code(m["model_dir"])],
+    ]
+    md.table([ctx.t("col_item"), ctx.t("col_spec")], rows)
+    if files:
+        md.p(ctx.t("m_files"))
+        md.table([ctx.t("col_file"), ctx.t("col_bytes"), "sha256"],
+                 [[f.get("file"), f.get("bytes"), inline_code(str(f.get("sha256") or DASH))] for f in files])
+
+
+def source_text(ctx: Ctx) -> str:
+    study_model = ctx.run.params("model")
+    src = (ctx.model.get("source") or {})
+    kind = study_model.get("source") or src.get("source")
+    if kind == "builtin":
+        return ctx.t("src_builtin", id=study_model.get("id") or src.get("id") or DASH,
+                     built_from=Path(str(src.get("built_from") or DASH)).name,
+                     sha=(src.get("built_from_sha256") or DASH)[:16])
+    if kind == "modelscope":
+        return ctx.t("src_modelscope", id=study_model.get("id") or DASH,
+                     revision=study_model.get("revision") or src.get("revision") or DASH)
+    if kind == "local":
+        return ctx.t("src_local", path=study_model.get("path") or DASH)
+    return kind or DASH
+
+
+def s2_environment(ctx: Ctx) -> None:
+    md, env = ctx.md, ctx.run.environment
+    md.h(2, ctx.t("s2"))
+    if not env:
+        md.p(ctx.t("e_missing"))
+        return
+    hw = env.get("hardware") or {}
+    md.h(3, ctx.t("s2_1"))
+    rows = [[ctx.t("e_cpu"), hw.get("cpu_model") or DASH],
+            [ctx.t("e_cores"), f"{fmt(hw.get('logical_cores'))} / {fmt(hw.get('physical_cores'))}"],
+            [ctx.t("e_flags"), ", ".join(hw.get("cpu_flags") or []) or DASH],
+            [ctx.t("e_memory"), fmt_bytes(hw.get("memory_total_bytes"))],
+            [ctx.t("e_accel"), hw.get("accelerator") or ctx.run.study.get("platform") or DASH]]
+    for k, v in flatten(env.get("ascend") or {}).items():
+        rows.append([f"{ctx.t('e_npu')}: {k}", fmt(v) if not isinstance(v, str) else v])
+    md.table([ctx.t("col_item"), ctx.t("col_spec")], rows)
+    md.h(3, ctx.t("s2_2"))
+    osinfo = env.get("os") or {}
+    kit = env.get("kit") or {}
+    rows = [[ctx.t("e_os"), osinfo.get("platform") or DASH],
+            [ctx.t("e_python"), dig(env, "python.version") or DASH]]
+    for name, ver in (env.get("packages") or {}).items():
+        if ver:
+            rows.append([name, ver])
+    commit = kit.get("commit")
+    rows.append([ctx.t("e_kit"), f"{kit.get('version') or DASH} / {commit[:12] if commit else DASH}"
+                 + (" (dirty)" if kit.get("dirty") else "")])
+    md.table([ctx.t("col_item"), ctx.t("col_version")], rows)
+    envvars = env.get("env") or {}
+    md.p(f"{ctx.t('e_env')}: " + (", ".join(inline_code(f"{k}={v}") for k, v in envvars.items()) or ctx.t("e_none")))
+
+
+WEIGHT_LABEL = re.compile(r"^(build |download|modelscope|weights)", re.I)
+
+
+def weight_commands(run: Run) -> list[dict]:
+    seen, out = set(), []
+    for c in sorted(run.commands, key=lambda c: c.get("started_utc") or ""):
+        if c.get("is_vllm") or not c.get("command"):
+            continue
+        if WEIGHT_LABEL.match(str(c.get("label") or "")) or dig(c, "extra.model_dir"):
+            if c["command"] not in seen:
+                seen.add(c["command"])
+                out.append(c)
+    return out
+
+
+def s3_weights(ctx: Ctx) -> None:
+    md = ctx.md
+    md.h(2, ctx.t("s3"))
+    cmds = weight_commands(ctx.run)
+    if not cmds:
+        md.p(ctx.t("w_none"))
+    else:
+        md.p(ctx.t("w_intro", source=source_text(ctx)))
+        md.code("\n".join(c["command"] for c in cmds))
+    md.p(ctx.t("w_verify"))
+
+
+def s4_quickstart(ctx: Ctx) -> None:
+    md, run = ctx.md, ctx.run
+    md.h(2, ctx.t("s4"))
+    has = stage_banner(ctx, "deploy")
+    st = run.stages["deploy"]
+    md.h(3, ctx.t("s4_1"))
+    serve = run.command("deploy", "real-gate")
+    if serve and serve.get("command"):
+        md.p(ctx.t("q_serve"))
+        md.code(serve["command"])
+    elif st.ran:
+        md.p(ctx.t("q_no_serve"))
+    if has:
+        rows = []
+        for key, label in (("dummy_gate", "q_gate_dummy"), ("real_gate", "q_gate_real")):
+            gate = st.get(key)
+            if gate is None:
+                continue
+            rows.append([ctx.t(label), value_cell(ctx, "deploy", f"{key}.passed", gate.get("passed")),
+                         value_cell(ctx, "deploy", f"{key}.ready_seconds", gate.get("ready_seconds")),
+                         (gate.get("error") or "").splitlines()[0] if gate.get("error") else ""])
+        md.table([ctx.t("q_gates"), ctx.t("col_status"), f"{ctx.t('q_ready')} (s)", ctx.t("col_detail")], rows)
+    md.h(3, ctx.t("s4_2"))
+    chat_cmd = run.command("deploy", "smoke chat")
+    chat = st.get("smoke_chat") or {}
+    if not chat_cmd and not chat:
+        if st.ran:
+            md.p(ctx.t("q_no_chat"))
+        return
+    if chat_cmd:
+        md.p(ctx.t("q_request"))
+        md.code(chat_cmd["command"])
+    if chat:
+        md.p(ctx.t("q_reply"))
+        md.quote(str(chat.get("reply") if chat.get("reply") is not None else DASH))
+        md.p(ctx.t("q_usage", finish=chat.get("finish_reason") or DASH, p=fmt(dig(chat, "usage.prompt_tokens")),
+                   c=fmt(dig(chat, "usage.completion_tokens")), s=fmt(chat.get("seconds"))))
+
+
+def perf_stage(ctx: Ctx, stage: str, title_key: str) -> None:
+    md = ctx.md
+    md.h(3, ctx.t(title_key))
+    st = ctx.run.stages[stage]
+    if st.requested or st.ran:
+        md.p(f"**{ctx.t('p_config')}**")
+        params_table(ctx, stage)
+        ref_config = ctx.ref.stage_config(stage) if ctx.ref else None
+        if ref_config:
+            shown = ", ".join(f"{k}={v}" for k, v in ref_config.items() if not isinstance(v, (dict, list)) or v)
+            md.p(ctx.t("p_ref_config", config=inline_code(shown)))
+    has = stage_banner(ctx, stage)
+    cmds = stage_vllm_commands(ctx, stage)
+    if cmds:
+        md.p(ctx.t("p_commands"))
+        md.code("\n".join(cmds))
+    if not has:
+        return
+    paths = ordered_paths(stage, st.result)
+    summary = [p for p in paths if not p.startswith(("ci.", "confidence", "roofline"))]
+    if summary:
+        metrics_table(ctx, stage, summary)
+    else:
+        md.p(ctx.t("p_no_numbers"))
+    for key, points in sweep_lists(st.result).items():
+        md.p(f"**{ctx.t('p_sweep')}** ({inline_code(key)})")
+        sweep_table(ctx, stage, key, points)
+    ci = {p: st.get(p) for p in paths if p.startswith(("ci.", "confidence"))}
+    if ci:
+        md.p(f"**{ctx.t('p_ci')}**")
+        metrics_table(ctx, stage, list(ci))
+    show_charts(ctx, stage)
+
+
+def s5_performance(ctx: Ctx) -> None:
+    md = ctx.md
+    md.h(2, ctx.t("s5"))
+    md.h(3, ctx.t("s5_1"))
+    md.p(ctx.t("p_method"))
+    perf_stage(ctx, "latency", "s5_2")
+    perf_stage(ctx, "throughput", "s5_3")
+    perf_stage(ctx, "serve", "s5_4")
+    md.h(3, ctx.t("s5_5"))
+    found = False
+    for stage in ("latency", "throughput", "serve"):
+        roof = ctx.run.stages[stage].get("roofline")
+        if isinstance(roof, dict):
+            found = True
+            metrics_table(ctx, stage, [f"roofline.{p}" for p in numeric_paths(roof, depth=1)])
+    if not found:
+        md.p(ctx.t("p_roofline_none"))
+
+
+def checks_table(ctx: Ctx, stages: list[str]) -> int:
+    rows = []
+    for stage in stages:
+        for c in ctx.run.stages[stage].checks:
+            status = check_status(ctx, c.get("passed"))
+            rows.append([stage, c.get("name") or DASH, status, c.get("detail") or ""])
+    ctx.md.table([ctx.t("col_stage"), ctx.t("col_check"), ctx.t("col_status"), ctx.t("col_detail")], rows)
+    return len(rows)
+
+
+def s6_accuracy(ctx: Ctx) -> None:
+    md = ctx.md
+    md.h(2, ctx.t("s6"))
+    md.h(3, ctx.t("s6_1"))
+    deploy_gates(ctx)
+    if stage_banner(ctx, "functional"):
+        st = ctx.run.stages["functional"]
+        paths = ordered_paths("functional", st.result)
+        if paths:
+            metrics_table(ctx, "functional", paths)
+        if not checks_table(ctx, ["functional"]):
+            md.p(ctx.t("a_none"))
+        show_charts(ctx, "functional")
+    md.h(3, ctx.t("s6_2"))
+    acc = ctx.run.stages["accuracy"]
+    if acc.requested or acc.ran:
+        md.p(f"**{ctx.t('a_thresholds')}**")
+        params_table(ctx, "accuracy")
+    if stage_banner(ctx, "accuracy"):
+        paths = ordered_paths("accuracy", acc.result)
+        if paths:
+            metrics_table(ctx, "accuracy", paths)
+        for key, points in sweep_lists(acc.result).items():
+            md.p(f"**{inline_code(key)}**")
+            sweep_table(ctx, "accuracy", key, points)
+        if not checks_table(ctx, ["accuracy"]):
+            md.p(ctx.t("a_none"))
+        show_charts(ctx, "accuracy")
+
+
+def deploy_gates(ctx: Ctx) -> None:
+    """The seed's first functional rows (dummy gate, real-weight gate, chat completions), from deploy.json."""
+    dep = ctx.run.stages["deploy"]
+    if dep.result is None:
+        return
+    rows = []
+    for key, label in (("dummy_gate", "q_gate_dummy"), ("real_gate", "q_gate_real")):
+        gate = dep.get(key)
+        if isinstance(gate, dict):
+            detail = ctx.t("g_ready", s=fmt(gate.get("ready_seconds"))) if gate.get("passed") else \
+                (gate.get("error") or DASH).splitlines()[0][:300]
+            rows.append([ctx.t(label), check_status(ctx, gate.get("passed")), detail])
+    chat = dep.get("smoke_chat")
+    if isinstance(chat, dict) and chat:
+        reply = chat.get("reply")
+        rows.append(["Chat Completions", check_status(ctx, bool(isinstance(reply, str) and reply.strip())),
+                     ctx.t("g_chat", n=fmt(dig(chat, "usage.completion_tokens")))])
+    models = dep.get("models")
+    if isinstance(models, list):
+        served = ctx.run.params("model").get("served_model_name") or ctx.run.params("model").get("id")
+        ids = [m.get("id") for m in models if isinstance(m, dict)]
+        rows.append(["/v1/models", check_status(ctx, served in ids), ", ".join(map(str, ids)) or DASH])
+    ctx.md.table([ctx.t("col_check"), ctx.t("col_status"), ctx.t("col_detail")], rows)
+
+
+def s7_adaptation(ctx: Ctx) -> None:
+    """From studykit.adaptation's notes: registry lookup in the installed vLLM and the remote-code question."""
+    md, a = ctx.md, ctx.adaptation
+    md.h(2, ctx.t("s7"))
+    if not a or a.get("error"):
+        md.p(ctx.t("ad_unknown") + (f" ({a['error']})" if a and a.get("error") else ""))
+    else:
+        version = a.get("vllm") or DASH
+        registry = a.get("registry") or {}
+        archs = a.get("architectures") or list(registry)
+        for arch in archs:
+            entry = registry.get(arch) or {}
+            found = entry.get("in_vllm_registry")
+            if found is True:
+                md.p(ctx.t("ad_registry_yes", arch=inline_code(arch), version=version))
+                if entry.get("vllm_module"):
+                    md.code(f"# vllm ModelRegistry\n\"{arch}\": (\"{entry['vllm_module'].rsplit('.', 1)[-1]}\", "
+                            f"\"{entry.get('vllm_class') or arch}\")  # {entry['vllm_module']}", "python")
+            elif found is False:
+                md.p(ctx.t("ad_registry_no", arch=inline_code(arch), version=version))
+            else:
+                md.p(ctx.t("ad_unknown") + (f" ({entry.get('error')})" if entry.get("error") else ""))
+        trc = a.get("trust_remote_code_required")
+        if trc is True:
+            md.p(ctx.t("ad_trc_yes") + (f" {a.get('trust_remote_code_reason')}" if a.get("trust_remote_code_reason") else ""))
+        elif trc is False:
+            md.p(ctx.t("ad_trc_no"))
+        if a.get("custom_code_files"):
+            md.p(", ".join(inline_code(f) for f in a["custom_code_files"]))
+    used = ctx.run.params("model").get("trust_remote_code")
+    md.p(ctx.t("ad_trc_used", v="true" if used else "false"))
+
+
+def s8_known_issues(ctx: Ctx) -> None:
+    md = ctx.md
+    md.h(2, ctx.t("s8"))
+    failed = [(st.name, st.error) for st in ctx.run.stages.values()
+              if st.name in MEASURING_STAGES and st.status not in ("passed", "not run")]
+    for name, err in failed:
+        md.p(ctx.t("stage_failed", stage=name, error=(err or DASH).splitlines()[0][:400]))
+    bad_checks = [(st.name, c) for st in ctx.run.stages.values() for c in st.checks if c.get("passed") is False]
+    if bad_checks:
+        md.p(ctx.t("k_failed_checks"))
+        md.bullets([f"{s}: {c.get('name')} — {c.get('detail') or ''}".rstrip(" —") for s, c in bad_checks])
+    if ctx.warnings is None:
+        md.p(ctx.t("k_no_logs"))
+    elif not ctx.warnings:
+        md.p(ctx.t("k_none"))
+    else:
+        md.p(ctx.t("k_intro"))
+        md.table([ctx.t("col_level"), ctx.t("col_warning"), ctx.t("col_count"), ctx.t("col_logs"), ctx.t("col_note")],
+                 [[w.get("level") or DASH, inline_code(w["message"][:300]), w["count"],
+                   ", ".join(w.get("logs") or [])[:300], w.get("note") or ""] for w in ctx.warnings])
+
+
+def all_checks(run: Run) -> list[tuple[str, dict]]:
+    return [(st.name, c) for st in run.stages.values() for c in st.checks]
+
+
+def s9_conclusion(ctx: Ctx) -> None:
+    md, run = ctx.md, ctx.run
+    md.h(2, ctx.t("s9"))
+    requested = [s for s in MEASURING_STAGES if run.stages[s].requested or run.stages[s].ran]
+    rows = []
+    for s in requested:
+        st = run.stages[s]
+        rows.append([s, status_text(ctx, st.status), fmt(st.run_record.get("wall_seconds")),
+                     fmt(st.run_record.get("vllm_seconds"))])
+    md.table([ctx.t("col_stage"), ctx.t("col_status"), ctx.t("col_seconds"), ctx.t("col_vllm_seconds")], rows)
+    not_passed = [s for s in requested if run.stages[s].status != "passed"]
+    lines = []
+    if not not_passed:
+        lines.append(ctx.t("c_all_passed", n=len(requested)))
+    else:
+        lines.append(ctx.t("c_some_failed", n=len(not_passed), names=", ".join(not_passed)))
+    dep = run.stages["deploy"]
+    if dep.ran:
+        gates = [dep.get("dummy_gate"), dep.get("real_gate")]
+        ok = dep.status == "passed" and all((g or {}).get("passed") for g in gates if g is not None) \
+            and bool(dig(dep.result, "smoke_chat.reply"))
+        lines.append(ctx.t("c_deploy_ok") if ok else ctx.t("c_deploy_bad"))
+    checks = all_checks(run)
+    if checks:
+        passed = sum(1 for _, c in checks if c.get("passed") is True)
+        lines.append(ctx.t("c_checks", passed=passed, total=len(checks)))
+        failed = [f"{s}: {c.get('name')}" for s, c in checks if c.get("passed") is False]
+        if failed:
+            lines.append(ctx.t("c_checks_failed", names="; ".join(failed)))
+    else:
+        lines.append(ctx.t("c_no_checks"))
+    lines.append(ctx.t("c_scope"))
+    md.bullets(lines)
+
+
+def s10_consistency(ctx: Ctx) -> None:
+    md = ctx.md
+    md.h(2, ctx.t("s10"))
+    md.p(ctx.t("x_intro"))
+    if not checks_table(ctx, list(MEASURING_STAGES)):
+        md.p(ctx.t("x_none"))
+    rows = []
+    for name in MEASURING_STAGES:
+        st = ctx.run.stages[name]
+        in_results = (st.result or {}).get("status")
+        in_run = st.run_record.get("status")
+        if in_results and in_run:
+            rows.append([ctx.t("x_status_agree", stage=name), check_status(ctx, in_results == in_run),
+                         f"run.json: {in_run}, results/{name}.json: {in_results}"])
+    if rows:
+        md.p(ctx.t("x_report_checks"))
+        md.table([ctx.t("col_check"), ctx.t("col_status"), ctx.t("col_detail")], rows)
+
+
+def appendix(ctx: Ctx) -> None:
+    md = ctx.md
+    md.h(2, ctx.t("appendix"))
+    cmds = [c for c in sorted(ctx.run.commands, key=lambda c: c.get("started_utc") or "") if c.get("command")]
+    if not cmds:
+        md.p(ctx.t("ap_none"))
+        return
+    md.p(ctx.t("ap_intro"))
+    lines = []
+    for i, c in enumerate(cmds, 1):
+        rc = c.get("returncode")
+        lines.append(f"# {i}. [{c.get('stage')}] {c.get('label')} "
+                     f"({ctx.t('ap_rc', rc=DASH if rc is None else rc, s=fmt(c.get('seconds')))})")
+        lines.append(c["command"])
+    md.code("\n".join(lines))
+
+
+SECTIONS: list[Callable[[Ctx], None]] = [s1_model, s2_environment, s3_weights, s4_quickstart, s5_performance,
+                                         s6_accuracy, s7_adaptation, s8_known_issues, s9_conclusion,
+                                         s10_consistency, appendix]

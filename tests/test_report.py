@@ -1,0 +1,435 @@
+"""The report built from recorded run directories (tests/data/runs/, see make_fixtures.py there).
+
+What it must guarantee: every section of the seed in both languages; every number in a table is the JSON's;
+every command shown is one commands.jsonl recorded; a failed stage is shown with its error; failing checks
+are marked next to their number; reference and delta columns when comparing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import string
+from pathlib import Path
+
+import pytest
+import yaml
+
+from studykit.report import build_report
+from studykit.report.i18n import S, metric_label
+from studykit.report.mdtools import fmt
+from studykit.report.reference import ReferenceError, load_reference
+
+DATA = Path(__file__).parent / "data" / "runs"
+SEED_REF = "params/reference/seed-bitcpm4-0.5b-ascend.yaml"
+ROOT = Path(__file__).resolve().parents[1]
+
+SECTIONS = {
+    "zh": ["1. 模型简介", "2. 环境信息", "3. 模型权重获取", "4. 快速启动", "5. 性能测评", "6. 精度与功能验证",
+           "7. 关键适配说明", "8. 已知问题与注意事项", "9. 结论", "10. 一致性检查", "附录"],
+    "en": ["1. Model introduction", "2. Environment", "3. Weight acquisition", "4. Quick start", "5. Performance",
+           "6. Accuracy and functional checks", "7. Adaptation notes", "8. Known issues", "9. Conclusion",
+           "10. Consistency checks", "Appendix"],
+}
+SUBSECTIONS = {"zh": ["5.2 Latency 测试", "5.3 Throughput 测试", "5.4 Serve 测试", "6.2 精度对标测试"],
+               "en": ["5.2 Latency", "5.3 Throughput", "5.4 Serve", "6.2 Accuracy comparison"]}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> dict[str, Path]:
+    """Each fixture run copied and reported on once (the adaptation lookup imports vLLM: seconds)."""
+    out = {}
+    for name in ("complete", "failed", "reference"):
+        d = tmp_path_factory.mktemp(name) / name
+        shutil.copytree(DATA / name, d)
+        ref = yaml.safe_load((d / "params.yaml").read_text())["report"]["reference"]
+        build_report(d, reference=ref)
+        out[name] = d
+    return out
+
+
+def read(run: Path, lang: str) -> str:
+    return (run / f"report.{lang}.md").read_text(encoding="utf-8")
+
+
+def result(run: Path, stage: str) -> dict:
+    return json.loads((run / "results" / f"{stage}.json").read_text())
+
+
+def section(text: str, heading: str) -> str:
+    """The text under a heading (## or ###) up to the next heading of the same or higher level."""
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if re.fullmatch(rf"#+ {re.escape(heading)}\s*", line)), None)
+    assert start is not None, f"heading {heading!r} not found"
+    level = len(lines[start]) - len(lines[start].lstrip("#"))
+    fenced, out = False, []
+    for line in lines[start + 1:]:
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and re.match(rf"#{{1,{level}}} ", line):
+            break
+        out.append(line)
+    return "\n".join(out)
+
+
+def tables(text: str) -> list[list[dict]]:
+    """Markdown tables as lists of {header: cell} rows."""
+    out, lines = [], text.splitlines()
+    i = 0
+    while i < len(lines):
+        if lines[i].startswith("|") and i + 1 < len(lines) and lines[i + 1].startswith("|---"):
+            split = lambda line: [c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+            head = split(lines[i])
+            rows = []
+            i += 2
+            while i < len(lines) and lines[i].startswith("|"):
+                rows.append(dict(zip(head, split(lines[i]))))
+                i += 1
+            out.append(rows)
+        else:
+            i += 1
+    return out
+
+
+def parse_number(cell: str) -> tuple[float, float] | None:
+    """(value, tolerance) of a formatted number cell; None if the cell is not a number."""
+    m = re.match(r"^([+-]?[\d,]*\.?\d+(?:e[+-]?\d+)?)(?:\s|$)", cell)
+    if not m:
+        return None
+    text = m.group(1).replace(",", "")
+    value = float(text)
+    if "e" in text:
+        return value, abs(value) * 1e-3
+    decimals = len(text.split(".")[1]) if "." in text else 0
+    return value, 0.5 * 10 ** -decimals + 1e-12
+
+
+def json_numbers(data) -> list[float]:
+    if isinstance(data, bool):
+        return []
+    if isinstance(data, (int, float)):
+        return [float(data)]
+    if isinstance(data, dict):
+        return [x for v in data.values() for x in json_numbers(v)]
+    if isinstance(data, list):
+        return [x for v in data for x in json_numbers(v)]
+    return []
+
+
+def value_cells(table: list[dict], lang: str) -> list[str]:
+    """Cells holding this run's numbers: the value column, or every column of a sweep table."""
+    value_col = "数值" if lang == "zh" else "Value"
+    ref_cols = {"参考值", "差异 (%)", "Reference", "Delta (%)", "指标", "Metric", "单位", "Unit", "测试点", "Point"}
+    if value_col in table[0]:
+        return [r[value_col] for r in table]
+    return [c for r in table for k, c in r.items() if k not in ref_cols]
+
+
+# ------------------------------------------------------------------ sections and wording
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+@pytest.mark.parametrize("name", ["complete", "failed", "reference"])
+def test_every_section_in_seed_order(built, name, lang):
+    text = read(built[name], lang)
+    headings = re.findall(r"^## (.+)$", text, re.M)
+    assert [h for h in headings if any(h.startswith(s) for s in SECTIONS[lang])] == headings
+    starts = [next(i for i, h in enumerate(headings) if h.startswith(s)) for s in SECTIONS[lang]]
+    assert starts == sorted(starts), headings
+    for sub in SUBSECTIONS[lang]:
+        assert re.search(rf"^### {re.escape(sub)}$", text, re.M), sub
+
+
+def test_chinese_uses_the_seed_terms(built):
+    zh = read(built["complete"], "zh")
+    for term in ("延迟", "吞吐", "首 token 时延", "平均延迟", "请求吞吐", "输出 token 吞吐", "处理总 prompt tokens"):
+        assert term in zh, term
+
+
+def test_i18n_twins_have_the_same_placeholders():
+    for key, texts in S.items():
+        assert set(texts) == {"zh", "en"}, key
+        fields = {lang: {f[1] for f in string.Formatter().parse(t) if f[1]} for lang, t in texts.items()}
+        assert fields["zh"] == fields["en"], key
+
+
+# ------------------------------------------------------------------ numbers come from the JSON
+
+PERF = [("latency", "5.2"), ("throughput", "5.3"), ("serve", "5.4"), ("accuracy", "6.2"), ("functional", "6.1")]
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+@pytest.mark.parametrize("name", ["complete", "failed", "reference"])
+def test_every_table_number_equals_the_json(built, name, lang):
+    run = built[name]
+    text = read(run, lang)
+    checked = 0
+    for stage, num in PERF:
+        heading = next(h for h in re.findall(r"^### (.+)$", text, re.M) if h.startswith(num + " "))
+        body = section(text, heading)
+        path = run / "results" / f"{stage}.json"
+        numbers = json_numbers(json.loads(path.read_text())) if path.exists() else []
+        params = yaml.safe_load((run / "params.yaml").read_text())[stage]
+        allowed = numbers + json_numbers(params)  # the configuration table shows the stage's params
+        for table in tables(body):
+            for c in value_cells(table, lang):
+                parsed = parse_number(c)
+                if parsed is None:
+                    continue
+                v, tol = parsed
+                assert any(abs(v - n) <= tol for n in allowed), f"{stage}: {c!r} is not a number of {path.name}"
+                checked += 1
+    assert checked >= (20 if name != "failed" else 10)
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_named_rows_show_their_json_value(built, lang):
+    run = built["complete"]
+    text = read(run, lang)
+    for stage, num, key in [("latency", "5.2", "avg_latency"), ("latency", "5.2", "percentiles.50"),
+                            ("throughput", "5.3", "total_input_tokens"), ("throughput", "5.3", "tokens_per_second"),
+                            ("serve", "5.4", "mean_ttft_ms"), ("serve", "5.4", "p99_tpot_ms"),
+                            ("accuracy", "6.2", "token_agreement")]:
+        heading = next(h for h in re.findall(r"^### (.+)$", text, re.M) if h.startswith(num + " "))
+        rows = [r for t in tables(section(text, heading)) for r in t]
+        label = metric_label(key, lang)
+        row = next(r for r in rows if r.get("指标" if lang == "zh" else "Metric") == label)
+        want = result(run, stage)
+        for part in key.split("."):
+            want = want[part]
+        v, tol = parse_number(row["数值" if lang == "zh" else "Value"])
+        assert abs(v - want) <= tol, (key, row, want)
+
+
+def test_deploy_numbers_and_reply(built):
+    run = built["complete"]
+    deploy = result(run, "deploy")
+    for lang in ("zh", "en"):
+        text = read(run, lang)
+        assert fmt(deploy["real_gate"]["ready_seconds"]) in text and fmt(deploy["dummy_gate"]["ready_seconds"]) in text
+        assert deploy["smoke_chat"]["reply"] in text
+
+
+def test_parameter_count_read_from_the_weight_headers(built):
+    from safetensors import safe_open
+
+    run = built["complete"]
+    with safe_open(str(run / "model" / "model.safetensors"), "np") as f:
+        want = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+    assert f"{want:,}" in section(read(run, "en"), "1. Model introduction")
+    summary = json.loads((run / "results" / "report.json").read_text()) if (run / "results" / "report.json").exists() \
+        else None
+    assert summary is None or summary["model"]["parameters"] == want
+
+
+# ------------------------------------------------------------------ commands come from commands.jsonl
+
+@pytest.mark.parametrize("name", ["complete", "failed"])
+def test_every_command_shown_was_recorded_and_appendix_lists_all_in_order(built, name):
+    run = built[name]
+    records = [json.loads(line) for line in (run / "commands.jsonl").read_text().splitlines() if line.strip()]
+    recorded = {r["command"] for r in records}
+    for lang in ("zh", "en"):
+        text = read(run, lang)
+        blocks = re.findall(r"^```bash\n(.*?)\n```", text, re.M | re.S)
+        shown = [line for b in blocks for line in b.splitlines() if line and not line.startswith("#")]
+        assert shown and all(line in recorded for line in shown), [s for s in shown if s not in recorded]
+        appendix = section(text, next(h for h in re.findall(r"^## (.+)$", text, re.M) if h.startswith(SECTIONS[lang][-1])))
+        listed = [line for line in re.findall(r"^```bash\n(.*?)\n```", appendix, re.M | re.S)[0].splitlines()
+                  if not line.startswith("#")]
+        in_order = [r["command"] for r in sorted(records, key=lambda r: r["started_utc"])]
+        assert listed == in_order
+
+
+def test_quick_start_shows_the_exact_serve_command_and_request(built):
+    run = built["complete"]
+    records = [json.loads(line) for line in (run / "commands.jsonl").read_text().splitlines() if line.strip()]
+    serve = next(r for r in records if r["stage"] == "deploy" and r["label"] == "real-gate")
+    chat = next(r for r in records if r["label"] == "smoke chat")
+    quick = section(read(run, "en"), "4. Quick start")
+    assert f"```bash\n{serve['command']}\n```" in quick
+    assert f"```bash\n{chat['command']}\n```" in quick
+    assert "--max-num-seqs 16" in serve["command"]
+
+
+# ------------------------------------------------------------------ failures, checks, conclusion
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_failed_stage_is_shown_with_its_error(built, lang):
+    run = built["failed"]
+    text = read(run, lang)
+    err = json.loads((run / "run.json").read_text())["stages"]["latency"]["error"]
+    lat = section(text, SUBSECTIONS[lang][0])
+    assert ("本阶段(latency)失败" if lang == "zh" else "This stage (latency) failed") in lat
+    assert err in lat
+    assert fmt(result(run, "latency")["prefill_ms"]) in lat  # partial results are still shown
+    serve = section(text, SUBSECTIONS[lang][2])
+    assert ("已请求但未运行" if lang == "zh" else "was requested but did not run") in serve
+    concl = section(text, SECTIONS[lang][8])
+    assert "latency" in concl and "serve" in concl
+    assert ("❌ 失败" if lang == "zh" else "❌ failed") in concl
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_failing_check_marked_next_to_its_number_and_listed(built, lang):
+    run = built["failed"]
+    text = read(run, lang)
+    thr = result(run, "throughput")
+    bad = next(c for c in thr["checks"] if not c["passed"])
+    row = next(r for t in tables(section(text, SUBSECTIONS[lang][1])) for r in t
+               if r.get("指标" if lang == "zh" else "Metric") == metric_label("total_input_tokens", lang))
+    cell = row["数值" if lang == "zh" else "Value"]
+    assert cell.startswith(fmt(thr["total_input_tokens"])) and "❌" in cell and bad["name"] in cell
+    ok_row = next(r for t in tables(section(text, SUBSECTIONS[lang][1])) for r in t
+                  if r.get("指标" if lang == "zh" else "Metric") == metric_label("total_output_tokens", lang))
+    assert "❌" not in ok_row["数值" if lang == "zh" else "Value"]
+    consistency = tables(section(text, SECTIONS[lang][9]))[0]
+    all_checks = [c for s in ("deploy", "latency", "throughput", "accuracy", "functional")
+                  for c in result(run, s).get("checks", [])]
+    assert len(consistency) == len(all_checks)
+    status_col = "状态" if lang == "zh" else "Status"
+    failed_rows = [r for r in consistency if "❌" in r[status_col]]
+    assert {r["检查项" if lang == "zh" else "Check"] for r in failed_rows} == \
+        {c["name"] for c in all_checks if c["passed"] is False}
+
+
+def test_conclusion_claims_nothing_the_checks_do_not_show(built):
+    en = section(read(built["complete"], "en"), "9. Conclusion")
+    checks = [c for s in ("latency", "throughput", "serve", "accuracy", "functional")
+              for c in result(built["complete"], s)["checks"]]
+    passed = sum(1 for c in checks if c["passed"] is True)
+    assert f"{passed}/{len(checks)} passed" in en
+    assert "out of the box" not in en and "开箱即用" not in read(built["complete"], "zh")
+    assert "decode time per token within the roofline bound" in en  # the failing one is named
+
+
+# ------------------------------------------------------------------ comparison
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_reference_file_adds_reference_and_delta_columns(built, lang):
+    run = built["reference"]
+    text = read(run, lang)
+    ref = yaml.safe_load((ROOT / SEED_REF).read_text())["metrics"]
+    ref_col, delta_col = ("参考值", "差异 (%)") if lang == "zh" else ("Reference", "Delta (%)")
+    metric_col, value_col = ("指标", "数值") if lang == "zh" else ("Metric", "Value")
+    seen = 0
+    for stage, num in PERF[:4]:
+        heading = next(h for h in re.findall(r"^### (.+)$", text, re.M) if h.startswith(num + " "))
+        for table in tables(section(text, heading)):
+            if ref_col not in table[0]:
+                continue
+            for row in table:
+                key = next((k for k in ref if k.startswith(stage + ".")
+                            and metric_label(k.split(".", 1)[1], lang) == row[metric_col]), None)
+                if key is None:
+                    assert row[ref_col] == "—" and row[delta_col] == "—"
+                    continue
+                want_ref = ref[key]["value"]
+                r, tol = parse_number(row[ref_col])
+                assert abs(r - want_ref) <= tol, (key, row)
+                v, _ = parse_number(row[value_col])
+                ours = result(run, stage)
+                for part in key.split(".")[1:]:
+                    ours = ours[part]
+                assert row[delta_col] == f"{(ours - want_ref) / abs(want_ref) * 100:+.1f}", (key, row)
+                seen += 1
+    assert seen >= 15
+    assert "seed-report-bitcpm4-0.5b-ascend.txt" in text
+
+
+def test_reference_run_directory_gives_zero_deltas(built, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(DATA / "complete", run)
+    build_report(run, reference=str(DATA / "complete"))
+    en = section(read(run, "en"), "5.4 Serve")
+    rows = [r for t in tables(en) if "Delta (%)" in t[0] for r in t]
+    assert rows and all(r["Delta (%)"] in ("+0.0", "—") for r in rows)
+    assert sum(r["Delta (%)"] == "+0.0" for r in rows) >= 10
+
+
+def test_unreadable_reference_still_writes_the_report_and_says_why(tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(DATA / "failed", run)
+    summary = build_report(run, reference=str(tmp_path / "missing.yaml"))
+    assert "missing.yaml" in summary["reference"]["error"]
+    assert "missing.yaml" in read(run, "en") and "allowed: a run directory" in read(run, "en")
+
+
+@pytest.mark.parametrize("content,needle", [
+    ("metrics: [1, 2]", "'metrics' mapping"),
+    ("metrics: {serve.mean_ttft_ms: fast}", "serve.mean_ttft_ms"),
+    ("metrics: {mean_ttft_ms: 3}", "<stage>.<result key>"),
+])
+def test_bad_reference_file_names_the_problem(tmp_path, content, needle):
+    p = tmp_path / "ref.yaml"
+    p.write_text(content)
+    with pytest.raises(ReferenceError, match=re.escape(needle)):
+        load_reference(str(p))
+
+
+# ------------------------------------------------------------------ robustness and HTML
+
+def test_odd_or_missing_keys_render_as_dash_not_a_crash(tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(DATA / "complete", run)
+    (run / "results" / "serve.json").write_text(json.dumps(
+        {"stage": "serve", "status": "passed", "mean_ttft_ms": "n/a", "points": [{"request_rate": "inf"}, 7],
+         "checks": ["not a dict", {"name": "no verdict"}], "ci": None}))
+    (run / "results" / "latency.json").write_text("{ half a file")
+    (run / "results" / "environment.json").unlink()
+    (run / "commands.jsonl").write_text((run / "commands.jsonl").read_text() + '{"cut short')
+    summary = build_report(run)
+    en = read(run, "en")
+    assert "latency.json is unreadable" in en
+    assert "No results/environment.json" in en
+    assert summary["files"]["report.html"]
+
+
+def test_html_stands_alone_with_charts_inlined(built):
+    run = built["complete"]
+    html = (run / "report.html").read_text()
+    charts = sorted((run / "charts").glob("*.png"))
+    srcs = re.findall(r'<img[^>]*src="([^"]+)"', html)
+    assert len(srcs) == 2 * len(charts)  # both languages
+    assert all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert '<section class="lang" id="lang-zh"' in html and '<section class="lang" id="lang-en"' in html
+    assert "<table>" in html and "<script" not in html
+
+
+def test_language_selection(tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(DATA / "complete", run)
+    build_report(run, languages=["en"])
+    assert (run / "report.en.md").exists() and not (run / "report.zh.md").exists()
+    with pytest.raises(ValueError, match="allowed: zh, en"):
+        build_report(run, languages=["fr"])
+
+
+def test_report_notebook_by_hand_finds_the_newest_run(tmp_path, monkeypatch):
+    from conftest import DEFAULT_PARAMS
+    from studykit.report.stage import newest_run_dir
+
+    monkeypatch.setenv("STUDYKIT_OUTPUTS", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="no run directory of study 'smollm2-135m-cpu'"):
+        newest_run_dir(str(DEFAULT_PARAMS))
+    for stamp in ("20261125T010000Z", "20261125T020000Z", "20261124T230000Z"):
+        (tmp_path / "smollm2-135m-cpu" / stamp).mkdir(parents=True)
+        (tmp_path / "smollm2-135m-cpu" / stamp / "run.json").write_text("{}")
+    (tmp_path / "smollm2-135m-cpu" / "20261125T030000Z").mkdir()  # no run.json: not a run
+    assert newest_run_dir(str(DEFAULT_PARAMS)).name == "20261125T020000Z"
+
+
+def test_check_without_a_metric_key_marks_the_number_its_name_mentions(tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(DATA / "complete", run)
+    thr = result(run, "throughput")
+    thr["checks"] = [{"name": "total_output_tokens equals num_prompts × output_len", "passed": False,
+                      "detail": "641 != 640"}]
+    (run / "results" / "throughput.json").write_text(json.dumps(thr))
+    build_report(run, languages=["en"])
+    rows = {r["Metric"]: r["Value"] for t in tables(section(read(run, "en"), "5.3 Throughput")) for r in t
+            if "Metric" in r}
+    assert "❌" in rows[metric_label("total_output_tokens", "en")]
+    assert "❌" not in rows[metric_label("num_prompts", "en")]
+    assert "❌" not in rows[metric_label("total_input_tokens", "en")]

@@ -1,0 +1,212 @@
+"""The runner's bookkeeping, driven through the real CLI and papermill with stub stage notebooks (no vLLM):
+resume after a kill re-runs only what did not pass, a failure does not stop later stages unless --fail-fast,
+and the (real) report notebook runs even when stages failed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from conftest import ROOT, run_cli, tiny_study
+from studykit.results import read_json
+
+STUB = '''
+import os, time
+from pathlib import Path
+from studykit.stage import open_stage
+ctx = open_stage({stage!r}, run_dir, params_path)
+with open(Path(run_dir) / "executions.log", "a") as fh:
+    fh.write({stage!r} + "\\n")
+mode = os.environ.get("STUB_" + {stage!r}.upper(), "pass")
+if mode == "hang":
+    (Path(run_dir) / {stage!r}).with_suffix(".started").touch()
+    release = Path(os.environ["STUB_RELEASE"])
+    while not release.exists():  # the test kills the runner meanwhile; the file lets an orphan go
+        time.sleep(0.1)
+    os._exit(0)  # an orphaned kernel must not finish the stage behind the test's back
+if mode == "fail":
+    ctx.write_results({{"partial_number_ms": 12.5}}, failures=["stub failure for " + {stage!r}])
+if mode == "raise":
+    raise RuntimeError("stub exception in " + {stage!r})
+ctx.write_results({{"stub_value_ms": 1.25, "checks": [{{"name": "stub check", "passed": True, "detail": "ok"}}]}})
+'''
+
+MEASURING = ["deploy", "latency", "throughput", "serve", "accuracy", "functional"]
+
+
+@pytest.fixture
+def stub_notebooks(tmp_path) -> Path:
+    d = tmp_path / "stub-notebooks"
+    d.mkdir()
+    for stage in MEASURING:
+        nb = nbformat.v4.new_notebook()
+        nb.metadata["kernelspec"] = {"name": "studykit", "display_name": "Python (studykit)", "language": "python"}
+        params = nbformat.v4.new_code_cell('run_dir = ""\nparams_path = ""')
+        params.metadata["tags"] = ["parameters"]
+        nb.cells = [params, nbformat.v4.new_code_cell(STUB.format(stage=stage))]
+        nbformat.write(nb, d / f"{stage}.ipynb")
+    shutil.copy(ROOT / "notebooks" / "report.ipynb", d / "report.ipynb")  # the real report
+    return d
+
+
+def _env(tmp_path, stub_notebooks, **stub) -> dict:
+    env = {**os.environ, "STUDYKIT_OUTPUTS": str(tmp_path / "o"), "STUDYKIT_NOTEBOOKS": str(stub_notebooks),
+           "STUB_RELEASE": str(tmp_path / "release")}
+    env.update({f"STUB_{k.upper()}": v for k, v in stub.items()})
+    return env
+
+
+def _runner(args, env) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "studykit.cli", *args], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, f"runner ended before {path.name} appeared:\n{proc.stdout.read()}"
+        assert time.monotonic() < deadline, f"{path} did not appear"
+        time.sleep(0.2)
+
+
+def _executions(run_dir: Path) -> list[str]:
+    return (run_dir / "executions.log").read_text().split()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["TERM", "KILL"])
+def test_resume_after_kill_reruns_only_unfinished_stages(tmp_path, stub_notebooks, sig):
+    params = tiny_study(tmp_path, {"stages": ["deploy", "latency", "throughput", "report"]})
+    env = _env(tmp_path, stub_notebooks, latency="hang")
+    proc = _runner(["run", str(params)], env)
+    try:
+        run_dir = None
+        deadline = time.monotonic() + 120
+        while run_dir is None:
+            found = list((tmp_path / "o").glob("*/*/latency.started"))
+            run_dir = found[0].parent if found else None
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        (tmp_path / "release").touch()
+        if proc.poll() is None:
+            proc.kill()
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 130, out
+        assert f"studykit run --resume {run_dir}" in out
+    state = read_json(run_dir / "run.json")
+    assert state["stages"]["deploy"]["status"] == "passed"
+    assert state["stages"]["latency"]["status"] == ("interrupted" if sig == signal.SIGTERM else "running")
+    assert "throughput" not in state["stages"]
+    deploy_record = dict(state["stages"]["deploy"])
+    deploy_json = run_dir / "results" / "deploy.json"
+    deploy_mtime, deploy_text = deploy_json.stat().st_mtime_ns, deploy_json.read_text()
+    assert _executions(run_dir) == ["deploy", "latency"]
+
+    result = run_cli("run", "--resume", str(run_dir), env=_env(tmp_path, stub_notebooks))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "deploy      kept" in result.stdout
+    state = read_json(run_dir / "run.json")
+    assert state["stages"]["deploy"] == deploy_record  # same timestamps: not re-run
+    assert deploy_json.stat().st_mtime_ns == deploy_mtime and deploy_json.read_text() == deploy_text
+    assert _executions(run_dir) == ["deploy", "latency", "latency", "throughput"]
+    for stage in ("latency", "throughput", "report"):
+        assert state["stages"][stage]["status"] == "passed", state["stages"][stage]
+    assert state["stages"]["latency"]["started_utc"] > deploy_record["ended_utc"]
+    assert state["status"] == "passed"
+    assert (run_dir / "report.html").is_file() and (run_dir / "report.zh.md").is_file()
+    # The first environment capture stays; the resumed one is kept beside it.
+    assert (run_dir / "results" / "environment.json").is_file()
+    assert list((run_dir / "results").glob("environment.resume-*.json"))
+
+    again = run_cli("run", "--resume", str(run_dir), env=_env(tmp_path, stub_notebooks))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert _executions(run_dir) == ["deploy", "latency", "latency", "throughput"]  # nothing left to do
+    assert "report      kept" in again.stdout
+
+
+def test_failure_does_not_stop_later_stages_and_report_is_written(tmp_path, stub_notebooks):
+    params = tiny_study(tmp_path, {"stages": ["deploy", "latency", "throughput", "report"]})
+    result = run_cli("run", str(params), env=_env(tmp_path, stub_notebooks, latency="fail"))
+    assert result.returncode == 1, result.stdout + result.stderr
+    run_dir = next((tmp_path / "o").glob("*/*/"))
+    state = read_json(run_dir / "run.json")
+    assert [state["stages"][s]["status"] for s in ("deploy", "latency", "throughput", "report")] == \
+        ["passed", "failed", "passed", "passed"]
+    assert "stub failure for latency" in state["stages"]["latency"]["error"]
+    zh = (run_dir / "report.zh.md").read_text()
+    en = (run_dir / "report.en.md").read_text()
+    assert "本阶段(latency)失败" in zh and "This stage (latency) failed" in en
+    assert "stub failure for latency" in zh and "stub failure for latency" in en
+
+    # The failed stage alone is re-run on resume; its failed attempt is kept beside the new one.
+    resumed = run_cli("run", "--resume", str(run_dir), env=_env(tmp_path, stub_notebooks))
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert _executions(run_dir) == ["deploy", "latency", "throughput", "latency"]
+    assert list((run_dir / "results").glob("latency.attempt-*.json"))
+    assert "This stage (latency) failed" not in (run_dir / "report.en.md").read_text()
+
+
+def test_fail_fast_skips_later_stages_but_still_writes_the_report(tmp_path, stub_notebooks):
+    params = tiny_study(tmp_path, {"stages": ["deploy", "latency", "throughput", "report"]})
+    result = run_cli("run", str(params), "--fail-fast", env=_env(tmp_path, stub_notebooks, latency="raise"))
+    assert result.returncode == 1, result.stdout + result.stderr
+    run_dir = next((tmp_path / "o").glob("*/*/"))
+    state = read_json(run_dir / "run.json")
+    assert "throughput" not in state["stages"]
+    assert state["stages"]["report"]["status"] == "passed"
+    assert "RuntimeError: stub exception in latency" in state["stages"]["latency"]["error"]
+    en = (run_dir / "report.en.md").read_text()
+    assert "RuntimeError: stub exception in latency" in en
+    assert "This stage (throughput) was requested but did not run" in en
+
+
+def test_report_command_rebuilds_the_report_alone(tmp_path, stub_notebooks):
+    params = tiny_study(tmp_path, {"stages": ["deploy"]})
+    first = run_cli("run", str(params), env=_env(tmp_path, stub_notebooks))
+    assert first.returncode == 0, first.stdout + first.stderr
+    run_dir = next((tmp_path / "o").glob("*/*/"))
+    assert not (run_dir / "report.html").exists()
+    result = run_cli("report", str(run_dir), env=_env(tmp_path, stub_notebooks))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"report: {run_dir / 'report.html'}" in result.stdout
+    assert _executions(run_dir) == ["deploy"]
+    state = read_json(run_dir / "run.json")
+    assert state["stages"]["report"]["status"] == "passed"
+    summary = read_json(run_dir / "results" / "report.json")
+    assert summary["status"] == "passed" and set(summary["files"]) == {"report.zh.md", "report.en.md", "report.html"}
+    assert (run_dir / "notebooks" / "report.ipynb").is_file()
+
+    bad = run_cli("report", str(run_dir), "--reference", str(tmp_path / "nowhere.yaml"),
+                  env=_env(tmp_path, stub_notebooks))
+    assert bad.returncode == 1
+    assert "nowhere.yaml" in read_json(run_dir / "run.json")["stages"]["report"]["error"]
+    assert "nowhere.yaml" in (run_dir / "report.en.md").read_text()  # still written, saying why
+
+    missing = run_cli("report", str(tmp_path / "not-a-run"))
+    assert missing.returncode == 2 and "not a run directory" in missing.stderr
+
+
+def test_study_matrix_writes_one_comparison(tmp_path, stub_notebooks):
+    a = tiny_study(tmp_path, {"name": "study-a", "stages": ["deploy", "latency"]})
+    b = tiny_study(tmp_path, {"name": "study-b", "stages": ["deploy", "latency"]})
+    result = run_cli("run", str(a), str(b), env=_env(tmp_path, stub_notebooks, latency="fail"))
+    assert result.returncode == 1, result.stdout + result.stderr
+    matrix = next((tmp_path / "o").glob("matrix-*/"))
+    runs = read_json(matrix / "matrix.json")["runs"]
+    assert [Path(r).parent.name for r in runs] == ["study-a", "study-b"]
+    en = (matrix / "comparison.en.md").read_text()
+    assert "1. study-a" in en and "2. study-b" in en and "stub_value_ms" in en
+    assert "| latency | ❌ failed | ❌ failed |" in en
+    assert (matrix / "comparison.zh.md").is_file()
+    assert "<table>" in (matrix / "comparison.html").read_text()
