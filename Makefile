@@ -15,7 +15,7 @@ PIP := $(BIN)/python -m pip
 PIP_INDEX := $(if $(EXTRA_INDEX_URL),--extra-index-url $(EXTRA_INDEX_URL))
 STAMP := $(VENV)/.studykit-setup
 
-.PHONY: setup study test lab model clean-venv
+.PHONY: setup study test lab model browser clean-venv
 
 setup: $(STAMP)
 
@@ -39,7 +39,14 @@ model: setup
 study: model
 	$(BIN)/studykit run $(PARAMS)
 
-test: setup
+# The report's HTML is checked in headless Chromium (Debian's package). Installed when missing and we may;
+# without it that one test skips and says why.
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  || echo "make: chromium not installed; the report HTML browser test will be skipped"; }
+
+test: setup browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lab: setup
