@@ -49,35 +49,24 @@ def _port(study: Study) -> int | str:
 
 
 def latency_bench_args(study: Study) -> list[str]:
-    p = study.latency
-    return ["--input-len", str(p.input_len), "--output-len", str(p.output_len), "--batch-size", str(p.batch_size),
-            "--num-iters-warmup", str(p.num_iters_warmup), "--num-iters", str(p.num_iters), *p.extra_args]
+    from .bench.latency import latency_args
+
+    return latency_args(study.latency)
 
 
 def throughput_bench_args(study: Study) -> list[str]:
     # --input-len/--output-len alone are overridden by the random dataset's defaults (the seed's command
-    # fell into this): the lengths must go to the random dataset itself.
-    p = study.throughput
-    return ["--dataset-name", "random", "--random-input-len", str(p.input_len),
-            "--random-output-len", str(p.output_len), "--num-prompts", str(p.num_prompts), *p.extra_args]
+    # fell into this): the lengths go to the random dataset itself (see studykit.bench.throughput).
+    from .bench.throughput import throughput_args
+
+    return throughput_args(study.throughput)
 
 
 def serve_bench_argv(study: Study, model_dir: Path, base_url: str, rate: float, concurrency: int | None) -> list[str]:
-    p = study.serve
-    args = ["bench", "serve", "--model", study.model.name_served, "--tokenizer", str(model_dir)]
-    if study.model.trust_remote_code:
-        args.append("--trust-remote-code")
-    args += ["--base-url", base_url, "--dataset-name", "random", "--random-input-len", str(p.input_len),
-             "--random-output-len", str(p.output_len), "--num-prompts", str(p.num_prompts),
-             "--request-rate", "inf" if rate == float("inf") else f"{rate:g}"]
-    if concurrency:
-        args += ["--max-concurrency", str(concurrency)]
-    args += ["--num-warmups", str(p.num_warmups), "--seed", str(p.seed)]
-    if p.goodput is not None:
-        slo = [f"{k}:{v:g}" for k, v in (("ttft", p.goodput.ttft_ms), ("tpot", p.goodput.tpot_ms)) if v]
-        if slo:
-            args += ["--goodput", *slo]
-    return vllm_argv(*args, *p.extra_args)
+    # The stage adds --save-result/--save-detailed/--result-dir/--percentile-metrics (its output files) to these.
+    from .bench.serve import serve_bench_argv as argv
+
+    return argv(study, model_dir, base_url, rate, concurrency)
 
 
 def _server(stage: str, label: str, study: Study, model_dir: Path, **kw) -> Step:
@@ -123,6 +112,11 @@ def stage_steps(study: Study, stage: str, model_dir: Path) -> list[Step]:
     elif stage == "latency":
         steps.append(_cmd(stage, "bench latency", engine.bench_argv(study, "latency", model_dir,
                                                                      latency_bench_args(study))))
+        # the same shape with output_len 1: prefill time, and the steady decode time by difference
+        from .bench.latency import latency_args
+
+        steps.append(_cmd(stage, "bench latency (output_len 1)", engine.bench_argv(
+            study, "latency", model_dir, latency_args(study.latency, output_len=1))))
     elif stage == "throughput":
         steps.append(_cmd(stage, "bench throughput", engine.bench_argv(study, "throughput", model_dir,
                                                                         throughput_bench_args(study))))

@@ -139,14 +139,18 @@ class GoodputSlo(Strict):
 
 
 class ServeParams(Strict):
+    # inf is a valid rate: serialise it as "Infinity" (papermill injects JSON values; null would lose it)
+    model_config = ConfigDict(extra="forbid", validate_default=True, ser_json_inf_nan="strings")
+
     base_url: str | None = Field(None, description="bench an existing server instead of starting one")
     input_len: int = Field(32, gt=0, description="--random-input-len")
     output_len: int = Field(32, gt=0, description="--random-output-len")
     num_prompts: int = Field(20, gt=0, description="--num-prompts per point")
-    request_rates: list[float] = Field(default_factory=lambda: [10.0], description="--request-rate per point (inf allowed)")
+    request_rates: list[float] = Field(default_factory=lambda: [10.0], min_length=1,
+                                       description="--request-rate per point (inf allowed: all at once)")
     max_concurrency: list[int] = Field(default_factory=list, description="--max-concurrency per point (crossed with rates)")
     repeats: int = Field(1, gt=0, description="runs per point, for confidence intervals")
-    num_warmups: int = Field(2, ge=0, description="warm-up requests before each point")
+    num_warmups: int = Field(2, ge=0, description="--num-warmups: warm-up requests before each point (not measured)")
     goodput: GoodputSlo | None = Field(None, description="SLOs for goodput")
     seed: int = Field(0, description="--seed of the random dataset")
     extra_args: list[str] = Field(default_factory=list, description="more vllm bench serve arguments")

@@ -1,0 +1,66 @@
+# %% [markdown]
+# # Online serving
+# `vllm bench serve` with the random dataset against one server started for all points (or an existing
+# `base_url`): warm-up requests first (`--num-warmups`), then one run per request rate x max concurrency,
+# `repeats` times each (mean and 95% Student-t interval per metric). Per-request detail is saved under
+# `raw/serve/`; numbers keep vLLM's names (`request_throughput`, `output_throughput`, `p99_ttft_ms`, ...).
+
+# %% parameters
+run_dir = ""  # help: run directory made by `studykit run`; empty makes a fresh one (stepping by hand)
+params_path = ""  # help: study YAML; empty means the run's params.yaml, or the default study
+base_url = None  # help: bench an existing server instead of starting one
+input_len = 32  # help: prompt tokens per request (--random-input-len)
+output_len = 32  # help: generated tokens per request (--random-output-len)
+num_prompts = 20  # help: --num-prompts per point
+request_rates = [10.0]  # help: --request-rate per point; "inf" sends all at once
+max_concurrency = []  # help: --max-concurrency per point, crossed with the rates; empty: unlimited
+repeats = 1  # help: runs per point; > 1 gives mean and 95% confidence interval
+num_warmups = 2  # help: --num-warmups before each point (not measured)
+goodput = None  # help: SLOs for goodput, e.g. {"ttft_ms": 500, "tpot_ms": 50}
+seed = 0  # help: --seed of the random dataset
+extra_args = []  # help: more vllm bench serve arguments, verbatim
+
+# %%
+from studykit import checks, roofline, telemetry
+from studykit.bench import effective_params
+from studykit.bench.serve import charts, run_serve
+from studykit.stage import open_stage
+
+ctx = open_stage("serve", run_dir, params_path)
+p = effective_params(ctx, "serve", dict(base_url=base_url, input_len=input_len, output_len=output_len,
+                                       num_prompts=num_prompts, request_rates=request_rates,
+                                       max_concurrency=max_concurrency, repeats=repeats, num_warmups=num_warmups,
+                                       goodput=goodput, seed=seed, extra_args=extra_args))
+print("model checkpoint:", ctx.model_dir)
+
+# %% [markdown]
+# ## Server (once for all points) and the bench runs
+
+# %%
+result = {"params": p.model_dump(mode="json")}
+try:
+    if p.base_url:
+        run_serve(ctx, p.base_url.rstrip("/"), result)
+    else:
+        with ctx.server("serve") as srv:
+            result["server_ready_s"] = srv.ready_seconds
+            run_serve(ctx, srv.base_url, result, server=srv)
+except Exception as err:
+    ctx.fail(err, partial=result)
+result["points"]
+
+# %% [markdown]
+# ## Roofline per point (weight bytes / mean TPOT against the memory bandwidth)
+
+# %%
+result["roofline"] = roofline.serve_roofline(ctx.study, ctx.model_dir, result["points"])
+result["roofline"]["points"]
+
+# %%
+result["charts"] = charts(ctx, result)
+result["charts"].append(telemetry.chart(result["telemetry"], ctx.chart_path("telemetry")))
+result["checks"] = checks.serve_checks(p, result)
+[c for c in result["checks"] if not c["passed"]]
+
+# %%
+ctx.write_results(result, failures=checks.failed(result["checks"]))

@@ -1,0 +1,42 @@
+# %% [markdown]
+# # Throughput
+# `vllm bench throughput` with the random dataset at the requested lengths (`--random-input-len/-output-len`:
+# plain `--input-len` is overridden by the dataset defaults, which is how the seed's table came to count
+# 1,024-token prompts). vLLM's JSON has no output token count: output tokens and output tokens/s are derived
+# from num_prompts x output_len and cross-checked with the totals vLLM prints. Results in `results/throughput.json`.
+
+# %% parameters
+run_dir = ""  # help: run directory made by `studykit run`; empty makes a fresh one (stepping by hand)
+params_path = ""  # help: study YAML; empty means the run's params.yaml, or the default study
+input_len = 32  # help: prompt tokens per request (--random-input-len)
+output_len = 32  # help: generated tokens per request (--random-output-len)
+num_prompts = 20  # help: --num-prompts
+extra_args = []  # help: more vllm bench throughput arguments, verbatim
+
+# %%
+from studykit import checks, telemetry
+from studykit.bench import effective_params
+from studykit.bench.throughput import run_throughput
+from studykit.stage import open_stage
+
+ctx = open_stage("throughput", run_dir, params_path)
+p = effective_params(ctx, "throughput", dict(input_len=input_len, output_len=output_len, num_prompts=num_prompts,
+                                            extra_args=extra_args))
+print("model checkpoint:", ctx.model_dir)
+
+# %%
+result = {"params": p.model_dump()}
+try:
+    run_throughput(ctx, p, result)
+except Exception as err:
+    ctx.fail(err, partial=result)
+{k: result[k] for k in ("requests_per_second", "tokens_per_second", "output_tokens_per_s", "total_num_tokens",
+                        "total_prompt_tokens", "total_output_tokens")}
+
+# %%
+result["charts"] = [telemetry.chart(result["telemetry"], ctx.chart_path("telemetry"))]
+result["checks"] = checks.throughput_checks(p, result)
+[c for c in result["checks"] if not c["passed"]]
+
+# %%
+ctx.write_results(result, failures=checks.failed(result["checks"]))

