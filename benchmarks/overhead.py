@@ -14,41 +14,25 @@ import argparse
 import json
 import subprocess
 import sys
-from datetime import datetime
 from pathlib import Path
+
+from studykit.runner import vllm_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("latency", "throughput", "serve")
 
 
-def _t(s: str) -> float:
-    return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
-
-
-def union_seconds(intervals: list[tuple[float, float]]) -> float:
-    total, end = 0.0, float("-inf")
-    for a, b in sorted(intervals):
-        if b <= end:
-            continue
-        total += b - max(a, end)
-        end = b
-    return total
-
-
 def stage_figures(run_dir: Path) -> list[dict]:
     run = json.loads((run_dir / "run.json").read_text())
-    cmds = [json.loads(line) for line in (run_dir / "commands.jsonl").read_text().splitlines() if line.strip()]
     stages = run.get("stages", {})
     rows = []
     for stage in STAGES:
         info = stages.get(stage)
         if not info:
             continue
-        iv = [(_t(c["started_utc"]), _t(c["ended_utc"])) for c in cmds
-              if c.get("stage") == stage and c.get("is_vllm") and c.get("ended_utc")]
-        inside = union_seconds(iv)
+        inside = vllm_seconds(run_dir, stage)
         rows.append({"stage": stage, "status": info.get("status"), "wall_s": info["wall_seconds"],
-                     "vllm_s": round(inside, 2), "vllm_sum_s": info.get("vllm_seconds"),
+                     "vllm_s": round(inside, 2),
                      "ratio": round(info["wall_seconds"] / inside, 3) if inside else None})
     return rows
 

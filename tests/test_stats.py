@@ -34,3 +34,11 @@ def test_t_table_edges():
 def test_aggregate_skips_non_numbers():
     out = aggregate([{"a": 1, "b": "x"}, {"a": 3, "b": None}], ["a", "b"])
     assert set(out) == {"a"} and out["a"]["mean"] == 2
+
+
+def test_vllm_seconds_is_the_union_of_command_intervals():
+    from studykit.runner import union_seconds
+
+    # A bench (2..5) inside a server's lifetime (0..10) is not counted twice; a later command adds its own time.
+    assert union_seconds([(0, 10), (2, 5), (8, 12), (20, 21)]) == 13
+    assert union_seconds([]) == 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from datetime import datetime
 from pathlib import Path
 
 from .commands import read_commands, utc_now
@@ -48,9 +49,26 @@ def new_run_dir(study: Study, root: Path | None = None) -> Path:
     raise RuntimeError(f"could not make a new run directory under {base}")
 
 
+def union_seconds(intervals: list[tuple[float, float]]) -> float:
+    total, end = 0.0, float("-inf")
+    for a, b in sorted(intervals):
+        if b <= end:
+            continue
+        total += b - max(a, end)
+        end = b
+    return total
+
+
+def _utc_seconds(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
 def vllm_seconds(run_dir: Path, stage: str) -> float:
-    return round(sum(r.get("seconds") or 0.0 for r in read_commands(run_dir)
-                     if r.get("stage") == stage and r.get("is_vllm")), 3)
+    """Time covered by the stage's vllm commands. A union, not a sum: bench serve runs inside a server's
+    lifetime, and counting both would put the kit's overhead below zero."""
+    intervals = [(_utc_seconds(r["started_utc"]), _utc_seconds(r["ended_utc"])) for r in read_commands(run_dir)
+                 if r.get("stage") == stage and r.get("is_vllm") and r.get("started_utc") and r.get("ended_utc")]
+    return round(union_seconds(intervals), 3)
 
 
 def stage_error(run_dir: Path, stage: str, exc: BaseException | None) -> str | None:
