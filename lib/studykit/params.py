@@ -165,7 +165,7 @@ class ServeParams(Strict):
 
 
 class AccuracyParams(Strict):
-    prompts_file: str = Field("builtin:default", description="prompt file (JSONL/YAML) or 'builtin:default'")
+    prompts_file: str = Field("builtin:default", description="JSONL prompt file or 'builtin:default'")
     max_new_tokens: int = Field(16, gt=0, description="tokens generated per prompt")
     top_k_logprobs: int = Field(20, gt=0, description="logprobs returned per position")
     reference_dtype: Literal["float32", "bfloat16"] = Field("float32", description="dtype of the transformers reference")
@@ -178,6 +178,7 @@ class FunctionalParams(Strict):
     prefix_tokens: int = Field(256, gt=0, description="length of the shared prefix for the prefix-cache check")
     prefix_requests: int = Field(4, gt=1, description="requests sharing the prefix")
     graph_vs_eager: bool = Field(False, description="compare graph and eager servers (slow on cpu)")
+    max_num_batched_tokens: int = Field(256, gt=0, description="token budget per step for the chunked-prefill check")
 
 
 class ReportParams(Strict):

@@ -1,0 +1,211 @@
+"""Accuracy against an fp32 reference, done right.
+
+Reference: transformers on CPU, greedy, from the same checkpoint, keeping full-vocabulary log-probabilities.
+Candidate: the vLLM server the kit starts, greedy. Compared two ways:
+- free-running: both generate N tokens from the same prompt ids (the seed's token agreement);
+- teacher-forced: vLLM scores the reference's prompt + continuation (`prompt_logprobs`), so every position
+  compares the two models on the same context.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import accuracy_metrics as metrics
+from .deploy import curl_command
+from .server import VllmServer, http_post_json
+
+
+def load_tokenizer(model_dir: Path, trust_remote_code: bool):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
+
+
+def reference_generate(model_dir: Path, prompts: list[dict], max_new_tokens: int, dtype: str,
+                       trust_remote_code: bool, top_k: int) -> tuple[list[dict], dict]:
+    """Greedy generation with full-vocabulary log-probabilities per generated position.
+
+    Returns (per-prompt records for JSON, {prompt id: float32 array [positions, vocab]} for the npz)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch_dtype,
+                                                 trust_remote_code=trust_remote_code)
+    model.eval()
+    records, full = [], {}
+    with torch.inference_mode():
+        for p in prompts:
+            ids = torch.tensor([p["prompt_ids"]])
+            out = model(ids, use_cache=True)
+            tokens, rows = [], []
+            for _ in range(max_new_tokens):
+                logprobs = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
+                tok = int(torch.argmax(logprobs))
+                tokens.append(tok)
+                rows.append(logprobs.numpy().astype(np.float32))
+                # EOS is not special here: both engines generate exactly max_new_tokens (vLLM with ignore_eos).
+                out = model(torch.tensor([[tok]]), past_key_values=out.past_key_values, use_cache=True)
+            arr = np.stack(rows)
+            full[p["id"]] = arr
+            topk = [[int(t) for t in np.argsort(-row)[:top_k]] for row in arr]
+            records.append({"id": p["id"], "tokens": tokens,
+                            "token_logprobs": [float(arr[i, t]) for i, t in enumerate(tokens)],
+                            "topk_ids": topk})
+    return records, full
+
+
+def vllm_free_running(server: VllmServer, model_name: str, prompt_ids: list[int], max_new_tokens: int,
+                      top_k: int, commands=None) -> dict:
+    payload = {"model": model_name, "prompt": prompt_ids, "max_tokens": max_new_tokens, "temperature": 0,
+               "ignore_eos": True, "logprobs": top_k, "return_token_ids": True}
+    url = server.base_url + "/v1/completions"
+    if commands is not None:
+        commands.note("vllm free-running", curl_command(url, payload))
+    answer = http_post_json(url, payload)
+    choice = answer["choices"][0]
+    return {"tokens": [int(t) for t in choice["token_ids"]],
+            "token_logprobs": choice["logprobs"]["token_logprobs"], "text": choice["text"]}
+
+
+def vllm_teacher_forced(server: VllmServer, model_name: str, prompt_ids: list[int], continuation: list[int],
+                        top_k: int, commands=None) -> list[dict]:
+    """vLLM's logprob data at each continuation position: {token id: {"logprob", "rank"}}."""
+    payload = {"model": model_name, "prompt": prompt_ids + continuation, "max_tokens": 1, "temperature": 0,
+               "prompt_logprobs": top_k}
+    url = server.base_url + "/v1/completions"
+    if commands is not None:
+        commands.note("vllm teacher-forced", curl_command(url, payload))
+    answer = http_post_json(url, payload)
+    plp = answer["choices"][0].get("prompt_logprobs") or answer.get("prompt_logprobs")
+    if plp is None or len(plp) != len(prompt_ids) + len(continuation):
+        raise RuntimeError(f"vLLM returned prompt_logprobs for {0 if plp is None else len(plp)} positions, "
+                           f"expected {len(prompt_ids) + len(continuation)}")
+    out = []
+    for pos in plp[len(prompt_ids):]:
+        out.append({int(t): {"logprob": float(v["logprob"]), "rank": int(v["rank"])} for t, v in pos.items()})
+    return out
+
+
+def compare(prompts: list[dict], reference: list[dict], full: dict, free: list[dict], forced: list[list[dict]],
+            top_k: int) -> dict:
+    per_prompt, all_positions = [], []
+    for p, ref, cand, tf in zip(prompts, reference, free, forced):
+        ref_full = full[p["id"]]
+        positions = []
+        for j, cand_pos in enumerate(tf):
+            row = ref_full[j]
+            ref_probs_on = {t: float(math.exp(row[t])) for t in cand_pos}
+            m = metrics.position_metrics(ref["tokens"][j], int(np.argmax(row)), ref_probs_on, ref["topk_ids"][j],
+                                         cand_pos, top_k)
+            m["ref_probs_on_cand_tokens"] = {str(t): v for t, v in ref_probs_on.items()}
+            m["cand"] = {str(t): v for t, v in cand_pos.items()}
+            positions.append(m)
+        agreement = metrics.token_agreement(ref["tokens"], cand["tokens"])
+        per_prompt.append({"id": p["id"], "chat": p["chat"], "prompt_ids": p["prompt_ids"],
+                           "ref_tokens": ref["tokens"], "vllm_tokens": cand["tokens"], "vllm_text": cand["text"],
+                           **agreement, "teacher_forced": metrics.summarize(positions), "positions": positions})
+        all_positions += positions
+    equal = sum(p["equal_tokens"] for p in per_prompt)
+    total = sum(p["total_tokens"] for p in per_prompt)
+    return {"per_prompt": per_prompt,
+            "free_running": {"prompts": len(per_prompt), "equal_tokens": equal, "total_tokens": total,
+                             "token_agreement": equal / total if total else 1.0},
+            "teacher_forced": metrics.summarize(all_positions)}
+
+
+def accuracy_failures(summary: dict, determinism: dict, p) -> list[str]:
+    failures = []
+    fr, tf = summary["free_running"], summary["teacher_forced"]
+    if fr["token_agreement"] < p.min_token_agreement:
+        failures.append(f"free-running token agreement {fr['token_agreement']:.4f} < {p.min_token_agreement}")
+    if tf["top1_agreement"] < p.min_top1_agreement:
+        failures.append(f"teacher-forced top-1 agreement {tf['top1_agreement']:.4f} < {p.min_top1_agreement}")
+    if tf["mean_kl"] > p.max_mean_kl:
+        failures.append(f"teacher-forced mean KL {tf['mean_kl']:.5f} > {p.max_mean_kl}")
+    if not determinism["identical"]:
+        failures.append(f"greedy output differed between two identical passes: {determinism['mismatched']}")
+    return failures
+
+
+def run_accuracy(ctx, p) -> tuple[dict, list[str]]:
+    """The whole stage: inputs checked first, reference, then one vLLM server for everything."""
+    from .prompts import load_prompts, tokenize_prompts
+
+    study = ctx.study
+    prompts = load_prompts(p.prompts_file)  # bad files fail here, before any model loads
+    tokenizer = load_tokenizer(ctx.model_dir, study.model.trust_remote_code)
+    prompts = tokenize_prompts(prompts, tokenizer, study.model.max_model_len, p.max_new_tokens)
+
+    t0 = time.monotonic()
+    reference, full = reference_generate(ctx.model_dir, prompts, p.max_new_tokens, p.reference_dtype,
+                                         study.model.trust_remote_code, p.top_k_logprobs)
+    reference_seconds = round(time.monotonic() - t0, 3)
+    np.savez_compressed(ctx.raw_dir / "reference_logprobs.npz", **full)
+    ctx.commands.note("transformers reference",
+                      f"python: AutoModelForCausalLM.from_pretrained({str(ctx.model_dir)!r}, "
+                      f"dtype=torch.{p.reference_dtype}) greedy {p.max_new_tokens} tokens per prompt on CPU")
+
+    name = study.model.name_served
+    with ctx.server("accuracy") as srv:
+        free = [vllm_free_running(srv, name, q["prompt_ids"], p.max_new_tokens, p.top_k_logprobs, ctx.commands)
+                for q in prompts]
+        again = [vllm_free_running(srv, name, q["prompt_ids"], p.max_new_tokens, p.top_k_logprobs)
+                 for q in prompts]
+        forced = [vllm_teacher_forced(srv, name, q["prompt_ids"], r["tokens"], p.top_k_logprobs, ctx.commands)
+                  for q, r in zip(prompts, reference)]
+    mismatched = [q["id"] for q, a, b in zip(prompts, free, again) if a["tokens"] != b["tokens"]]
+    determinism = {"passes": 2, "identical": not mismatched, "mismatched": mismatched}
+    summary = compare(prompts, reference, full, free, forced, p.top_k_logprobs)
+    fr, tf = summary["free_running"], summary["teacher_forced"]
+    seed_table = {"prompts": fr["prompts"], "tokens_per_prompt": p.max_new_tokens,
+                  "token_agreement": fr["token_agreement"], "equal_tokens": fr["equal_tokens"],
+                  "total_tokens": fr["total_tokens"], "prob_mae": tf["prob_mae"], "prob_max_error": tf["prob_max_error"]}
+    result = {"reference": {"engine": "transformers", "dtype": p.reference_dtype, "device": "cpu",
+                            "seconds": reference_seconds, "full_logprobs": "raw/accuracy/reference_logprobs.npz",
+                            "per_prompt": reference},
+              "candidate": {"engine": "vllm", "dtype": study.model.dtype, "server_command": srv.command},
+              "top_k": p.top_k_logprobs, "summary": seed_table, "free_running": fr, "teacher_forced": tf,
+              "determinism": determinism, "per_prompt": summary["per_prompt"],
+              "thresholds": {"min_token_agreement": p.min_token_agreement,
+                             "min_top1_agreement": p.min_top1_agreement, "max_mean_kl": p.max_mean_kl},
+              "method": "prob errors and KL are teacher-forced: vLLM scores the reference's own continuation "
+                        "(prompt_logprobs), so both see the same context; KL is over vLLM's returned tokens plus "
+                        "one bucket for the remaining mass; no missing logprob is filled in."}
+    return result, accuracy_failures(summary, determinism, p)
+
+
+def position_errors_chart(result: dict, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for pp in result["per_prompt"]:
+        ax.plot([pos["abs_prob_error"] for pos in pp["positions"]], marker=".", label=pp["id"])
+    ax.set_xlabel("generated position")
+    ax.set_ylabel("|p_ref − p_vllm| of the reference token")
+    ax.set_title("Teacher-forced probability error per position")
+    ax.legend(fontsize=6, ncol=3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def per_prompt_table(result: dict):
+    import pandas as pd
+
+    return pd.DataFrame([{"prompt": pp["id"], "chat": pp["chat"], "token_agreement": pp["token_agreement"],
+                          "first_divergence": pp["first_divergence"],
+                          "top1_agreement": pp["teacher_forced"]["top1_agreement"],
+                          "prob_mae": pp["teacher_forced"]["prob_mae"],
+                          "mean_kl": pp["teacher_forced"]["mean_kl"]} for pp in result["per_prompt"]])
+
+
+def dumps(obj) -> str:
+    return json.dumps(obj, ensure_ascii=False, indent=1)

@@ -1,0 +1,40 @@
+# %% [markdown]
+# # Accuracy against the fp32 reference
+# transformers on CPU (greedy, full-vocabulary log-probabilities) against the vLLM server, free-running and
+# teacher-forced. Every token id and log-probability used is stored in `results/accuracy.json` (full reference
+# distributions in `raw/accuracy/reference_logprobs.npz`), so anyone can recompute the summary.
+
+# %% parameters
+run_dir = ""  # help: run directory made by `studykit run`; empty makes a fresh one (stepping by hand)
+params_path = ""  # help: study YAML; empty means the run's params.yaml, or the default study
+prompts_file = "builtin:default"  # help: JSONL prompt file ({"id","text","chat"} per line) or 'builtin:default'
+max_new_tokens = 16  # help: tokens generated per prompt (the seed's 16)
+top_k_logprobs = 20  # help: logprobs vLLM returns per position
+reference_dtype = "float32"  # help: dtype of the transformers reference (the seed's float32)
+min_token_agreement = 0.9  # help: free-running token agreement threshold
+min_top1_agreement = 0.95  # help: teacher-forced top-1 agreement threshold
+max_mean_kl = 0.05  # help: teacher-forced mean KL threshold (nats)
+
+# %%
+from studykit.accuracy import per_prompt_table, position_errors_chart, run_accuracy
+from studykit.params import AccuracyParams
+from studykit.stage import open_stage
+
+ctx = open_stage("accuracy", run_dir, params_path)
+p = AccuracyParams(prompts_file=prompts_file, max_new_tokens=max_new_tokens, top_k_logprobs=top_k_logprobs,
+                   reference_dtype=reference_dtype, min_token_agreement=min_token_agreement,
+                   min_top1_agreement=min_top1_agreement, max_mean_kl=max_mean_kl)
+
+# %%
+try:
+    result, failures = run_accuracy(ctx, p)
+except Exception as err:
+    ctx.fail(err)
+result["summary"], result["teacher_forced"], result["determinism"]
+
+# %%
+per_prompt_table(result)
+
+# %%
+result["charts"] = [str(position_errors_chart(result, ctx.chart_path("prob-error")).relative_to(ctx.run_dir))]
+ctx.write_results(result, failures=failures)

@@ -1,0 +1,81 @@
+"""Accuracy and functional stages for real, and an independent recomputation of the accuracy summary."""
+
+import math
+
+import numpy as np
+import pytest
+
+from conftest import run_cli, tiny_study
+from studykit.results import read_json
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, default_model_dir):
+    tmp = tmp_path_factory.mktemp("acc")
+    prompts = tmp / "p.jsonl"
+    prompts.write_text('{"id": "en", "text": "What is the capital of France?", "chat": true}\n'
+                       '{"id": "zh", "text": "北京是中国的首都,也是", "chat": false}\n', encoding="utf-8")
+    params = tiny_study(tmp, {"stages": ["accuracy", "functional"],
+                              "accuracy": {"prompts_file": str(prompts), "max_new_tokens": 8},
+                              "functional": {"prefix_tokens": 256, "prefix_requests": 3}})
+    outputs = tmp / "outputs"
+    result = run_cli("run", str(params), env={"STUDYKIT_OUTPUTS": str(outputs)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    return next(outputs.glob("*/*/"))
+
+
+def test_accuracy_results_have_every_metric(run_dir, no_vllm_left):
+    acc = read_json(run_dir / "results" / "accuracy.json")
+    assert acc["status"] == "passed"
+    assert set(acc["summary"]) >= {"prompts", "tokens_per_prompt", "token_agreement", "prob_mae", "prob_max_error"}
+    assert set(acc["teacher_forced"]) >= {"top1_agreement", "prob_mae", "prob_max_error", "mean_topk_overlap",
+                                          "mean_kl", "max_kl", "ref_token_outside_cand_topk"}
+    assert acc["summary"]["prompts"] == 2 and acc["teacher_forced"]["positions"] == 16
+    assert acc["determinism"]["identical"] is True
+    assert (run_dir / "charts" / "accuracy-prob-error.png").stat().st_size > 0
+
+
+def test_independent_recomputation_reproduces_the_summary(run_dir):
+    acc = read_json(run_dir / "results" / "accuracy.json")
+    full = np.load(run_dir / "raw" / "accuracy" / "reference_logprobs.npz")
+    errors, kls, top1, equal, total = [], [], [], 0, 0
+    for pp in acc["per_prompt"]:
+        equal += sum(a == b for a, b in zip(pp["ref_tokens"], pp["vllm_tokens"]))
+        total += len(pp["ref_tokens"])
+        for j, pos in enumerate(pp["positions"]):
+            tok = pp["ref_tokens"][j]
+            cand = {int(t): v for t, v in pos["cand"].items()}
+            ref_row = full[pp["id"]][j]
+            assert int(np.argmax(ref_row)) == tok  # the reference is greedy
+            p_ref = {t: math.exp(float(ref_row[t])) for t in cand}
+            q = {t: math.exp(v["logprob"]) for t, v in cand.items()}
+            errors.append(abs(p_ref[tok] - q[tok]))
+            kl = sum(p * math.log(p / q[t]) for t, p in p_ref.items() if p > 0)
+            p_rest, q_rest = 1 - sum(p_ref.values()), 1 - sum(q.values())
+            if p_rest > 0:
+                kl += p_rest * math.log(p_rest / max(q_rest, 1e-12))
+            kls.append(max(kl, 0.0))
+            top1.append(min(cand, key=lambda t: cand[t]["rank"]) == tok)
+    tf = acc["teacher_forced"]
+    assert acc["summary"]["token_agreement"] == pytest.approx(equal / total)
+    assert tf["prob_mae"] == pytest.approx(sum(errors) / len(errors), rel=1e-6)
+    assert tf["prob_max_error"] == pytest.approx(max(errors), rel=1e-6)
+    assert tf["mean_kl"] == pytest.approx(sum(kls) / len(kls), rel=1e-5, abs=1e-9)
+    assert tf["top1_agreement"] == pytest.approx(sum(top1) / len(top1))
+
+
+def test_functional_checks_are_measured(run_dir):
+    f = read_json(run_dir / "results" / "functional.json")
+    assert f["status"] == "passed"
+    pc = f["prefix_caching"]
+    assert pc["enabled"] == "True" and pc["block_size"]
+    # Whole blocks of the shared prefix are reused by every request after the first.
+    assert pc["hit_tokens"] == pc["expected_hit_tokens"] == 2 * (256 // pc["block_size"]) * pc["block_size"]
+    assert 0 < pc["hit_rate"] < 1
+    cp = f["chunked_prefill"]
+    assert cp["completed"] and cp["prompt_tokens"] > cp["max_num_batched_tokens"] and cp["enabled"] is True
+    assert f["graph_vs_eager"]["status"] == "not applicable" and f["graph_vs_eager"]["reason"]
+    assert f["not_applicable"]["tensor_parallel"]["status"] == "not applicable"
+    assert f["not_applicable"]["multi_modal"]["status"] == "not applicable"
