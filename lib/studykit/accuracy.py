@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import accuracy_metrics as metrics
+from .checks import check, failed
 from .deploy import curl_command
 from .server import VllmServer, http_post_json
 
@@ -120,18 +121,25 @@ def compare(prompts: list[dict], reference: list[dict], full: dict, free: list[d
             "teacher_forced": metrics.summarize(all_positions)}
 
 
-def accuracy_failures(summary: dict, determinism: dict, p) -> list[str]:
-    failures = []
+def accuracy_checks(summary: dict, determinism: dict, p) -> list[dict]:
     fr, tf = summary["free_running"], summary["teacher_forced"]
-    if fr["token_agreement"] < p.min_token_agreement:
-        failures.append(f"free-running token agreement {fr['token_agreement']:.4f} < {p.min_token_agreement}")
-    if tf["top1_agreement"] < p.min_top1_agreement:
-        failures.append(f"teacher-forced top-1 agreement {tf['top1_agreement']:.4f} < {p.min_top1_agreement}")
-    if tf["mean_kl"] > p.max_mean_kl:
-        failures.append(f"teacher-forced mean KL {tf['mean_kl']:.5f} > {p.max_mean_kl}")
-    if not determinism["identical"]:
-        failures.append(f"greedy output differed between two identical passes: {determinism['mismatched']}")
-    return failures
+    return [
+        check("free-running token agreement >= threshold", fr["token_agreement"] >= p.min_token_agreement,
+              f"{fr['equal_tokens']}/{fr['total_tokens']} equal tokens", p.min_token_agreement, fr["token_agreement"])
+        | {"metric": "summary.token_agreement"},
+        check("teacher-forced top-1 agreement >= threshold", tf["top1_agreement"] >= p.min_top1_agreement,
+              f"over {tf['positions']} positions", p.min_top1_agreement, tf["top1_agreement"])
+        | {"metric": "teacher_forced.top1_agreement"},
+        check("teacher-forced mean KL <= threshold", tf["mean_kl"] <= p.max_mean_kl,
+              "KL(reference || vLLM) over vLLM's top-k plus a remaining-mass bucket", p.max_mean_kl, tf["mean_kl"])
+        | {"metric": "teacher_forced.mean_kl"},
+        check("greedy output identical in two passes", determinism["identical"],
+              f"mismatched prompts: {determinism['mismatched'] or 'none'}", True, determinism["identical"])
+        | {"metric": "determinism.identical"},
+        check("probability errors within [0, 1]", 0 <= tf["prob_mae"] <= tf["prob_max_error"] <= 1,
+              "an error outside [0, 1] would mean a filled-in (sentinel) logprob", "0 <= MAE <= max <= 1",
+              [tf["prob_mae"], tf["prob_max_error"]]) | {"metric": "summary.prob_max_error"},
+    ]
 
 
 def run_accuracy(ctx, p) -> tuple[dict, list[str]]:
@@ -178,7 +186,8 @@ def run_accuracy(ctx, p) -> tuple[dict, list[str]]:
               "method": "prob errors and KL are teacher-forced: vLLM scores the reference's own continuation "
                         "(prompt_logprobs), so both see the same context; KL is over vLLM's returned tokens plus "
                         "one bucket for the remaining mass; no missing logprob is filled in."}
-    return result, accuracy_failures(summary, determinism, p)
+    result["checks"] = accuracy_checks(summary, determinism, p)
+    return result, failed(result["checks"])
 
 
 def position_errors_chart(result: dict, path: Path) -> Path:

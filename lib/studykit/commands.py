@@ -190,4 +190,5 @@ def read_commands(run_dir: str | Path) -> list[dict]:
                 records.append(json.loads(line))
             except json.JSONDecodeError:
                 continue  # a line cut short by a killed run; the rest still counts
-    return records
+    # A server is journaled when it stops, after the requests it served: order by start time instead.
+    return sorted(records, key=lambda r: r.get("started_utc") or "")

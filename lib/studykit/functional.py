@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+from .checks import check
 from .deploy import curl_command
 from .server import http_get, http_post_json
 
@@ -109,3 +110,20 @@ def not_applicable(study, model_dir: Path) -> dict:
                          "reason": f"config.json has no vision/audio config (architectures {config.get('architectures')})"}
                         if not mm_keys else {"status": "not checked", "reason": f"multi-modal keys {mm_keys} present"}),
     }
+
+
+def functional_checks(results: dict) -> list[dict]:
+    pc, cp, ge = results["prefix_caching"], results["chunked_prefill"], results["graph_vs_eager"]
+    out = [check("prompt longer than max_num_batched_tokens completes", cp["completed"],
+                 f"{cp['prompt_tokens']} prompt tokens, budget {cp['max_num_batched_tokens']} per step",
+                 True, cp["completed"]) | {"metric": "chunked_prefill.prompt_tokens"}]
+    if pc["enabled"] in ("True", "true") and pc["expected_hit_tokens"] is not None:
+        out.append(check("prefix cache hits = whole shared blocks x later requests",
+                         pc["hit_tokens"] == pc["expected_hit_tokens"],
+                         pc["why_no_hits"] or f"{pc['requests'] - 1} requests x {pc['prefix_full_blocks']} blocks "
+                                              f"x {pc['block_size']} tokens", pc["expected_hit_tokens"],
+                         pc["hit_tokens"]) | {"metric": "prefix_caching.hit_tokens"})
+    if ge.get("status") == "measured":
+        out.append(check("graph and eager give the same greedy tokens", ge["identical"], "16 greedy tokens",
+                         True, ge["identical"]))
+    return out

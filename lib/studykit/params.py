@@ -23,6 +23,13 @@ class ParamsError(Exception):
     """Bad study definition. The message names the key path and what is allowed."""
 
 
+def _no_repeats(values: list, what: str) -> list:
+    dupes = sorted({x for x in values if values.count(x) > 1})
+    if dupes:
+        raise ValueError(f"{what} listed twice: {dupes}")
+    return values
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
@@ -190,13 +197,7 @@ class ReportParams(Strict):
     languages: list[Literal["zh", "en"]] = Field(default_factory=lambda: ["zh", "en"], min_length=1,
                                                  description="report languages (report.<lang>.md each; all in report.html)")
 
-    @field_validator("languages")
-    @classmethod
-    def _languages_unique(cls, v):
-        dupes = sorted({x for x in v if v.count(x) > 1})
-        if dupes:
-            raise ValueError(f"languages listed twice: {dupes}")
-        return v
+    _languages_unique = field_validator("languages")(lambda v: _no_repeats(v, "languages"))
 
 
 class Study(Strict):
@@ -215,13 +216,7 @@ class Study(Strict):
     functional: FunctionalParams = Field(default_factory=FunctionalParams)
     report: ReportParams = Field(default_factory=ReportParams)
 
-    @field_validator("stages")
-    @classmethod
-    def _stages_unique(cls, v):
-        dupes = sorted({s for s in v if v.count(s) > 1})
-        if dupes:
-            raise ValueError(f"stages listed twice: {dupes}")
-        return v
+    _stages_unique = field_validator("stages")(lambda v: _no_repeats(v, "stages"))
 
     @property
     def enforce_eager(self) -> bool:

@@ -15,6 +15,8 @@ max_num_batched_tokens = 256  # help: token budget per step for the chunked-pref
 from studykit.accuracy import load_tokenizer
 from studykit.functional import (chunked_prefill_check, complete, engine_config_flags, not_applicable,
                                  prefix_cache_check)
+from studykit.checks import failed
+from studykit.functional import functional_checks
 from studykit.stage import open_stage
 
 ctx = open_stage("functional", run_dir, params_path)
@@ -56,11 +58,5 @@ else:
 results["graph_vs_eager"]
 
 # %%
-failures = []
-if not results["chunked_prefill"]["completed"]:
-    failures.append("a prompt longer than max_num_batched_tokens did not complete")
-if results["graph_vs_eager"].get("identical") is False:
-    failures.append("graph and eager servers gave different greedy tokens")
-if results["prefix_caching"]["enabled"] in ("True", "true") and not results["prefix_caching"]["working"]:
-    failures.append(f"prefix caching enabled but no hits: {results['prefix_caching']['why_no_hits']}")
-ctx.write_results(results, failures=failures)
+results["checks"] = functional_checks(results)
+ctx.write_results(results, failures=failed(results["checks"]))

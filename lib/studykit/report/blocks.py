@@ -30,6 +30,13 @@ PREFERRED = {
               "mean_ttft_ms", "median_ttft_ms", "p99_ttft_ms", "mean_tpot_ms", "median_tpot_ms", "p99_tpot_ms",
               "mean_itl_ms", "median_itl_ms", "p99_itl_ms", "mean_e2el_ms", "completed", "failed",
               "total_input_tokens", "total_output_tokens", "duration"],
+    "accuracy": ["summary.prompts", "summary.tokens_per_prompt", "summary.token_agreement", "summary.prob_mae",
+                 "summary.prob_max_error", "teacher_forced.top1_agreement", "teacher_forced.mean_kl",
+                 "teacher_forced.max_kl", "teacher_forced.mean_topk_overlap",
+                 "teacher_forced.ref_token_outside_cand_topk"],
+    "functional": ["prefix_caching.hit_rate", "prefix_caching.hit_tokens", "prefix_caching.query_tokens",
+                   "prefix_caching.expected_hit_tokens", "prefix_caching.block_size",
+                   "chunked_prefill.prompt_tokens", "chunked_prefill.max_num_batched_tokens"],
 }
 
 
@@ -179,7 +186,8 @@ def sweep_lists(result: dict | None) -> dict[str, list[dict]]:
     for k, v in result.items():
         if k in BOOKKEEPING or not isinstance(v, list) or not v:
             continue
-        if all(isinstance(x, dict) for x in v) and any(numeric_paths(x) for x in v):
+        # A sweep table shows top-level numbers of each point; lists without any (e.g. telemetry series) are not sweeps.
+        if all(isinstance(x, dict) for x in v) and any(numeric_paths(x, depth=1) for x in v):
             out[k] = v
     return out
 
@@ -195,7 +203,7 @@ def sweep_table(ctx: Ctx, stage: str, key: str, points: list[dict], max_cols: in
                                       "output_len", "repeat", "num_prompts")]
     cols = ident + pref + [c for c in cols if c not in pref and c not in ident]
     cols = cols[:max_cols]
-    label_cols = [k for k in ("label", "name", "point") if any(isinstance(p.get(k), str) for p in points)][:1]
+    label_cols = [k for k in ("label", "name", "point", "id") if any(isinstance(p.get(k), str) for p in points)][:1]
     headers = [ctx.t("col_point")] + [f"{metric_label(c, ctx.lang)}" + (f" ({metric_unit(c)})" if metric_unit(c) else "")
                                       for c in cols]
     rows = []
