@@ -110,8 +110,7 @@ def test_config_class_rejects_wrong_longrope_length(ckpt):
 def test_minicpm_study_passes_on_vllm_cpu(tmp_path, ckpt, no_vllm_left):
     """`studykit run params/minicpm-tiny-cpu.yaml`: deploy (dummy-weight gate, real-weight gate, smoke chat)
     and latency, through papermill on real vLLM-CPU with --trust-remote-code."""
-    has_latency = (ROOT / "notebooks" / "latency.ipynb").exists()
-    args = ["run", str(PARAMS)] + ([] if has_latency else ["--stages", "deploy"])
+    args = ["run", str(PARAMS)]
     outputs = tmp_path / "outputs"
     r = run_cli(*args, env={"STUDYKIT_OUTPUTS": str(outputs)}, timeout=1500)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
@@ -126,6 +125,5 @@ def test_minicpm_study_passes_on_vllm_cpu(tmp_path, ckpt, no_vllm_left):
     assert [m["id"] for m in deploy["models"]] == ["minicpm-tiny"]
     log = (run_dir / "logs" / "deploy-real-gate.log").read_text(errors="replace")
     assert "MiniCPMForCausalLM" in log  # vLLM's own implementation was resolved for the architecture
-    if has_latency:
-        latency = json.loads((run_dir / "results" / "latency.json").read_text())
-        assert latency["status"] == "passed"
+    latency = json.loads((run_dir / "results" / "latency.json").read_text())
+    assert latency["status"] == "passed"
