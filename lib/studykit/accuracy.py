@@ -190,7 +190,7 @@ def run_accuracy(ctx, p) -> tuple[dict, list[str]]:
     return result, failed(result["checks"])
 
 
-def position_errors_chart(result: dict, path: Path) -> Path:
+def position_errors_chart(result: dict, ctx) -> str:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
@@ -200,10 +200,7 @@ def position_errors_chart(result: dict, path: Path) -> Path:
     ax.set_ylabel("|p_ref − p_vllm| of the reference token")
     ax.set_title("Teacher-forced probability error per position")
     ax.legend(fontsize=6, ncol=3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return ctx.save_figure(fig, "prob-error", dpi=110)
 
 
 def per_prompt_table(result: dict):

@@ -73,6 +73,16 @@ class StageContext:
         self.layout.charts.mkdir(parents=True, exist_ok=True)
         return self.layout.charts / f"{self.stage}-{name}.png"
 
+    def save_figure(self, fig, name: str, dpi: int = 100) -> str:
+        """Write a matplotlib figure to charts/<stage>-<name>.png, close it, and return the path."""
+        import matplotlib.pyplot as plt
+
+        path = self.chart_path(name)
+        fig.tight_layout()
+        fig.savefig(path, dpi=dpi)
+        plt.close(fig)
+        return str(path)
+
     def write_results(self, data: dict[str, Any], failures: list[str] | None = None) -> Path:
         """Write results/<stage>.json; then raise StageFailed if anything failed, after the file is safe."""
         failures = list(failures or [])

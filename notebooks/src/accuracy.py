@@ -36,5 +36,5 @@ result["summary"], result["teacher_forced"], result["determinism"]
 per_prompt_table(result)
 
 # %%
-result["charts"] = [str(position_errors_chart(result, ctx.chart_path("prob-error")).relative_to(ctx.run_dir))]
+result["charts"] = [position_errors_chart(result, ctx)]
 ctx.write_results(result, failures=failures)

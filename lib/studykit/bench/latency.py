@@ -92,9 +92,5 @@ def charts(ctx, result: dict[str, Any]) -> list[str]:
     a2.set_xlabel("latency (s)")
     a2.set_title("distribution")
     a2.legend(fontsize=7)
-    fig.tight_layout()
-    path = ctx.chart_path("latencies")
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    paths.append(str(path))
+    paths.append(ctx.save_figure(fig, "latencies"))
     return paths

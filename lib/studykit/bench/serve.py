@@ -184,11 +184,7 @@ def charts(ctx, result: dict[str, Any]) -> list[str]:
     ax.set_xlabel("request rate (req/s)")
     ax.set_title("throughput vs request rate")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = ctx.chart_path("throughput-vs-rate")
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    paths.append(str(path))
+    paths.append(ctx.save_figure(fig, "throughput-vs-rate"))
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
     for ax, m in zip(axes, ("ttft", "tpot")):
@@ -201,11 +197,7 @@ def charts(ctx, result: dict[str, Any]) -> list[str]:
         ax.set_ylabel("ms")
         ax.set_title(f"{m.upper()} percentiles vs rate")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = ctx.chart_path("latency-vs-rate")
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    paths.append(str(path))
+    paths.append(ctx.save_figure(fig, "latency-vs-rate"))
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     if all("mean_tpot_ms" in r and "output_throughput" in r for r in rows):
@@ -215,11 +207,7 @@ def charts(ctx, result: dict[str, Any]) -> list[str]:
     ax.set_xlabel("mean TPOT (ms)")
     ax.set_ylabel("output tokens/s")
     ax.set_title("tokens/s vs TPOT trade-off")
-    fig.tight_layout()
-    path = ctx.chart_path("tradeoff")
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    paths.append(str(path))
+    paths.append(ctx.save_figure(fig, "tradeoff"))
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
     for run in result.get("runs", []):
@@ -233,9 +221,5 @@ def charts(ctx, result: dict[str, Any]) -> list[str]:
     ax.set_title("per-request TTFT over time")
     if len(result.get("runs", [])) <= 8:
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = ctx.chart_path("ttft-over-time")
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    paths.append(str(path))
+    paths.append(ctx.save_figure(fig, "ttft-over-time"))
     return paths
