@@ -149,9 +149,7 @@ def run_study(params_path: str | Path, stages: list[str] | None = None, *, fail_
         state["requested_stages"] = wanted
     log(f"studykit: study {study.name}, run directory {run_dir}")
 
-    previous_handler = signal.getsignal(signal.SIGTERM)
-    # A TERM (CI timeout, kill) unwinds like Ctrl-C, so servers are stopped and run.json is written.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    interrupts = _Interrupts()
     try:
         env = capture_environment(study, params_path=layout.params)
         env_path = layout.result("environment")
@@ -175,6 +173,7 @@ def run_study(params_path: str | Path, stages: list[str] | None = None, *, fail_
             state["stages"][stage] = {"status": "running", "started_utc": utc_now()}
             write_json(layout.run_json, state)
             rec = execute_stage(stage, run_dir, study, log=log)
+            interrupts.raise_if_seen()
             reran = True
             state["stages"][stage] = rec
             write_json(layout.run_json, state)
@@ -197,7 +196,7 @@ def run_study(params_path: str | Path, stages: list[str] | None = None, *, fail_
         return 130, run_dir
     finally:
         reap_leftovers(layout.pids)
-        signal.signal(signal.SIGTERM, previous_handler)
+        interrupts.restore()
     state["ended_utc"] = utc_now()
     failed = [s for s in state["requested_stages"] if state["stages"].get(s, {}).get("status") != "passed"]
     state["status"] = "failed" if failed else "passed"
@@ -208,6 +207,32 @@ def run_study(params_path: str | Path, stages: list[str] | None = None, *, fail_
     if report.exists() and state["stages"].get("report", {}).get("status") == "passed":
         log(f"report: {report}")  # last line: what `make study` leaves on screen
     return (1 if failed else 0), run_dir
+
+
+class _Interrupts:
+    """SIGINT and SIGTERM unwind like Ctrl-C, so servers are stopped and run.json is written.
+
+    Our own handler, not Python's default: asyncio (under papermill) replaces only the default SIGINT handler
+    with one that cancels its task, and a cancellation can be absorbed inside the notebook client, letting the
+    stage run on as if nothing happened. The flag makes the runner stop after the stage even then."""
+
+    def __init__(self):
+        self.seen = False
+        self.previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        for sig in self.previous:
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame):
+        self.seen = True
+        raise KeyboardInterrupt
+
+    def raise_if_seen(self):
+        if self.seen:
+            raise KeyboardInterrupt
+
+    def restore(self):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
 
 def report_only(run_dir: str | Path, reference: str | None = None, log=print) -> tuple[int, Path]:
