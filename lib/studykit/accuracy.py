@@ -17,8 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from . import accuracy_metrics as metrics
-from .checks import check, failed
+from .checks import check, failed, not_run
 from .deploy import curl_command
+from . import engine
+from .plan import Step, base_url
 from .server import VllmServer, http_post_json
 
 
@@ -123,22 +125,40 @@ def compare(prompts: list[dict], reference: list[dict], full: dict, free: list[d
 
 def accuracy_checks(summary: dict, determinism: dict, p) -> list[dict]:
     fr, tf = summary["free_running"], summary["teacher_forced"]
+    out = [check("free-running token agreement >= threshold", fr["token_agreement"] >= p.min_token_agreement,
+                 f"{fr['equal_tokens']}/{fr['total_tokens']} equal tokens", p.min_token_agreement,
+                 fr["token_agreement"], "accuracy.token_agreement")]
+    if not tf.get("positions"):
+        out += [not_run("teacher-forced top-1 agreement >= threshold", "no teacher-forced position was compared",
+                        "accuracy.top1_agreement"),
+                not_run("teacher-forced mean KL <= threshold", "no teacher-forced position was compared",
+                        "accuracy.mean_kl")]
+    else:
+        out += [check("teacher-forced top-1 agreement >= threshold", tf["top1_agreement"] >= p.min_top1_agreement,
+                      f"over {tf['positions']} positions", p.min_top1_agreement, tf["top1_agreement"],
+                      "accuracy.top1_agreement"),
+                check("teacher-forced mean KL <= threshold", tf["mean_kl"] <= p.max_mean_kl,
+                      "KL(reference || vLLM) over vLLM's top-k plus a remaining-mass bucket", p.max_mean_kl,
+                      tf["mean_kl"], "accuracy.mean_kl")]
+    out.append(check("greedy output identical in two passes", determinism["identical"],
+                     f"mismatched prompts: {determinism['mismatched'] or 'none'}", True, determinism["identical"]))
+    return out
+
+
+def plan(study, model_dir: Path, run_dir, port) -> list[Step]:
+    """Reference first (nothing else runs beside it), then one vLLM server for every request."""
+    p, url = study.accuracy, base_url(study.server.host, port)
     return [
-        check("free-running token agreement >= threshold", fr["token_agreement"] >= p.min_token_agreement,
-              f"{fr['equal_tokens']}/{fr['total_tokens']} equal tokens", p.min_token_agreement, fr["token_agreement"])
-        | {"metric": "summary.token_agreement"},
-        check("teacher-forced top-1 agreement >= threshold", tf["top1_agreement"] >= p.min_top1_agreement,
-              f"over {tf['positions']} positions", p.min_top1_agreement, tf["top1_agreement"])
-        | {"metric": "teacher_forced.top1_agreement"},
-        check("teacher-forced mean KL <= threshold", tf["mean_kl"] <= p.max_mean_kl,
-              "KL(reference || vLLM) over vLLM's top-k plus a remaining-mass bucket", p.max_mean_kl, tf["mean_kl"])
-        | {"metric": "teacher_forced.mean_kl"},
-        check("greedy output identical in two passes", determinism["identical"],
-              f"mismatched prompts: {determinism['mismatched'] or 'none'}", True, determinism["identical"])
-        | {"metric": "determinism.identical"},
-        check("probability errors within [0, 1]", 0 <= tf["prob_mae"] <= tf["prob_max_error"] <= 1,
-              "an error outside [0, 1] would mean a filled-in (sentinel) logprob", "0 <= MAE <= max <= 1",
-              [tf["prob_mae"], tf["prob_max_error"]]) | {"metric": "summary.prob_max_error"},
+        Step("accuracy", "transformers reference", "python", text=(
+            f"# python: AutoModelForCausalLM.from_pretrained({str(model_dir)!r}, dtype=torch.{p.reference_dtype}) "
+            f"on CPU, greedy {p.max_new_tokens} tokens per prompt of {p.prompts_file}, full-vocabulary log-probs")),
+        Step("accuracy", "accuracy", "server", engine.serve_argv(study, model_dir, port)),
+        Step("accuracy", "vllm free-running", "http", text=(
+            f"# POST {url}/v1/completions per prompt (token ids): temperature 0, max_tokens {p.max_new_tokens}, "
+            f"ignore_eos, logprobs {p.top_k_logprobs}; twice, for determinism")),
+        Step("accuracy", "vllm teacher-forced", "http", text=(
+            f"# POST {url}/v1/completions per prompt: prompt + the reference's continuation, max_tokens 1, "
+            f"prompt_logprobs {p.top_k_logprobs} (vLLM scores the reference's tokens)")),
     ]
 
 
@@ -156,12 +176,11 @@ def run_accuracy(ctx, p) -> tuple[dict, list[str]]:
                                          study.model.trust_remote_code, p.top_k_logprobs)
     reference_seconds = round(time.monotonic() - t0, 3)
     np.savez_compressed(ctx.raw_dir / "reference_logprobs.npz", **full)
-    ctx.commands.note("transformers reference",
-                      f"python: AutoModelForCausalLM.from_pretrained({str(ctx.model_dir)!r}, "
-                      f"dtype=torch.{p.reference_dtype}) greedy {p.max_new_tokens} tokens per prompt on CPU")
+    reference_step = ctx.step("transformers reference")
+    ctx.commands.note(reference_step.label, reference_step.text)
 
     name = study.model.name_served
-    with ctx.server("accuracy") as srv:
+    with ctx.server_for(ctx.step("accuracy")) as srv:
         free = [vllm_free_running(srv, name, q["prompt_ids"], p.max_new_tokens, p.top_k_logprobs, ctx.commands)
                 for q in prompts]
         again = [vllm_free_running(srv, name, q["prompt_ids"], p.max_new_tokens, p.top_k_logprobs)
@@ -172,14 +191,11 @@ def run_accuracy(ctx, p) -> tuple[dict, list[str]]:
     determinism = {"passes": 2, "identical": not mismatched, "mismatched": mismatched}
     summary = compare(prompts, reference, full, free, forced, p.top_k_logprobs)
     fr, tf = summary["free_running"], summary["teacher_forced"]
-    seed_table = {"prompts": fr["prompts"], "tokens_per_prompt": p.max_new_tokens,
-                  "token_agreement": fr["token_agreement"], "equal_tokens": fr["equal_tokens"],
-                  "total_tokens": fr["total_tokens"], "prob_mae": tf["prob_mae"], "prob_max_error": tf["prob_max_error"]}
     result = {"reference": {"engine": "transformers", "dtype": p.reference_dtype, "device": "cpu",
                             "seconds": reference_seconds, "full_logprobs": "raw/accuracy/reference_logprobs.npz",
                             "per_prompt": reference},
               "candidate": {"engine": "vllm", "dtype": study.model.dtype, "server_command": srv.command},
-              "top_k": p.top_k_logprobs, "summary": seed_table, "free_running": fr, "teacher_forced": tf,
+              "top_k": p.top_k_logprobs, "free_running": fr, "teacher_forced": tf,
               "determinism": determinism, "per_prompt": summary["per_prompt"],
               "thresholds": {"min_token_agreement": p.min_token_agreement,
                              "min_top1_agreement": p.min_top1_agreement, "max_mean_kl": p.max_mean_kl},

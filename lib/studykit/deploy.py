@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import shlex
 import time
+from pathlib import Path
 
+from . import engine
+from .plan import Step, base_url
 from .server import ServerError, VllmServer, http_get, http_post_json
 from .stage import StageContext
 
@@ -15,11 +18,34 @@ def curl_command(url: str, payload: dict) -> str:
             f"-d {shlex.quote(json.dumps(payload, ensure_ascii=False))}")
 
 
-def start_gate(ctx: StageContext, label: str, load_format: str | None = None) -> dict:
-    """Start a server, time it to /health, stop it. A failure to start is a failed gate, not a crash."""
-    server = ctx.server(label, load_format=load_format)
-    gate = {"label": label, "load_format": load_format or ctx.study.model.load_format, "command": server.command,
+def smoke_payload(study) -> dict:
+    return {"model": study.model.name_served, "messages": [{"role": "user", "content": study.deploy.smoke_prompt}],
+            "temperature": 0, "max_completion_tokens": study.deploy.max_completion_tokens}
+
+
+def plan(study, model_dir: Path, run_dir, port) -> list[Step]:
+    p, url = study.deploy, base_url(study.server.host, port)
+    steps = []
+    if p.dummy_gate:
+        steps.append(Step("deploy", "dummy-gate", "server",
+                          engine.serve_argv(study, model_dir, port, load_format="dummy")))
+    if p.real_gate:
+        steps.append(Step("deploy", "real-gate", "server", engine.serve_argv(study, model_dir, port)))
+        steps.append(Step("deploy", "list models", "http", text=f"curl {url}/v1/models"))
+        steps.append(Step("deploy", "smoke chat", "http",
+                          text=curl_command(f"{url}/v1/chat/completions", smoke_payload(study))))
+    return steps
+
+
+def _gate(ctx: StageContext, server: VllmServer, load_format: str) -> dict:
+    return {"label": server.label, "load_format": load_format, "command": server.command,
             "log": str(server.log_path.relative_to(ctx.run_dir))}
+
+
+def start_gate(ctx: StageContext, label: str = "dummy-gate") -> dict:
+    """Start a server, time it to /health, stop it. A failure to start is a failed gate, not a crash."""
+    server = ctx.server_for(ctx.step(label))
+    gate = _gate(ctx, server, "dummy" if label == "dummy-gate" else ctx.study.model.load_format)
     try:
         with server:
             gate.update(passed=True, ready_seconds=server.ready_seconds)
@@ -35,42 +61,40 @@ def list_models(server: VllmServer) -> list[dict]:
     return json.loads(body)["data"]
 
 
-def smoke_chat(ctx: StageContext, server: VllmServer, prompt: str, max_completion_tokens: int) -> dict:
-    url = server.base_url + "/v1/chat/completions"
-    payload = {"model": ctx.study.model.name_served, "messages": [{"role": "user", "content": prompt}],
-               "temperature": 0, "max_completion_tokens": max_completion_tokens}
-    curl = curl_command(url, payload)
-    ctx.commands.note("smoke chat", curl)
+def smoke_chat(ctx: StageContext, server: VllmServer) -> dict:
+    step = ctx.step("smoke chat")
+    payload = smoke_payload(ctx.study)
+    ctx.commands.note(step.label, step.text)
     t0 = time.monotonic()
-    answer = http_post_json(url, payload, timeout=300)
+    answer = http_post_json(server.base_url + "/v1/chat/completions", payload, timeout=300)
     seconds = round(time.monotonic() - t0, 3)
     choice = answer["choices"][0]
-    return {"request": payload, "curl": curl, "reply": choice["message"].get("content") or "",
+    return {"request": payload, "curl": step.text, "reply": choice["message"].get("content") or "",
             "finish_reason": choice.get("finish_reason"), "usage": answer.get("usage"), "seconds": seconds}
 
 
-def real_gate_with_chat(ctx: StageContext, prompt: str, max_completion_tokens: int) -> tuple[dict, dict, list]:
-    server = ctx.server("real-gate")
-    gate = {"label": "real-gate", "load_format": ctx.study.model.load_format, "command": server.command,
-            "log": str(server.log_path.relative_to(ctx.run_dir))}
+def real_gate_with_chat(ctx: StageContext) -> tuple[dict, dict | None, list]:
+    server = ctx.server_for(ctx.step("real-gate"))
+    gate = _gate(ctx, server, ctx.study.model.load_format)
     try:
         with server:
             gate.update(passed=True, ready_seconds=server.ready_seconds)
+            ctx.commands.note("list models", ctx.step("list models").text)
             models = list_models(server)
-            chat = smoke_chat(ctx, server, prompt, max_completion_tokens)
+            chat = smoke_chat(ctx, server)
     except ServerError as err:
         gate.update(passed=False, ready_seconds=None, error=str(err))
-        return gate, {}, []
+        return gate, None, []
     return gate, chat, models
 
 
-def deploy_failures(study, dummy: dict | None, real: dict | None, chat: dict, models: list) -> list[str]:
+def deploy_failures(study, dummy: dict | None, real: dict | None, chat: dict | None, models: list) -> list[str]:
     failures = []
     for gate in (dummy, real):
         if gate is not None and not gate.get("passed"):
             failures.append(f"{gate['label']} did not start: {gate.get('error', '').splitlines()[0]}")
     if real is not None and real.get("passed"):
-        if not chat.get("reply", "").strip():
+        if not (chat or {}).get("reply", "").strip():
             failures.append("smoke chat returned no text")
         served = [m.get("id") for m in models]
         if study.model.name_served not in served:

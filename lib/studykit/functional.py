@@ -6,12 +6,39 @@ import json
 import re
 from pathlib import Path
 
-from .checks import check
+from .checks import check, not_run
 from .deploy import curl_command
+from . import engine
+from .plan import Step, base_url
 from .server import http_get, http_post_json
 
 _METRIC = re.compile(r"^(vllm:[a-z_]+)(\{[^}]*\})?\s+([-+0-9.eE]+|NaN)$")
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
+
+
+def batched_tokens_budget(study) -> tuple[int, list[str]]:
+    """The chunked-prefill check's per-step token budget, and the flag the server needs for it (none when the
+    study already sets --max-num-batched-tokens)."""
+    if study.server.max_num_batched_tokens:
+        return study.server.max_num_batched_tokens, []
+    budget = study.functional.max_num_batched_tokens
+    return budget, ["--max-num-batched-tokens", str(budget)]
+
+
+def plan(study, model_dir: Path, run_dir, port) -> list[Step]:
+    p, url = study.functional, base_url(study.server.host, port)
+    budget, extra = batched_tokens_budget(study)
+    steps = [Step("functional", "functional", "server", engine.serve_argv(study, model_dir, port, extra=extra)),
+             Step("functional", "prefix-cache request", "http", text=(
+                 f"# {p.prefix_requests} sequential POST {url}/v1/completions sharing a {p.prefix_tokens}-token "
+                 "prefix; GET /metrics before and after (vllm:prefix_cache_hits_total, queries_total)")),
+             Step("functional", "chunked-prefill request", "http", text=(
+                 f"# POST {url}/v1/completions with a {budget * 2 + 17}-token prompt, budget {budget} per step"))]
+    if p.graph_vs_eager:
+        other = "functional-graph" if study.enforce_eager else "functional-eager"
+        steps.append(Step("functional", other, "server", engine.serve_argv(
+            study, model_dir, port, enforce_eager=not study.enforce_eager, extra=extra)))
+    return steps
 
 
 def read_metrics(base_url: str) -> dict:
@@ -116,14 +143,22 @@ def functional_checks(results: dict) -> list[dict]:
     pc, cp, ge = results["prefix_caching"], results["chunked_prefill"], results["graph_vs_eager"]
     out = [check("prompt longer than max_num_batched_tokens completes", cp["completed"],
                  f"{cp['prompt_tokens']} prompt tokens, budget {cp['max_num_batched_tokens']} per step",
-                 True, cp["completed"]) | {"metric": "chunked_prefill.prompt_tokens"}]
-    if pc["enabled"] in ("True", "true") and pc["expected_hit_tokens"] is not None:
-        out.append(check("prefix cache hits = whole shared blocks x later requests",
-                         pc["hit_tokens"] == pc["expected_hit_tokens"],
+                 True, cp["completed"], "functional.chunked_prefill_prompt_tokens")]
+    name = "prefix cache hits = whole shared blocks x later requests"
+    if pc["enabled"] not in ("True", "true"):
+        out.append(not_run(name, f"prefix caching is off in the server's cache config (enabled={pc['enabled']})",
+                           "functional.prefix_cache_hit_tokens"))
+    elif pc["expected_hit_tokens"] is None:
+        out.append(not_run(name, "the server's cache config reports no block size",
+                           "functional.prefix_cache_hit_tokens"))
+    else:
+        out.append(check(name, pc["hit_tokens"] == pc["expected_hit_tokens"],
                          pc["why_no_hits"] or f"{pc['requests'] - 1} requests x {pc['prefix_full_blocks']} blocks "
                                               f"x {pc['block_size']} tokens", pc["expected_hit_tokens"],
-                         pc["hit_tokens"]) | {"metric": "prefix_caching.hit_tokens"})
+                         pc["hit_tokens"], "functional.prefix_cache_hit_tokens"))
+    name = "graph and eager give the same greedy tokens"
     if ge.get("status") == "measured":
-        out.append(check("graph and eager give the same greedy tokens", ge["identical"], "16 greedy tokens",
-                         True, ge["identical"]))
+        out.append(check(name, ge["identical"], "16 greedy tokens", True, ge["identical"]))
+    else:
+        out.append(not_run(name, ge.get("reason") or "not measured"))
     return out

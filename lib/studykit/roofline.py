@@ -77,12 +77,13 @@ def serve_roofline(study, model_dir: str | Path, points: list[dict[str, Any]],
     wb = weight_bytes(Path(model_dir))
     rows = []
     for pt in points:
-        tpot = pt.get("mean_tpot_ms")
+        metrics = pt.get("metrics", {})
+        tpot = (metrics.get("mean_tpot_ms") or {}).get("mean")
         if not tpot or tpot <= 0:
             continue
         r = roofline(wb, tpot / 1000, limit["bandwidth_gbps"])
         rows.append({"request_rate": pt["request_rate"], "max_concurrency": pt["max_concurrency"],
-                     "max_concurrent_requests": pt.get("max_concurrent_requests"),
+                     "max_concurrent_requests": (metrics.get("max_concurrent_requests") or {}).get("mean"),
                      "mean_tpot_ms": tpot, "achieved_gbps": r["achieved_gbps"],
                      "efficiency_percent": r["efficiency_percent"]})
     return {"limit": limit, "weight_bytes": wb, "points": rows,

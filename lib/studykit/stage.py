@@ -6,6 +6,7 @@ everything that touches the outside world, so each cell stays a thin call.
 
 from __future__ import annotations
 
+import json
 import time
 import traceback
 from pathlib import Path
@@ -14,7 +15,8 @@ from typing import Any
 from . import engine, weights
 from .commands import CommandLog, CommandRecord, utc_now
 from .params import Study, dump_study, load_study
-from .results import RunLayout, read_json, write_json, write_text
+from .results import RunLayout, _jsonable, read_json, write_json, write_text
+from .plan import Step, find, stage_plan
 from .server import VllmServer, resolve_port
 
 DEFAULT_PARAMS = Path(__file__).resolve().parents[2] / "params" / "smollm2-135m-cpu.yaml"
@@ -35,6 +37,7 @@ class StageContext:
         self.started_utc = utc_now()
         self._t0 = time.monotonic()
         self._model_dir: Path | None = None
+        self._port: int | None = None
 
     @property
     def model_dir(self) -> Path:
@@ -54,20 +57,41 @@ class StageContext:
     def env(self) -> dict[str, str]:
         return engine.platform_env(self.study)
 
-    def server(self, label: str = "serve", *, load_format: str | None = None,
-               enforce_eager: bool | None = None, extra: list[str] | tuple = ()) -> VllmServer:
-        """A `vllm serve` for this study; use as `with ctx.server() as srv:`."""
-        port = resolve_port(self.study.server.host, self.study.server.port)
-        argv = engine.serve_argv(self.study, self.model_dir, port, load_format=load_format,
-                                 enforce_eager=enforce_eager, extra=extra)
-        return VllmServer(argv, host=self.study.server.host, port=port, env_extra=self.env(),
-                          log_path=self.layout.logs / f"{self.stage}-{label}.log", commands=self.commands,
-                          label=label, ready_timeout_s=self.study.server.ready_timeout_s,
+    @property
+    def port(self) -> int:
+        """The port this stage's servers listen on (one at a time), chosen once."""
+        if self._port is None:
+            self._port = resolve_port(self.study.server.host, self.study.server.port)
+        return self._port
+
+    def plan(self) -> list[Step]:
+        """This stage's commands as `studykit run --dry-run` prints them (studykit.plan)."""
+        return stage_plan(self.study, self.stage, self.model_dir, self.run_dir, self.port)
+
+    def step(self, label: str) -> Step:
+        return find(self.plan(), label)
+
+    def server_for(self, step: Step) -> VllmServer:
+        """The `vllm serve` of a planned server step; use as `with ctx.server_for(step) as srv:`."""
+        if step.kind != "server":
+            raise ValueError(f"step {step.label!r} is a {step.kind} step, not a server")
+        return VllmServer(step.argv, host=self.study.server.host, port=self.port, env_extra=self.env(),
+                          log_path=self.layout.logs / f"{self.stage}-{step.label}.log", commands=self.commands,
+                          label=step.label, ready_timeout_s=self.study.server.ready_timeout_s,
                           pid_dir=self.layout.pids)
 
-    def run_vllm(self, argv: list[str], label: str, timeout: float | None = None) -> CommandRecord:
-        return self.commands.run(argv, label=label, env_extra=self.env(),
-                                 log_path=self.raw_dir / f"{label}.log", timeout=timeout)
+    def server(self, label: str, *, load_format: str | None = None, enforce_eager: bool | None = None,
+               extra: list[str] | tuple = ()) -> VllmServer:
+        """An unplanned server (tests, hand experiments); stages use their planned steps."""
+        argv = engine.serve_argv(self.study, self.model_dir, self.port, load_format=load_format,
+                                 enforce_eager=enforce_eager, extra=extra)
+        return self.server_for(Step(self.stage, label, "server", argv))
+
+    def run_step(self, step: Step, timeout: float | None = None) -> CommandRecord:
+        if step.kind != "command":
+            raise ValueError(f"step {step.label!r} is a {step.kind} step, not a command")
+        return self.commands.run(step.argv, label=step.label, env_extra=self.env(),
+                                 log_path=self.raw_dir / f"{step.label}.log", timeout=timeout)
 
     def chart_path(self, name: str) -> Path:
         self.layout.charts.mkdir(parents=True, exist_ok=True)
@@ -81,15 +105,26 @@ class StageContext:
         fig.tight_layout()
         fig.savefig(path, dpi=dpi)
         plt.close(fig)
+        show_png(path)
         return str(path)
 
     def write_results(self, data: dict[str, Any], failures: list[str] | None = None) -> Path:
-        """Write results/<stage>.json; then raise StageFailed if anything failed, after the file is safe."""
+        """Validate against the stage's results model and write results/<stage>.json; then raise StageFailed
+        if anything failed, after the file is safe. A result the model rejects is a kit bug: what was measured
+        is still written (results/<stage>.invalid.json) before the error is raised."""
+        from .schema import ResultError, validate_result
+
         failures = list(failures or [])
         doc = {"stage": self.stage, "study": self.study.name, "status": "failed" if failures else "passed",
                "failures": failures, "started_utc": self.started_utc, "ended_utc": utc_now(),
                "wall_seconds": round(time.monotonic() - self._t0, 3), **data}
-        path = write_json(self.layout.result(self.stage), doc)
+        doc = json.loads(json.dumps(_jsonable(doc)))
+        try:
+            model = validate_result(self.stage, doc)
+        except ResultError:
+            write_json(self.layout.results / f"{self.stage}.invalid.json", doc)
+            raise
+        path = write_json(self.layout.result(self.stage), model.model_dump(mode="json"))
         if failures:
             raise StageFailed(f"{self.stage} failed: " + "; ".join(failures))
         return path
@@ -100,6 +135,19 @@ class StageContext:
         data["error"] = f"{type(err).__name__}: {err}"
         data["traceback"] = traceback.format_exc()
         self.write_results(data, failures=[data["error"]])
+
+
+def show_png(path: str | Path | None) -> None:
+    """Inline in the notebook that made it (an executed notebook shares its charts); a no-op outside IPython."""
+    if not path:
+        return
+    try:
+        from IPython import get_ipython
+        from IPython.display import Image, display
+    except ImportError:
+        return
+    if get_ipython() is not None:
+        display(Image(filename=str(path)))
 
 
 def open_stage(stage: str, run_dir: str = "", params_path: str = "") -> StageContext:

@@ -17,20 +17,21 @@ max_mean_kl = 0.05  # help: teacher-forced mean KL threshold (nats)
 
 # %%
 from studykit.accuracy import per_prompt_table, position_errors_chart, run_accuracy
-from studykit.params import AccuracyParams
+from studykit.bench import effective_params
 from studykit.stage import open_stage
 
 ctx = open_stage("accuracy", run_dir, params_path)
-p = AccuracyParams(prompts_file=prompts_file, max_new_tokens=max_new_tokens, top_k_logprobs=top_k_logprobs,
-                   reference_dtype=reference_dtype, min_token_agreement=min_token_agreement,
-                   min_top1_agreement=min_top1_agreement, max_mean_kl=max_mean_kl)
+p = effective_params(ctx, "accuracy", dict(prompts_file=prompts_file, max_new_tokens=max_new_tokens,
+                                          top_k_logprobs=top_k_logprobs, reference_dtype=reference_dtype,
+                                          min_token_agreement=min_token_agreement,
+                                          min_top1_agreement=min_top1_agreement, max_mean_kl=max_mean_kl))
 
 # %%
 try:
     result, failures = run_accuracy(ctx, p)
 except Exception as err:
     ctx.fail(err)
-result["summary"], result["teacher_forced"], result["determinism"]
+result["free_running"], result["teacher_forced"], result["determinism"]
 
 # %%
 per_prompt_table(result)

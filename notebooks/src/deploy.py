@@ -13,10 +13,13 @@ smoke_prompt = "say hi"  # help: user message of the smoke chat request (the see
 max_completion_tokens = 16  # help: max_completion_tokens of the smoke chat
 
 # %%
+from studykit.bench import effective_params
 from studykit.deploy import deploy_failures, real_gate_with_chat, start_gate
 from studykit.stage import open_stage
 
 ctx = open_stage("deploy", run_dir, params_path)
+p = effective_params(ctx, "deploy", dict(dummy_gate=dummy_gate, real_gate=real_gate, smoke_prompt=smoke_prompt,
+                                        max_completion_tokens=max_completion_tokens))
 print("model checkpoint:", ctx.model_dir)
 
 # %% [markdown]
@@ -24,20 +27,20 @@ print("model checkpoint:", ctx.model_dir)
 # `--load-format dummy` skips reading the weights: it proves the architecture, config and platform work.
 
 # %%
-dummy = start_gate(ctx, "dummy-gate", load_format="dummy") if dummy_gate else None
+dummy = start_gate(ctx, "dummy-gate") if dummy_gate else None
 dummy
 
 # %% [markdown]
 # ## Real-weight gate, `/v1/models` and the smoke chat
 
 # %%
-real, chat, models = real_gate_with_chat(ctx, smoke_prompt, max_completion_tokens) if real_gate else (None, {}, [])
+real, chat, models = real_gate_with_chat(ctx) if real_gate else (None, None, [])
 print(real)
-print("reply:", repr(chat.get("reply")))
+print("reply:", repr((chat or {}).get("reply")))
 
 # %%
 ctx.write_results(
-    {"dummy_gate": dummy, "real_gate": real, "smoke_chat": chat, "models": models,
-     "model_dir": str(ctx.model_dir)},
+    {"params": p.model_dump(mode="json"), "dummy_gate": dummy, "real_gate": real, "smoke_chat": chat,
+     "models": models, "model_dir": str(ctx.model_dir), "server": "real-gate" if real else None},
     failures=deploy_failures(ctx.study, dummy, real, chat, models),
 )

@@ -12,28 +12,33 @@ graph_vs_eager = False  # help: compare graph and eager servers (slow on cpu)
 max_num_batched_tokens = 256  # help: token budget per step for the chunked-prefill check (a longer prompt must still complete)
 
 # %%
+from studykit import checks
 from studykit.accuracy import load_tokenizer
-from studykit.functional import (chunked_prefill_check, complete, engine_config_flags, not_applicable,
-                                 prefix_cache_check)
-from studykit.checks import failed
-from studykit.functional import functional_checks
+from studykit.bench import effective_params
+from studykit.functional import (batched_tokens_budget, chunked_prefill_check, complete, engine_config_flags,
+                                 functional_checks, not_applicable, prefix_cache_check)
 from studykit.stage import open_stage
 
 ctx = open_stage("functional", run_dir, params_path)
+p = effective_params(ctx, "functional", dict(prefix_tokens=prefix_tokens, prefix_requests=prefix_requests,
+                                            graph_vs_eager=graph_vs_eager,
+                                            max_num_batched_tokens=max_num_batched_tokens))
 study = ctx.study
 tokenizer = load_tokenizer(ctx.model_dir, study.model.trust_remote_code)
 name = study.model.name_served
-budget = study.server.max_num_batched_tokens or max_num_batched_tokens
-extra = [] if study.server.max_num_batched_tokens else ["--max-num-batched-tokens", str(budget)]
-results = {"not_applicable": not_applicable(study, ctx.model_dir)}
+budget, _ = batched_tokens_budget(study)
+steps = {s.label: s for s in ctx.plan()}
+results = {"params": p.model_dump(mode="json"), "not_applicable": not_applicable(study, ctx.model_dir),
+           "server": "functional"}
 
 # %%
 probe = tokenizer("Write a haiku about the sea.")["input_ids"]
 try:
-    with ctx.server("functional", extra=extra) as srv:
+    with ctx.server_for(steps["functional"]) as srv:
         flags = engine_config_flags(srv.log_path)
         results["engine_flags"] = flags
-        results["prefix_caching"] = prefix_cache_check(srv, name, tokenizer, prefix_tokens, prefix_requests, ctx.commands)
+        results["prefix_caching"] = prefix_cache_check(srv, name, tokenizer, p.prefix_tokens, p.prefix_requests,
+                                                       ctx.commands)
         results["chunked_prefill"] = chunked_prefill_check(srv, name, tokenizer, budget, flags, ctx.commands)
         base_tokens = complete(srv.base_url, name, probe, 16)["tokens"]
 except Exception as err:
@@ -41,22 +46,23 @@ except Exception as err:
 results["prefix_caching"], results["chunked_prefill"]
 
 # %%
-if graph_vs_eager and study.enforce_eager:
-    with ctx.server("functional-graph", enforce_eager=False) as srv:
-        graph_tokens = complete(srv.base_url, name, probe, 16)["tokens"]
-    results["graph_vs_eager"] = {"status": "measured", "identical": graph_tokens == base_tokens,
-                                 "eager_tokens": base_tokens, "graph_tokens": graph_tokens}
-elif graph_vs_eager:
-    with ctx.server("functional-eager", enforce_eager=True) as srv:
-        eager_tokens = complete(srv.base_url, name, probe, 16)["tokens"]
-    results["graph_vs_eager"] = {"status": "measured", "identical": eager_tokens == base_tokens,
-                                 "eager_tokens": eager_tokens, "graph_tokens": base_tokens}
+other = next((s for label, s in steps.items() if label in ("functional-graph", "functional-eager")), None)
+if other is not None:
+    with ctx.server_for(other) as srv:
+        other_tokens = complete(srv.base_url, name, probe, 16)["tokens"]
+    graph, eager = (other_tokens, base_tokens) if other.label == "functional-graph" else (base_tokens, other_tokens)
+    results["graph_vs_eager"] = {"status": "measured", "identical": graph == eager, "eager_tokens": eager,
+                                 "graph_tokens": graph}
 else:
     results["graph_vs_eager"] = {"status": "not applicable",
-                                 "reason": ("graph compilation on CPU takes minutes; set functional.graph_vs_eager: true to compare"
-                                            if study.platform == "cpu" else "functional.graph_vs_eager is false")}
+                                 "reason": ("graph compilation on CPU takes minutes; set functional.graph_vs_eager: "
+                                            "true to compare" if study.platform == "cpu"
+                                            else "functional.graph_vs_eager is false")}
 results["graph_vs_eager"]
 
 # %%
 results["checks"] = functional_checks(results)
-ctx.write_results(results, failures=failed(results["checks"]))
+checks.table(results["checks"])
+
+# %%
+ctx.write_results(results, failures=checks.failed(results["checks"]))

@@ -16,8 +16,8 @@ num_iters = 5  # help: --num-iters
 extra_args = []  # help: more vllm bench latency arguments, verbatim
 
 # %%
-from studykit import checks, roofline, telemetry
-from studykit.bench import effective_params
+from studykit import checks, roofline
+from studykit.bench import effective_params, telemetry_charts
 from studykit.bench.latency import charts, run_latency
 from studykit.stage import open_stage
 
@@ -50,10 +50,9 @@ result["roofline"]
 # ## Charts and checks
 
 # %%
-result["charts"] = charts(ctx, result)
-result["charts"].append(telemetry.chart(result["telemetry"], ctx.chart_path("telemetry")))
+result["charts"] = charts(ctx, result) + telemetry_charts(ctx, result["telemetry"])
 result["checks"] = checks.latency_checks(p, result)
-[c for c in result["checks"] if not c["passed"]]
+checks.table(result["checks"])
 
 # %%
 ctx.write_results(result, failures=checks.failed(result["checks"]))

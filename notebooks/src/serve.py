@@ -21,9 +21,9 @@ seed = 0  # help: --seed of the random dataset
 extra_args = []  # help: more vllm bench serve arguments, verbatim
 
 # %%
-from studykit import checks, roofline, telemetry
-from studykit.bench import effective_params
-from studykit.bench.serve import charts, run_serve
+from studykit import checks, roofline
+from studykit.bench import effective_params, telemetry_charts
+from studykit.bench.serve import charts, run_serve, serve_table
 from studykit.stage import open_stage
 
 ctx = open_stage("serve", run_dir, params_path)
@@ -39,15 +39,10 @@ print("model checkpoint:", ctx.model_dir)
 # %%
 result = {"params": p.model_dump(mode="json")}
 try:
-    if p.base_url:
-        run_serve(ctx, p.base_url.rstrip("/"), result)
-    else:
-        with ctx.server("serve") as srv:
-            result["server_ready_s"] = srv.ready_seconds
-            run_serve(ctx, srv.base_url, result, server=srv)
+    run_serve(ctx, result)
 except Exception as err:
     ctx.fail(err, partial=result)
-result["points"]
+serve_table(result)
 
 # %% [markdown]
 # ## Roofline per point (weight bytes / mean TPOT against the memory bandwidth)
@@ -57,10 +52,9 @@ result["roofline"] = roofline.serve_roofline(ctx.study, ctx.model_dir, result["p
 result["roofline"]["points"]
 
 # %%
-result["charts"] = charts(ctx, result)
-result["charts"].append(telemetry.chart(result["telemetry"], ctx.chart_path("telemetry")))
+result["charts"] = charts(ctx, result) + telemetry_charts(ctx, result["telemetry"])
 result["checks"] = checks.serve_checks(p, result)
-[c for c in result["checks"] if not c["passed"]]
+checks.table(result["checks"])
 
 # %%
 ctx.write_results(result, failures=checks.failed(result["checks"]))

@@ -14,8 +14,8 @@ num_prompts = 20  # help: --num-prompts
 extra_args = []  # help: more vllm bench throughput arguments, verbatim
 
 # %%
-from studykit import checks, telemetry
-from studykit.bench import effective_params
+from studykit import checks
+from studykit.bench import effective_params, telemetry_charts
 from studykit.bench.throughput import run_throughput
 from studykit.stage import open_stage
 
@@ -30,13 +30,13 @@ try:
     run_throughput(ctx, p, result)
 except Exception as err:
     ctx.fail(err, partial=result)
-{k: result[k] for k in ("requests_per_second", "tokens_per_second", "output_tokens_per_s", "total_num_tokens",
-                        "total_prompt_tokens", "total_output_tokens")}
+{k: result.get(k) for k in ("requests_per_second", "tokens_per_second", "output_tokens_per_s", "total_num_tokens",
+                            "total_prompt_tokens", "total_output_tokens", "vllm_printed")}
 
 # %%
-result["charts"] = [telemetry.chart(result["telemetry"], ctx.chart_path("telemetry"))]
+result["charts"] = telemetry_charts(ctx, result["telemetry"])
 result["checks"] = checks.throughput_checks(p, result)
-[c for c in result["checks"] if not c["passed"]]
+checks.table(result["checks"])
 
 # %%
 ctx.write_results(result, failures=checks.failed(result["checks"]))

@@ -85,3 +85,13 @@ def effective_params(ctx, stage: str, values: dict[str, Any]):
 def command_entry(rec, **extra) -> dict[str, Any]:
     return {"label": rec.label, "argv": rec.argv, "command": rec.command, "seconds": rec.seconds,
             "returncode": rec.returncode, **extra}
+
+
+def telemetry_charts(ctx, telemetry: list[dict[str, Any]]) -> list[str]:
+    """The stage's telemetry chart (charts/<stage>-telemetry.png), shown inline; nothing when no sample."""
+    from ..stage import show_png
+    from ..telemetry import chart
+
+    path = chart(telemetry or [], ctx.chart_path("telemetry"))
+    show_png(path)
+    return [path] if path else []

@@ -12,7 +12,8 @@ from typing import Any
 from .. import engine
 from ..params import LatencyParams
 from ..telemetry import Telemetry
-from . import NUM, BenchParseError, check_ran, load_bench_json
+from ..plan import Step, raw_dir
+from . import NUM, BenchParseError, check_ran, command_entry, load_bench_json
 
 
 def latency_args(p: LatencyParams, output_len: int | None = None, output_json: str | Path | None = None) -> list[str]:
@@ -54,20 +55,28 @@ def derive(p: LatencyParams, full: dict[str, Any], one: dict[str, Any] | None) -
     return out
 
 
+RUNS = (("latency", None), ("prefill", 1))  # name, output_len (None: the study's)
+
+
+def plan(study, model_dir: Path, run_dir, port=None) -> list[Step]:
+    raw = raw_dir(run_dir, "latency")
+    return [Step("latency", f"bench-latency-{name}", "command", engine.bench_argv(
+        study, "latency", model_dir, latency_args(study.latency, out_len, raw / f"{name}.json"))) for name, out_len in RUNS]
+
+
 def run_latency(ctx, p: LatencyParams, result: dict[str, Any] | None = None) -> dict[str, Any]:
     """Both runs, filling `result` as they go (pass a dict to keep what was measured if one fails)."""
     result = {} if result is None else result
     result.update({"commands": [], "telemetry": [], "runs": {}})
-    for name, out_len in (("latency", p.output_len), ("prefill", 1)):
+    for (name, out_len), step in zip(RUNS, ctx.plan()):
         out_json = ctx.raw_dir / f"{name}.json"
-        argv = engine.bench_argv(ctx.study, "latency", ctx.model_dir, latency_args(p, out_len, out_json))
         with Telemetry(ctx.study.platform, label=name) as tel:
-            rec = ctx.run_vllm(argv, label=f"bench-latency-{name}")
+            rec = ctx.run_step(step)
         result["telemetry"].append(tel.to_dict())
-        result["commands"].append({"label": rec.label, "argv": rec.argv, "command": rec.command,
-                                   "seconds": rec.seconds, "returncode": rec.returncode})
+        result["commands"].append(command_entry(rec))
         check_ran(rec, out_json)
-        result["runs"][name] = {"output_len": out_len, "raw": str(out_json), **parse_latency_json(out_json)}
+        result["runs"][name] = {"output_len": out_len or p.output_len, "raw": str(out_json),
+                                **parse_latency_json(out_json)}
     full, one = result["runs"]["latency"], result["runs"]["prefill"]
     result.update({k: full[k] for k in ("avg_latency", "p50_latency_s", "p90_latency_s", "p99_latency_s")})
     result.update(derive(p, full, one))

@@ -15,7 +15,9 @@ from ..commands import vllm_argv
 from ..params import ServeParams, Study
 from ..stats import aggregate
 from ..telemetry import Telemetry
-from . import NUM, BenchParseError, check_ran, load_bench_json
+from .. import engine
+from ..plan import Step, base_url, raw_dir
+from . import NUM, BenchParseError, check_ran, command_entry, load_bench_json
 
 METRICS = ("ttft", "tpot", "itl", "e2el")
 PERCENTILES = ("50", "90", "99")
@@ -98,35 +100,54 @@ def parse_serve_json(path: str | Path) -> dict[str, Any]:
     return rec
 
 
-def run_serve(ctx, base_url: str, result: dict[str, Any], server=None) -> dict[str, Any]:
-    """All points against base_url, filling result["runs"] as they finish; checks the server after each."""
-    p = ctx.study.serve
+def plan(study, model_dir: Path, run_dir, port) -> list[Step]:
+    """One server (unless serve.base_url names an existing one), then one bench per sweep point."""
+    p = study.serve
+    steps = []
+    if p.base_url:
+        url = p.base_url.rstrip("/")
+    else:
+        url = base_url(study.server.host, port)
+        steps.append(Step("serve", "serve", "server", engine.serve_argv(study, model_dir, port)))
+    raw = raw_dir(run_dir, "serve")
+    for pt in points(p):
+        steps.append(Step("serve", f"bench-serve-{pt['name']}", "command", serve_bench_argv(
+            study, model_dir, url, pt["request_rate"], pt["max_concurrency"], raw, f"{pt['name']}.json")))
+    return steps
+
+
+def run_serve(ctx, result: dict[str, Any]) -> dict[str, Any]:
+    """The planned server (or serve.base_url) and every point, filling result["runs"] as they finish."""
+    steps = ctx.plan()
     result.setdefault("runs", [])
     result.setdefault("commands", [])
     result.setdefault("telemetry", [])
-    result["base_url"] = base_url
-    for pt in points(p):
-        fname = f"{pt['name']}.json"
-        argv = serve_bench_argv(ctx.study, ctx.model_dir, base_url, pt["request_rate"], pt["max_concurrency"],
-                                ctx.raw_dir, fname)
+    if steps[0].kind == "server":
+        with ctx.server_for(steps[0]) as srv:
+            result["server"] = srv.label
+            result["server_ready_s"] = srv.ready_seconds
+            result["base_url"] = srv.base_url
+            _run_points(ctx, steps[1:], result, srv)
+    else:
+        result["base_url"] = ctx.study.serve.base_url
+        _run_points(ctx, steps, result, None)
+    result["points"] = summarise(result["runs"])
+    return result
+
+
+def _run_points(ctx, steps: list[Step], result: dict[str, Any], server) -> None:
+    for pt, step in zip(points(ctx.study.serve), steps):
+        out_json = ctx.raw_dir / f"{pt['name']}.json"
         with Telemetry(ctx.study.platform, label=pt["name"]) as tel:
-            rec = ctx.run_vllm(argv, label=f"bench-serve-{pt['name']}", timeout=BENCH_TIMEOUT_S)
+            rec = ctx.run_step(step, timeout=BENCH_TIMEOUT_S)
         result["telemetry"].append(tel.to_dict())
-        result["commands"].append({"label": rec.label, "argv": rec.argv, "command": rec.command,
-                                   "seconds": rec.seconds, "returncode": rec.returncode, **pt})
+        result["commands"].append(command_entry(rec, **pt, request_rate_arg=fmt_rate(pt["request_rate"])))
         if server is not None:
             server.check_alive()  # a dead server: ServerError with its log tail
-        check_ran(rec, ctx.raw_dir / fname)
-        run = {**pt, "raw": str(ctx.raw_dir / fname), **parse_serve_json(ctx.raw_dir / fname)}
+        check_ran(rec, out_json)
+        run = {**pt, "raw": str(out_json), **parse_serve_json(out_json)}
         run["request_rate"] = fmt_rate(pt["request_rate"])  # JSON has no inf
         result["runs"].append(run)
-    result["points"] = summarise(result["runs"])
-    # The first point's numbers also sit at the top level, flat, so a summary (the report) reads them like
-    # the seed's single-rate table; "headline_point" says which point they are.
-    head = result["points"][0]
-    result["headline_point"] = {"request_rate": head["request_rate"], "max_concurrency": head["max_concurrency"]}
-    result.update({k: v for k, v in head.items() if k not in ("request_rate", "max_concurrency", "ci95")})
-    return result
 
 
 def scalar_keys(run: dict[str, Any]) -> list[str]:
@@ -135,21 +156,42 @@ def scalar_keys(run: dict[str, Any]) -> list[str]:
 
 
 def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (rate, concurrency): the first repeat's numbers flat, and mean/CI per metric over repeats."""
+    """One row per (rate, concurrency): each vLLM metric as mean (and 95% CI) over the point's repeats.
+    The name stays vLLM's and the statistic is named: points[i].metrics.p99_ttft_ms.mean is the mean over
+    repeats of vLLM's P99, never stored as a P99 itself."""
     groups: dict[tuple, list[dict]] = {}
     for r in runs:
         groups.setdefault((r["request_rate"], r["max_concurrency"]), []).append(r)
     rows = []
     for (rate, conc), rs in groups.items():
-        keys = scalar_keys(rs[0])
-        agg = aggregate(rs, keys)
-        row = {"request_rate": rate, "max_concurrency": conc, "repeats": len(rs)}
-        # identical values across repeats (counts, a single run) stay as vLLM wrote them, ints stay ints
-        row.update({k: rs[0][k] if all(r.get(k) == rs[0][k] for r in rs) else v["mean"] for k, v in agg.items()})
-        if len(rs) > 1:
-            row["ci95"] = {k: [v["ci95_low"], v["ci95_high"]] for k, v in agg.items()}
-        rows.append(row)
+        agg = aggregate(rs, scalar_keys(rs[0]))
+        rows.append({"request_rate": rate, "max_concurrency": conc, "repeats": len(rs),
+                     "runs": [r["name"] for r in rs], "metrics": agg})
     return rows
+
+
+def point_value(point: dict[str, Any], key: str) -> float | None:
+    stat = point.get("metrics", {}).get(key)
+    return stat["mean"] if stat else None
+
+
+def serve_table(result: dict[str, Any]):
+    """One row per sweep point: request rate, concurrency, repeats and the headline metrics (mean over
+    repeats, with the 95% CI half-width when there are repeats)."""
+    import pandas as pd
+
+    keys = ("request_throughput", "output_throughput", "mean_ttft_ms", "p99_ttft_ms", "mean_tpot_ms", "p99_tpot_ms")
+    rows = []
+    for pt in result.get("points") or []:
+        row = {"request_rate (req/s)": pt["request_rate"], "max_concurrency": pt["max_concurrency"] or "unlimited",
+               "repeats": pt["repeats"]}
+        for k in keys:
+            stat = pt["metrics"].get(k) or {}
+            row[k] = stat.get("mean")
+            if stat.get("ci95_half_width") is not None:
+                row[f"{k} ±95%"] = stat["ci95_half_width"]
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def _rate_x(rate) -> float:
@@ -171,15 +213,20 @@ def charts(ctx, result: dict[str, Any]) -> list[str]:
     xs = [inf_x if r["request_rate"] == "inf" else _rate_x(r["request_rate"]) for r in rows]
     labels = [f"{r['request_rate']}" + (f"/c{r['max_concurrency']}" if r["max_concurrency"] else "") for r in rows]
 
+    def val(r, key):
+        return point_value(r, key)
+
+    def has(key):
+        return all(val(r, key) is not None for r in rows)
+
     def err(key):
-        lo = [r[key] - r["ci95"][key][0] if "ci95" in r and r["ci95"].get(key, [None])[0] is not None else 0
-              for r in rows]
-        return [lo, lo]
+        half = [(r["metrics"][key].get("ci95_half_width") or 0) for r in rows]
+        return [half, half]
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
     for key in ("request_throughput", "output_throughput"):
-        if all(key in r for r in rows):
-            ax.errorbar(xs, [r[key] for r in rows], yerr=err(key), marker="o", capsize=3, label=key)
+        if has(key):
+            ax.errorbar(xs, [val(r, key) for r in rows], yerr=err(key), marker="o", capsize=3, label=key)
     ax.set_xticks(xs, labels)
     ax.set_xlabel("request rate (req/s)")
     ax.set_title("throughput vs request rate")
@@ -190,8 +237,8 @@ def charts(ctx, result: dict[str, Any]) -> list[str]:
     for ax, m in zip(axes, ("ttft", "tpot")):
         for q in ("median", "p90", "p99"):
             key = f"{q}_{m}_ms"
-            if all(key in r for r in rows):
-                ax.errorbar(xs, [r[key] for r in rows], yerr=err(key), marker="o", capsize=3, label=key)
+            if has(key):
+                ax.errorbar(xs, [val(r, key) for r in rows], yerr=err(key), marker="o", capsize=3, label=key)
         ax.set_xticks(xs, labels)
         ax.set_xlabel("request rate (req/s)")
         ax.set_ylabel("ms")
@@ -200,10 +247,10 @@ def charts(ctx, result: dict[str, Any]) -> list[str]:
     paths.append(ctx.save_figure(fig, "latency-vs-rate"))
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    if all("mean_tpot_ms" in r and "output_throughput" in r for r in rows):
-        ax.plot([r["mean_tpot_ms"] for r in rows], [r["output_throughput"] for r in rows], marker="o")
+    if has("mean_tpot_ms") and has("output_throughput"):
+        ax.plot([val(r, "mean_tpot_ms") for r in rows], [val(r, "output_throughput") for r in rows], marker="o")
         for r, lab in zip(rows, labels):
-            ax.annotate(lab, (r["mean_tpot_ms"], r["output_throughput"]), fontsize=7)
+            ax.annotate(lab, (val(r, "mean_tpot_ms"), val(r, "output_throughput")), fontsize=7)
     ax.set_xlabel("mean TPOT (ms)")
     ax.set_ylabel("output tokens/s")
     ax.set_title("tokens/s vs TPOT trade-off")

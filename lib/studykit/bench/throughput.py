@@ -14,7 +14,8 @@ from typing import Any
 from .. import engine
 from ..params import ThroughputParams
 from ..telemetry import Telemetry
-from . import NUM, BenchParseError, check_ran, load_bench_json
+from ..plan import Step, raw_dir
+from . import NUM, BenchParseError, check_ran, command_entry, load_bench_json
 
 
 def throughput_args(p: ThroughputParams, output_json: str | Path | None = None) -> list[str]:
@@ -52,29 +53,34 @@ def derive_tokens(rec: dict[str, Any], output_len: int, input_len: int | None = 
     return derived
 
 
+def plan(study, model_dir: Path, run_dir, port=None) -> list[Step]:
+    out_json = raw_dir(run_dir, "throughput") / "throughput.json"
+    return [Step("throughput", "bench-throughput", "command",
+                 engine.bench_argv(study, "throughput", model_dir, throughput_args(study.throughput, out_json)))]
+
+
 def run_throughput(ctx, p: ThroughputParams, result: dict[str, Any] | None = None) -> dict[str, Any]:
     result = {} if result is None else result
     result.update({"commands": [], "telemetry": []})
     out_json = ctx.raw_dir / "throughput.json"
-    argv = engine.bench_argv(ctx.study, "throughput", ctx.model_dir, throughput_args(p, out_json))
+    (step,) = ctx.plan()
     with Telemetry(ctx.study.platform, label="throughput") as tel:
-        rec = ctx.run_vllm(argv, label="bench-throughput")
+        rec = ctx.run_step(step)
     result["telemetry"].append(tel.to_dict())
-    result["commands"].append({"label": rec.label, "argv": rec.argv, "command": rec.command,
-                               "seconds": rec.seconds, "returncode": rec.returncode})
+    result["commands"].append(command_entry(rec))
     check_ran(rec, out_json)
     result["raw"] = str(out_json)
     result.update(parse_throughput_json(out_json, p.output_len, p.input_len))
-    result["stdout_totals"] = stdout_totals(rec.log)
+    result["vllm_printed"] = printed_totals(rec.log)
     return result
 
 
-def stdout_totals(log_path: str | Path | None) -> dict[str, int]:
-    """vLLM prints 'Total num prompt/output tokens: N' (counted from the engine's outputs): the cross-check
-    for the derived split."""
+def printed_totals(log_path: str | Path | None) -> dict[str, int | float]:
+    """What vLLM prints but does not put in its JSON: 'Total num prompt/output tokens: N' (counted from the
+    engine's outputs) and 'Throughput: ... X output tokens/s': the cross-checks for the derived split."""
     import re
 
-    out: dict[str, int] = {}
+    out: dict[str, int | float] = {}
     if not log_path or not Path(log_path).is_file():
         return out
     text = Path(log_path).read_text(encoding="utf-8", errors="replace")
@@ -82,4 +88,7 @@ def stdout_totals(log_path: str | Path | None) -> dict[str, int]:
         m = re.findall(rf"Total num {key} tokens:\s+(\d+)", text)
         if m:
             out[name] = int(m[-1])
+    m = re.findall(r"Throughput: [\d.]+ requests/s, [\d.]+ total tokens/s, ([\d.]+) output tokens/s", text)
+    if m:
+        out["output_tokens_per_s"] = float(m[-1])
     return out

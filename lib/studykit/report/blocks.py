@@ -1,43 +1,22 @@
 """Building blocks the sections share: the section context, stage banners, metric and sweep tables.
 
-Tables look numbers up by their path in results/<stage>.json and print them as they are (rounded for
-reading); a failing check that names a path puts ❌ next to that number.
+Tables show the numbers named in studykit.schema.metrics (one table of ids, labels, units, paths): the report
+guesses no key. A failing check that names a metric id puts ❌ next to that number; derived numbers carry †.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .i18n import S, metric_label, metric_unit, t
+from ..schema.metrics import Metric, value_of
+from .i18n import S, t
 from .mdtools import DASH, Md, fmt, fmt_delta
-from .model import Run, is_number
+from .model import Run
 from .reference import Reference
 
-# Bookkeeping keys every result has; they are not measurements of the stage.
-BOOKKEEPING = {"stage", "study", "status", "failures", "started_utc", "ended_utc", "error", "traceback", "checks",
-               "charts", "commands", "command", "model_dir", "params", "log", "logs", "raw", "notes", "wall_seconds"}
-
-# Preferred order of the summary metrics per stage (vLLM's result names); other numbers follow after.
-PREFERRED = {
-    "latency": ["avg_latency", "avg_latency_s", "percentiles.10", "percentiles.25", "percentiles.50",
-                "percentiles.75", "percentiles.90", "percentiles.99"],
-    "throughput": ["requests_per_second", "tokens_per_second", "output_tokens_per_s", "output_tokens_per_second",
-                   "num_requests", "total_num_tokens", "total_input_tokens", "total_output_tokens", "elapsed_time"],
-    "serve": ["request_throughput", "output_throughput", "total_token_throughput", "max_output_tokens_per_s",
-              "mean_ttft_ms", "median_ttft_ms", "p99_ttft_ms", "mean_tpot_ms", "median_tpot_ms", "p99_tpot_ms",
-              "mean_itl_ms", "median_itl_ms", "p99_itl_ms", "mean_e2el_ms", "completed", "failed",
-              "total_input_tokens", "total_output_tokens", "duration"],
-    "accuracy": ["summary.prompts", "summary.tokens_per_prompt", "summary.token_agreement", "summary.prob_mae",
-                 "summary.prob_max_error", "teacher_forced.top1_agreement", "teacher_forced.mean_kl",
-                 "teacher_forced.max_kl", "teacher_forced.mean_topk_overlap",
-                 "teacher_forced.ref_token_outside_cand_topk"],
-    "functional": ["prefix_caching.hit_rate", "prefix_caching.hit_tokens", "prefix_caching.query_tokens",
-                   "prefix_caching.expected_hit_tokens", "prefix_caching.block_size",
-                   "chunked_prefill.prompt_tokens", "chunked_prefill.max_num_batched_tokens"],
-}
+DERIVED_MARK = "†"
 
 
 @dataclass
@@ -55,35 +34,14 @@ class Ctx:
         return t(key, self.lang, **kw)
 
     @property
-    def marks(self) -> dict[tuple[str, str], list[str]]:
-        """(stage, result path) → names of failing checks that concern that number."""
-        out: dict[tuple[str, str], list[str]] = {}
+    def marks(self) -> dict[str, list[str]]:
+        """metric id → names of failing checks that concern that number."""
+        out: dict[str, list[str]] = {}
         for st in self.run.stages.values():
             for c in st.checks:
-                if c.get("passed") is False:
-                    for path in check_paths(c) or named_path(c, st.result):
-                        out.setdefault((st.name, path), []).append(str(c.get("name")))
+                if c.get("status") == "failed" and c.get("metric"):
+                    out.setdefault(c["metric"], []).append(str(c.get("name")))
         return out
-
-
-def named_path(check: dict, result: dict | None) -> list[str]:
-    """For a check that names no key: the first result number whose name its own name mentions."""
-    name = str(check.get("name") or "")
-    hits = [(m.start(), path) for path in numeric_paths(result)
-            for m in [re.search(rf"(?<![\w.]){re.escape(path)}(?![\w])", name)] if m]
-    return [min(hits)[1]] if hits else []
-
-
-def check_paths(check: dict) -> list[str]:
-    """Result keys a check is about: its "metric"/"metrics"/"keys"/"fields"/"key" entries, if any."""
-    paths = []
-    for key in ("metric", "key", "field", "metrics", "keys", "fields"):
-        v = check.get(key)
-        if isinstance(v, str):
-            paths.append(v)
-        elif isinstance(v, list):
-            paths += [str(x) for x in v if isinstance(x, (str, int))]
-    return paths
 
 
 # ---------------------------------------------------------------- helpers
@@ -113,103 +71,75 @@ def stage_banner(ctx: Ctx, stage: str) -> bool:
     return True
 
 
-def value_cell(ctx: Ctx, stage: str, path: str, value: Any) -> str:
+def value_cell(ctx: Ctx, metric_id: str | None, value: Any) -> str:
     text = fmt(value)
-    failing = ctx.marks.get((stage, path))
+    failing = ctx.marks.get(metric_id) if metric_id else None
     if failing:
         text += " ❌ (" + "; ".join(ctx.t("x_marked", name=n) for n in failing) + ")"
     return text
 
 
-def metrics_table(ctx: Ctx, stage: str, paths: list[str], *, keep_missing: bool = True,
-                  labels: dict[str, str] | None = None) -> int:
-    """Table of result numbers by path, with reference and delta columns when comparing. Returns rows written."""
-    st = ctx.run.stages[stage]
+def metric_label(m: Metric, lang: str) -> str:
+    return (m.zh if lang == "zh" else m.en) + (f" {DERIVED_MARK}" if m.source == "derived" else "")
+
+
+def metrics_table(ctx: Ctx, metrics: list[Metric]) -> int:
+    """One row per metric: value, unit, and with a reference its value, delta and note. Returns rows written."""
     headers = [ctx.t("col_metric"), ctx.t("col_value"), ctx.t("col_unit")]
     if ctx.ref:
-        headers += [ctx.t("col_reference"), ctx.t("col_delta")]
+        headers += [ctx.t("col_reference"), ctx.t("col_delta"), ctx.t("col_note")]
     rows = []
-    for path in paths:
-        v = st.get(path)
-        if v is None and not keep_missing:
-            continue
-        label = (labels or {}).get(path) or metric_label(path, ctx.lang)
-        row = [label, value_cell(ctx, stage, path, v), metric_unit(path) or (unit_hint(path) or "")]
+    for m in metrics:
+        v = value_of(m, ctx.run.stages[m.stage].result)
+        row = [metric_label(m, ctx.lang), value_cell(ctx, m.id, v), m.unit]
         if ctx.ref:
-            mid = f"{stage}.{path}"
-            ref = ctx.ref.value(mid)
-            ref_unit = ctx.ref.unit(mid)
-            ours = row[2]
-            if ref is not None and ref_unit and ours and ref_unit != ours:
-                row += [f"{fmt(ref)} {ref_unit}", DASH]
-            else:
-                row += [fmt(ref), fmt_delta(v, ref)]
+            entry = ctx.ref.entry(m.id)
+            ref = entry.value if entry else None
+            note = ""
+            if entry and entry.inconsistent:
+                note = "⚠ " + ctx.t("ref_inconsistent", why=entry.inconsistent)
+            elif entry and entry.note:
+                note = entry.note
+            row += [fmt(ref), fmt_delta(v, ref), note]
         rows.append(row)
-    ctx.md.table(headers, rows)
+    if any(m.source == "derived" for m in metrics):
+        ctx.md.table(headers, rows)
+        ctx.md.p(f"{DERIVED_MARK} " + ctx.t("derived_note") + " " + "; ".join(
+            f"{metric_label(m, ctx.lang).rstrip(' ' + DERIVED_MARK)} = {m.how}" for m in metrics
+            if m.source == "derived" and m.how))
+    else:
+        ctx.md.table(headers, rows)
     return len(rows)
 
 
-def unit_hint(path: str) -> str | None:
-    # vllm bench latency's percentiles are seconds, keyed by the percentage.
-    if path.startswith("percentiles."):
-        return "s"
-    return None
+def point_label(ctx: Ctx, point: dict) -> str:
+    rate = point.get("request_rate")
+    conc = point.get("max_concurrency")
+    return ctx.t("point_label", rate=rate, conc=conc if conc else ctx.t("unlimited"))
 
 
-def numeric_paths(result: dict | None, prefix: str = "", depth: int = 2) -> list[str]:
-    """Dotted paths of the numbers in a result (dicts only, lists are sweeps/raw data), bookkeeping left out."""
-    out = []
-    if not isinstance(result, dict):
-        return out
-    for k, v in result.items():
-        if not prefix and k in BOOKKEEPING:
-            continue
-        path = f"{prefix}{k}"
-        if is_number(v):
-            out.append(path)
-        elif isinstance(v, dict) and depth > 1:
-            out += numeric_paths(v, path + ".", depth - 1)
-    return out
+SWEEP_COLUMNS = ("request_throughput", "output_throughput", "mean_ttft_ms", "p99_ttft_ms", "mean_tpot_ms",
+                 "p99_tpot_ms", "completed")
 
 
-def ordered_paths(stage: str, result: dict | None) -> list[str]:
-    found = numeric_paths(result)
-    preferred = [p for p in PREFERRED.get(stage, []) if p in found]
-    return preferred + [p for p in found if p not in preferred]
+def serve_points_table(ctx: Ctx, points: list[dict]) -> None:
+    """Every sweep point, labelled by request rate and concurrency: mean over repeats, ± 95 % CI half-width."""
+    from ..schema.metrics import BY_ID
 
-
-def sweep_lists(result: dict | None) -> dict[str, list[dict]]:
-    """Top-level lists of records (one per sweep point / repeat) in a result."""
-    out = {}
-    if not isinstance(result, dict):
-        return out
-    for k, v in result.items():
-        if k in BOOKKEEPING or not isinstance(v, list) or not v:
-            continue
-        # A sweep table shows top-level numbers of each point; lists without any (e.g. telemetry series) are not sweeps.
-        if all(isinstance(x, dict) for x in v) and any(numeric_paths(x, depth=1) for x in v):
-            out[k] = v
-    return out
-
-
-def sweep_table(ctx: Ctx, stage: str, key: str, points: list[dict], max_cols: int = 10) -> None:
-    cols: list[str] = []
-    for p in points:
-        for path in numeric_paths(p, depth=1):
-            if path not in cols:
-                cols.append(path)
-    pref = [c for c in PREFERRED.get(stage, []) if c in cols]
-    ident = [c for c in cols if c in ("request_rate", "max_concurrency", "concurrency", "batch_size", "input_len",
-                                      "output_len", "repeat", "num_prompts")]
-    cols = ident + pref + [c for c in cols if c not in pref and c not in ident]
-    cols = cols[:max_cols]
-    label_cols = [k for k in ("label", "name", "point", "id") if any(isinstance(p.get(k), str) for p in points)][:1]
-    headers = [ctx.t("col_point")] + [f"{metric_label(c, ctx.lang)}" + (f" ({metric_unit(c)})" if metric_unit(c) else "")
-                                      for c in cols]
+    headers = [ctx.t("col_point"), ctx.t("col_repeats")]
+    for key in SWEEP_COLUMNS:
+        m = BY_ID[f"serve.{key}"]
+        headers.append(f"{metric_label(m, ctx.lang)} ({m.unit})")
     rows = []
-    for i, p in enumerate(points):
-        name = p.get(label_cols[0]) if label_cols else str(i + 1)
-        rows.append([name] + [value_cell(ctx, stage, f"{key}.{i}.{c}", p.get(c)) for c in cols])
+    for pt in points:
+        row = [point_label(ctx, pt), fmt(pt.get("repeats"))]
+        for key in SWEEP_COLUMNS:
+            stat = (pt.get("metrics") or {}).get(key) or {}
+            cell = fmt(stat.get("mean"))
+            if stat.get("ci95_half_width") is not None:
+                cell += f" ± {fmt(stat['ci95_half_width'])}"
+            row.append(cell)
+        rows.append(row)
     ctx.md.table(headers, rows)
 
 
@@ -249,8 +179,15 @@ def params_table(ctx: Ctx, stage: str) -> None:
     ctx.md.table([ctx.t("col_item"), ctx.t("col_value")], rows)
 
 
-def check_status(ctx: Ctx, passed) -> str:
-    return ctx.t("status_passed") if passed is True else (ctx.t("status_failed") if passed is False else DASH)
+def check_status(ctx: Ctx, status: str | bool | None) -> str:
+    """A check's or gate's status: passed / failed / not run (True/False for gates)."""
+    if status is True or status == "passed":
+        return ctx.t("status_passed")
+    if status is False or status == "failed":
+        return ctx.t("status_failed")
+    if status == "not_run":
+        return ctx.t("status_not run")
+    return DASH
 
 
 def flatten(d: dict, prefix: str = "") -> dict:

@@ -7,7 +7,6 @@ a metric another stage adds later still gets a sensible label and its unit from 
 
 from __future__ import annotations
 
-import re
 
 LANGUAGES = ("zh", "en")
 
@@ -74,6 +73,11 @@ S: dict[str, dict[str, str]] = {
     "col_file": {"zh": "文件", "en": "File"},
     "col_bytes": {"zh": "大小 (bytes)", "en": "Size (bytes)"},
     "col_point": {"zh": "测试点", "en": "Point"},
+    "col_prompt": {"zh": "提示", "en": "Prompt"},
+    "col_agreement": {"zh": "Token 一致率", "en": "Token agreement"},
+    "col_first_divergence": {"zh": "首个分歧位置", "en": "First divergence"},
+    "p_headline": {"zh": "下表为第一个测试点({point})的数值;完整扫描见其后的表。",
+                   "en": "The table below is the first sweep point ({point}); the whole sweep follows."},
     "col_warning": {"zh": "警告", "en": "Warning"},
     "col_level": {"zh": "级别", "en": "Level"},
     "col_note": {"zh": "说明", "en": "Note"},
@@ -169,7 +173,16 @@ S: dict[str, dict[str, str]] = {
     "c_stages": {"zh": "各阶段状态", "en": "Stage status"},
     "c_all_passed": {"zh": "所有请求的阶段均已通过({n} 个)。", "en": "All {n} requested stages passed."},
     "c_some_failed": {"zh": "{n} 个请求的阶段未通过:{names}。", "en": "{n} requested stage(s) did not pass: {names}."},
-    "c_checks": {"zh": "一致性与阈值检查:{passed}/{total} 通过。", "en": "Consistency and threshold checks: {passed}/{total} passed."},
+    "c_checks": {"zh": "一致性与阈值检查:{passed} 通过,{failed} 未通过,{not_run} 未运行(共 {total})。",
+                 "en": "Consistency and threshold checks: {passed} passed, {failed} failed, {not_run} not run (of {total})."},
+    "ref_inconsistent": {"zh": "参考值自相矛盾:{why}", "en": "reference is inconsistent: {why}"},
+    "ref_not_measurable": {"zh": "参考报告中无法由本研究测量的数字:", "en": "Reference numbers this study cannot measure:"},
+    "derived_note": {"zh": "由 vLLM 的数字推导而来,非 vLLM 直接测量:", "en": "derived from vLLM's numbers, not measured by vLLM itself:"},
+    "point_label": {"zh": "请求速率 {rate} req/s,并发 {conc}", "en": "rate {rate} req/s, concurrency {conc}"},
+    "unlimited": {"zh": "不限", "en": "unlimited"},
+    "col_repeats": {"zh": "重复次数", "en": "Repeats"},
+    "p_ci_note": {"zh": "重复次数 > 1 时,数值为各次运行的平均值 ± 95% 置信区间半宽 (Student t)。",
+                  "en": "With repeats > 1, values are the mean over runs ± the 95 % confidence half-width (Student t)."},
     "c_checks_failed": {"zh": "未通过的检查:{names}。", "en": "Failed checks: {names}."},
     "c_no_checks": {"zh": "结果文件中没有检查项,因此本报告不对正确性下结论。", "en": "The result files hold no checks, so this report draws no conclusion on correctness."},
     "c_deploy_ok": {"zh": "模型可在本平台由 vLLM 启动并返回有效回复(dummy 与真实权重门禁均通过)。", "en": "vLLM starts the model on this platform and it answers (dummy and real-weight gates passed)."},
@@ -197,88 +210,6 @@ S: dict[str, dict[str, str]] = {
     "mx_reports": {"zh": "各运行的报告", "en": "Each run's report"},
 }
 
-# Result keys that are labelled by hand; everything else is composed from the key (see metric_label).
-LABELS: dict[str, tuple[str, str]] = {
-    "avg_latency": ("平均延迟", "Avg latency"),
-    "avg_latency_s": ("平均延迟", "Avg latency"),
-    "requests_per_second": ("请求吞吐", "Request throughput"),
-    "tokens_per_second": ("总 token 吞吐", "Total token throughput"),
-    "total_tokens_per_s": ("总 token 吞吐", "Total token throughput"),
-    "output_tokens_per_s": ("输出 token 吞吐", "Output token throughput"),
-    "output_tokens_per_second": ("输出 token 吞吐", "Output token throughput"),
-    "request_throughput": ("请求吞吐", "Request throughput"),
-    "output_throughput": ("输出 token 吞吐", "Output token throughput"),
-    "total_token_throughput": ("总 token 吞吐", "Total token throughput"),
-    "max_output_tokens_per_s": ("峰值输出 token 吞吐", "Peak output token throughput"),
-    "max_concurrent_requests": ("最大并发请求数", "Max concurrent requests"),
-    "request_goodput": ("请求 goodput", "Request goodput"),
-    "completed": ("完成请求数", "Completed requests"),
-    "failed": ("失败请求数", "Failed requests"),
-    "num_prompts": ("请求数", "Prompts"),
-    "num_requests": ("请求数", "Requests"),
-    "total_input_tokens": ("处理总 prompt tokens", "Total prompt tokens"),
-    "total_output_tokens": ("生成总 output tokens", "Total output tokens"),
-    "total_num_tokens": ("总 tokens", "Total tokens"),
-    "prompt_tokens": ("prompt tokens", "Prompt tokens"),
-    "output_tokens": ("output tokens", "Output tokens"),
-    "elapsed_time": ("总耗时", "Elapsed time"),
-    "duration": ("测试时长", "Benchmark duration"),
-    "ready_seconds": ("就绪耗时", "Time to ready"),
-    "wall_seconds": ("阶段总耗时", "Stage wall time"),
-}
-METRIC_NAMES = {"ttft": ("首 token 时延 (TTFT)", "TTFT"), "tpot": ("每输出 token 时延 (TPOT)", "TPOT"),
-                "itl": ("token 间时延 (ITL)", "ITL"), "e2el": ("端到端延迟 (E2EL)", "E2E latency"),
-                "latency": ("延迟", "latency"), "decode": ("解码时间", "decode time"),
-                "prefill": ("预填充时间", "prefill time")}
-STATS = {"mean": ("平均", "Mean"), "avg": ("平均", "Avg"), "median": ("中位数", "Median"), "std": ("标准差", "Std"),
-         "min": ("最小", "Min"), "max": ("最大", "Max")}
-UNIT_SUFFIXES = (("_ms_per_token", "ms/token"), ("_s_per_token", "s/token"), ("_tokens_per_s", "tokens/s"), ("_tok_per_s", "tokens/s"), ("_req_per_s", "req/s"),
-                 ("_per_s", "1/s"), ("_ms", "ms"), ("_s", "s"), ("_seconds", "s"), ("_bytes", "bytes"),
-                 ("_gib", "GiB"), ("_gb", "GB"), ("_gbps", "GB/s"), ("_pct", "%"), ("_percent", "%"))
-UNITS_BY_KEY = {"seconds": "s", "avg_latency": "s", "elapsed_time": "s", "duration": "s", "requests_per_second": "req/s",
-                "tokens_per_second": "tokens/s", "request_throughput": "req/s", "output_throughput": "tokens/s",
-                "total_token_throughput": "tokens/s", "request_goodput": "req/s"}
-
-
 def t(key: str, lang: str, **kw) -> str:
     text = S[key][lang]
     return text.format(**kw) if kw else text
-
-
-def metric_label(key: str, lang: str) -> str:
-    """Human label for a result key; keys not known are shown as they are (they are vLLM's names)."""
-    parts = key.split(".")
-    parent = [p for p in parts[:-1] if not p.isdigit() and p not in ("percentiles",)]
-    if len(parts) >= 2 and parts[-2] == "percentiles":  # vllm bench latency: {"percentiles": {"50": s}}
-        label = f"P{parts[-1]} 延迟" if lang == "zh" else f"P{parts[-1]} latency"
-    else:
-        label = _leaf_label(parts[-1], lang)
-    # Nested numbers (dummy_gate.ready_seconds) keep their parent's name, or two rows would read the same.
-    return f"{parent[-1]} · {label}" if parent else label
-
-
-def _leaf_label(leaf: str, lang: str) -> str:
-    i = 0 if lang == "zh" else 1
-    if leaf in LABELS:
-        return LABELS[leaf][i]
-    m = re.fullmatch(r"(mean|median|std|min|max|avg|p\d+(?:\.\d+)?)_(ttft|tpot|itl|e2el|latency|decode|prefill)(?:_ms|_s)?", leaf)
-    if m:
-        stat, name = m.groups()
-        stat_s = STATS[stat][i] if stat in STATS else stat.upper()
-        name_s = METRIC_NAMES[name][i]
-        spaced = lang == "en" or stat_s.startswith("P") or name_s[0].isascii()
-        return f"{stat_s} {name_s}" if spaced else f"{stat_s}{name_s}"
-    m = re.fullmatch(r"(?:latency_)?(p\d+)(?:_latency)?(?:_s|_ms)?", leaf)
-    if m:
-        return f"{m.group(1).upper()} 延迟" if lang == "zh" else f"{m.group(1).upper()} latency"
-    return leaf
-
-
-def metric_unit(key: str) -> str:
-    leaf = key.rsplit(".", 1)[-1]
-    if leaf in UNITS_BY_KEY:
-        return UNITS_BY_KEY[leaf]
-    for suffix, unit in UNIT_SUFFIXES:
-        if leaf.endswith(suffix):
-            return unit
-    return ""

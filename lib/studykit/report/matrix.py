@@ -9,21 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..results import write_json, write_text
-from .i18n import LANGUAGES, metric_label, metric_unit, t
+from ..schema.metrics import METRICS, value_of
+from .blocks import Ctx, metric_label, status_text
+from .i18n import LANGUAGES, t
 from .mdtools import DASH, Md, fmt, fmt_delta
-from .model import MEASURING_STAGES, Run, dig, load_run
+from .model import MEASURING_STAGES, Run, load_run
 from .render import report_html
-from .blocks import Ctx, ordered_paths, status_text
-
-
-def _metric_rows(runs: list[Run]) -> list[tuple[str, str]]:
-    rows: list[tuple[str, str]] = []
-    for stage in MEASURING_STAGES:
-        for run in runs:
-            for path in ordered_paths(stage, run.stages[stage].result):
-                if (stage, path) not in rows:
-                    rows.append((stage, path))
-    return rows
 
 
 def comparison_markdown(runs: list[Run], lang: str) -> str:
@@ -42,8 +33,10 @@ def comparison_markdown(runs: list[Run], lang: str) -> str:
              [[s, *[status_text(Ctx(r, lang, {}), r.stages[s].status) for r in runs]] for s in MEASURING_STAGES])
     md.h(2, t("mx_metrics", lang))
     rows = []
-    for stage, path in _metric_rows(runs):
-        values = [dig(r.stages[stage].result, path) for r in runs]
+    for m in METRICS:
+        values = [value_of(m, r.stages[m.stage].result) for r in runs]
+        if all(v is None for v in values):
+            continue
         cells = []
         for i, v in enumerate(values):
             c = fmt(v)
@@ -51,12 +44,12 @@ def comparison_markdown(runs: list[Run], lang: str) -> str:
                 d = fmt_delta(v, values[0])
                 c += f" ({d} %)" if d != DASH else ""
             cells.append(c)
-        rows.append([f"{stage}: {metric_label(path, lang)}", metric_unit(path) or "", *cells])
+        rows.append([f"{m.stage}: {metric_label(m, lang)}", m.unit, *cells])
     md.table([t("col_metric", lang), t("col_unit", lang)] + heads, rows)
     checks = []
     for r in runs:
         cs = [c for st in r.stages.values() for c in st.checks]
-        checks.append(f"{sum(1 for c in cs if c.get('passed') is True)}/{len(cs)}")
+        checks.append(f"{sum(1 for c in cs if c.get('status') == 'passed')}/{len(cs)}")
     md.table([t("col_check", lang)] + heads, [[t("s10", lang).split(" ", 1)[-1], *checks]])
     md.h(2, t("mx_reports", lang))
     md.bullets([f"{r.name}: `{r.root / 'report.html'}`" + ("" if (r.root / "report.html").exists() else f" ({DASH})")

@@ -16,6 +16,7 @@ import yaml
 from ..commands import read_commands
 from ..params import STAGE_ORDER
 from ..results import RunLayout
+from ..schema import ResultError, validate_result
 
 MEASURING_STAGES = tuple(s for s in STAGE_ORDER if s != "report")
 _MISSING = object()
@@ -146,6 +147,12 @@ def load_run(run_dir: str | Path) -> Run:
         if err:
             problems.append(err)
         result = result if isinstance(result, dict) else None
+        if result is not None:
+            try:
+                validate_result(name, result, f"results/{name}.json")
+            except ResultError as bad:
+                # Shown at the top of the report: a file outside the contract is a kit bug, not a detail.
+                problems.append(str(bad))
         rec = dig(run, ["stages", name]) or {}
         status = rec.get("status") or (result or {}).get("status") or "not run"
         error = rec.get("error") or (result or {}).get("error")

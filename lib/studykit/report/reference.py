@@ -1,14 +1,17 @@
 """What a report compares with: a previous run directory, or a reference file of published numbers.
 
-Both answer `value(metric_id)` where a metric id is `<stage>.<path in results/<stage>.json>`
-(e.g. `serve.mean_ttft_ms`), so a reference file is written in the same names the results use.
-Reference file (YAML or JSON):
+Both answer `entry(metric_id)` for the ids of studykit.schema.metrics (e.g. `serve.mean_ttft_ms`), so a
+reference file is written in the names the results contract uses, and an id the contract does not know is an
+error naming it. Reference file (YAML or JSON):
 
     title: what the numbers are
     source: where they were published (file, section)
     metrics:
       serve.mean_ttft_ms: {value: 878.21, unit: ms, note: "§5.4 Mean TTFT"}
+      throughput.total_prompt_tokens: {value: 102400, inconsistent: "100 prompts x 128 tokens = 12,800"}
       latency.avg_latency: 1.516          # a bare number is fine too
+    not_measurable:                       # published numbers no study can reproduce, and why
+      "§5.2 Avg prompt throughput 88.3 tokens/s": not a vllm bench latency output
 """
 
 from __future__ import annotations
@@ -16,11 +19,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 
-from .model import Run, dig, is_number, load_run
+from ..schema.metrics import BY_ID, UnknownMetric, metric, value_of
+from .model import Run, is_number, load_run
 
 KIT_ROOT = Path(__file__).resolve().parents[3]
 
@@ -30,12 +33,21 @@ class ReferenceError(ValueError):
 
 
 @dataclass
+class RefEntry:
+    value: float | int | None
+    unit: str | None = None
+    note: str | None = None
+    inconsistent: str | None = None
+
+
+@dataclass
 class Reference:
     label: str
     source: str
-    metrics: dict[str, dict] = field(default_factory=dict)
+    metrics: dict[str, RefEntry] = field(default_factory=dict)
     run: Run | None = None
     config: dict[str, dict] = field(default_factory=dict)
+    not_measurable: dict[str, str] = field(default_factory=dict)
 
     def stage_config(self, stage: str) -> dict | None:
         """The reference's parameters for a stage: its params block (run) or the file's config entry."""
@@ -44,22 +56,17 @@ class Reference:
         c = self.config.get(stage)
         return c if isinstance(c, dict) else None
 
-    def value(self, metric_id: str) -> Any:
+    def entry(self, metric_id: str) -> RefEntry | None:
+        m = metric(metric_id)
         if self.run is not None:
-            stage, _, path = metric_id.partition(".")
-            st = self.run.stages.get(stage)
-            v = dig(st.result, path) if st else None
-            return v if is_number(v) else None
-        entry = self.metrics.get(metric_id)
-        return entry.get("value") if entry else None
+            st = self.run.stages.get(m.stage)
+            v = value_of(m, st.result if st else None)
+            return RefEntry(v, m.unit) if v is not None else None
+        return self.metrics.get(metric_id)
 
-    def unit(self, metric_id: str) -> str | None:
-        entry = self.metrics.get(metric_id)
-        return entry.get("unit") if entry else None
-
-    def note(self, metric_id: str) -> str | None:
-        entry = self.metrics.get(metric_id)
-        return entry.get("note") if entry else None
+    def value(self, metric_id: str):
+        e = self.entry(metric_id)
+        return e.value if e else None
 
 
 def resolve_reference_path(ref: str, run_dir: Path | None = None) -> Path:
@@ -71,6 +78,26 @@ def resolve_reference_path(ref: str, run_dir: Path | None = None) -> Path:
             return c.resolve()
     raise ReferenceError(f"report.reference {ref!r} not found (looked in: {', '.join(str(c) for c in candidates)}); "
                          "allowed: a run directory (with run.json) or a reference file (.yaml/.yml/.json)")
+
+
+def _entry(ref: str, key: str, raw) -> RefEntry:
+    if is_number(raw):
+        raw = {"value": raw}
+    if not isinstance(raw, dict) or not is_number(raw.get("value")):
+        raise ReferenceError(f"report.reference {ref!r}: metric {key!r} needs a number or "
+                             f"{{value: number, unit, note, inconsistent}}, got {raw!r}")
+    unknown = set(raw) - {"value", "unit", "note", "inconsistent"}
+    if unknown:
+        raise ReferenceError(f"report.reference {ref!r}: metric {key!r} has unknown field(s) {sorted(unknown)}; "
+                             "allowed: value, unit, note, inconsistent")
+    try:
+        m = metric(str(key))
+    except UnknownMetric as err:
+        raise ReferenceError(f"report.reference {ref!r}: {err.args[0]}") from None
+    if raw.get("unit") not in (None, m.unit):
+        raise ReferenceError(f"report.reference {ref!r}: metric {key!r} has unit {raw['unit']!r}, but the study "
+                             f"measures it in {m.unit!r}; convert the value")
+    return RefEntry(raw["value"], raw.get("unit") or m.unit, raw.get("note"), raw.get("inconsistent"))
 
 
 def load_reference(ref: str, run_dir: Path | None = None) -> Reference:
@@ -91,17 +118,12 @@ def load_reference(ref: str, run_dir: Path | None = None) -> Reference:
         raise ReferenceError(f"report.reference {ref!r} is not readable: {err}") from None
     if not isinstance(data, dict) or not isinstance(data.get("metrics"), dict):
         raise ReferenceError(f"report.reference {ref!r} needs a mapping with a 'metrics' mapping "
-                             "(metric id → number or {value, unit, note})")
-    metrics = {}
-    for key, entry in data["metrics"].items():
-        if is_number(entry):
-            entry = {"value": entry}
-        if not isinstance(entry, dict) or not is_number(entry.get("value")):
-            raise ReferenceError(f"report.reference {ref!r}: metric {key!r} needs a number or "
-                                 f"{{value: number, unit, note}}, got {entry!r}")
-        if "." not in str(key):
-            raise ReferenceError(f"report.reference {ref!r}: metric id {key!r} must be '<stage>.<result key>'")
-        metrics[str(key)] = entry
+                             f"(metric id → number or {{value, unit, note}}); metric ids: {', '.join(BY_ID)}")
+    metrics = {str(k): _entry(ref, str(k), v) for k, v in data["metrics"].items()}
+    nm = data.get("not_measurable") or {}
+    if not isinstance(nm, dict) or not all(isinstance(v, str) and v.strip() for v in nm.values()):
+        raise ReferenceError(f"report.reference {ref!r}: 'not_measurable' maps each published number to the "
+                             "reason no study can measure it (a non-empty string)")
     config = data.get("config") if isinstance(data.get("config"), dict) else {}
     return Reference(label=str(data.get("title") or path.name), source=str(data.get("source") or path),
-                     metrics=metrics, config=config)
+                     metrics=metrics, config=config, not_measurable={str(k): v for k, v in nm.items()})

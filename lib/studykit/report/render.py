@@ -48,6 +48,9 @@ def report_markdown(ctx: Ctx) -> str:
          f"{ctx.t('run_started')} {run.run.get('started_utc') or DASH} · {ctx.t('generated_at')} {utc_now()}")
     if ctx.ref:
         md.p(ctx.t("reference_note", ref=inline_code(ctx.ref.label), source=ctx.ref.source))
+        if ctx.ref.not_measurable:
+            md.p(ctx.t("ref_not_measurable"))
+            md.bullets([f"{k}: {v}" for k, v in ctx.ref.not_measurable.items()])
     if ctx.ref_error:
         md.p("⚠ " + ctx.ref_error)
     for problem in run.problems:

@@ -11,9 +11,9 @@ import re
 from pathlib import Path
 from typing import Callable
 
-from .blocks import (Ctx, check_status, flatten, metrics_table, numeric_paths, ordered_paths, params_table,
-                     show_charts, stage_banner, stage_vllm_commands, status_text, sweep_lists, sweep_table,
-                     value_cell)
+from ..schema.metrics import BY_ID, stage_metrics
+from .blocks import (Ctx, check_status, flatten, metrics_table, params_table, point_label, serve_points_table,
+                     show_charts, stage_banner, stage_vllm_commands, status_text, value_cell)
 from .mdtools import DASH, fmt, fmt_bytes, inline_code
 from .model import MEASURING_STAGES, Run, dig, is_number
 
@@ -153,8 +153,8 @@ def s4_quickstart(ctx: Ctx) -> None:
             gate = st.get(key)
             if gate is None:
                 continue
-            rows.append([ctx.t(label), value_cell(ctx, "deploy", f"{key}.passed", gate.get("passed")),
-                         value_cell(ctx, "deploy", f"{key}.ready_seconds", gate.get("ready_seconds")),
+            rows.append([ctx.t(label), check_status(ctx, gate.get("passed")),
+                         value_cell(ctx, f"deploy.{key}_ready_s", gate.get("ready_seconds")),
                          (gate.get("error") or "").splitlines()[0] if gate.get("error") else ""])
         md.table([ctx.t("q_gates"), ctx.t("col_status"), f"{ctx.t('q_ready')} (s)", ctx.t("col_detail")], rows)
     md.h(3, ctx.t("s4_2"))
@@ -192,19 +192,18 @@ def perf_stage(ctx: Ctx, stage: str, title_key: str) -> None:
         md.code("\n".join(cmds))
     if not has:
         return
-    paths = ordered_paths(stage, st.result)
-    summary = [p for p in paths if not p.startswith(("ci.", "confidence", "roofline"))]
-    if summary:
-        metrics_table(ctx, stage, summary)
-    else:
-        md.p(ctx.t("p_no_numbers"))
-    for key, points in sweep_lists(st.result).items():
-        md.p(f"**{ctx.t('p_sweep')}** ({inline_code(key)})")
-        sweep_table(ctx, stage, key, points)
-    ci = {p: st.get(p) for p in paths if p.startswith(("ci.", "confidence"))}
-    if ci:
-        md.p(f"**{ctx.t('p_ci')}**")
-        metrics_table(ctx, stage, list(ci))
+    numbers = [m for m in stage_metrics(stage) if not m.id.split(".", 1)[1].startswith("roofline")]
+    if numbers:
+        if stage == "serve" and len(dig(st.result, "points") or []) > 1:
+            head = st.result["points"][0]
+            md.p(ctx.t("p_headline", point=point_label(ctx, head)))
+        metrics_table(ctx, numbers)
+    points = dig(st.result, "points") or []
+    if stage == "serve" and points:
+        md.p(f"**{ctx.t('p_sweep')}**")
+        serve_points_table(ctx, points)
+        if any((pt.get("repeats") or 1) > 1 for pt in points):
+            md.p(ctx.t("p_ci_note"))
     show_charts(ctx, stage)
 
 
@@ -217,13 +216,18 @@ def s5_performance(ctx: Ctx) -> None:
     perf_stage(ctx, "throughput", "s5_3")
     perf_stage(ctx, "serve", "s5_4")
     md.h(3, ctx.t("s5_5"))
-    found = False
-    for stage in ("latency", "throughput", "serve"):
-        roof = ctx.run.stages[stage].get("roofline")
-        if isinstance(roof, dict):
-            found = True
-            metrics_table(ctx, stage, [f"roofline.{p}" for p in numeric_paths(roof, depth=1)])
-    if not found:
+    roof = [m for m in stage_metrics("latency") if m.id.startswith("latency.roofline")]
+    lat = ctx.run.stages["latency"].result
+    serve_roof = dig(ctx.run.stages["serve"].result, "roofline.points") or []
+    if dig(lat, "roofline.efficiency_percent") is not None:
+        metrics_table(ctx, roof)
+        limit = dig(lat, "roofline.limit") or {}
+        md.p(f"{limit.get('source') or DASH}; {dig(lat, 'roofline.assumes') or ''}")
+    if serve_roof:
+        md.table([ctx.t("col_point"), "mean TPOT (ms)", "GB/s", "%"],
+                 [[point_label(ctx, r), fmt(r.get("mean_tpot_ms")), fmt(r.get("achieved_gbps")),
+                   fmt(r.get("efficiency_percent"))] for r in serve_roof])
+    if dig(lat, "roofline.efficiency_percent") is None and not serve_roof:
         md.p(ctx.t("p_roofline_none"))
 
 
@@ -231,7 +235,7 @@ def checks_table(ctx: Ctx, stages: list[str]) -> int:
     rows = []
     for stage in stages:
         for c in ctx.run.stages[stage].checks:
-            status = check_status(ctx, c.get("passed"))
+            status = check_status(ctx, c.get("status"))
             rows.append([stage, c.get("name") or DASH, status, c.get("detail") or ""])
     ctx.md.table([ctx.t("col_stage"), ctx.t("col_check"), ctx.t("col_status"), ctx.t("col_detail")], rows)
     return len(rows)
@@ -243,10 +247,7 @@ def s6_accuracy(ctx: Ctx) -> None:
     md.h(3, ctx.t("s6_1"))
     deploy_gates(ctx)
     if stage_banner(ctx, "functional"):
-        st = ctx.run.stages["functional"]
-        paths = ordered_paths("functional", st.result)
-        if paths:
-            metrics_table(ctx, "functional", paths)
+        metrics_table(ctx, stage_metrics("functional"))
         if not checks_table(ctx, ["functional"]):
             md.p(ctx.t("a_none"))
         show_charts(ctx, "functional")
@@ -256,12 +257,13 @@ def s6_accuracy(ctx: Ctx) -> None:
         md.p(f"**{ctx.t('a_thresholds')}**")
         params_table(ctx, "accuracy")
     if stage_banner(ctx, "accuracy"):
-        paths = ordered_paths("accuracy", acc.result)
-        if paths:
-            metrics_table(ctx, "accuracy", paths)
-        for key, points in sweep_lists(acc.result).items():
-            md.p(f"**{inline_code(key)}**")
-            sweep_table(ctx, "accuracy", key, points)
+        metrics_table(ctx, stage_metrics("accuracy"))
+        per_prompt = acc.get("per_prompt") or []
+        if per_prompt:
+            md.table([ctx.t("col_prompt"), ctx.t("col_agreement"), ctx.t("col_first_divergence"),
+                      BY_ID["accuracy.top1_agreement"].en if ctx.lang == "en" else BY_ID["accuracy.top1_agreement"].zh],
+                     [[pp.get("id"), fmt(pp.get("token_agreement")), fmt(pp.get("first_divergence")),
+                       fmt(dig(pp, "teacher_forced.top1_agreement"))] for pp in per_prompt])
         if not checks_table(ctx, ["accuracy"]):
             md.p(ctx.t("a_none"))
         show_charts(ctx, "accuracy")
@@ -332,7 +334,7 @@ def s8_known_issues(ctx: Ctx) -> None:
               if st.name in MEASURING_STAGES and st.status not in ("passed", "not run")]
     for name, err in failed:
         md.p(ctx.t("stage_failed", stage=name, error=(err or DASH).splitlines()[0][:400]))
-    bad_checks = [(st.name, c) for st in ctx.run.stages.values() for c in st.checks if c.get("passed") is False]
+    bad_checks = [(st.name, c) for st in ctx.run.stages.values() for c in st.checks if c.get("status") == "failed"]
     if bad_checks:
         md.p(ctx.t("k_failed_checks"))
         md.bullets([f"{s}: {c.get('name')} — {c.get('detail') or ''}".rstrip(" —") for s, c in bad_checks])
@@ -375,9 +377,10 @@ def s9_conclusion(ctx: Ctx) -> None:
         lines.append(ctx.t("c_deploy_ok") if ok else ctx.t("c_deploy_bad"))
     checks = all_checks(run)
     if checks:
-        passed = sum(1 for _, c in checks if c.get("passed") is True)
-        lines.append(ctx.t("c_checks", passed=passed, total=len(checks)))
-        failed = [f"{s}: {c.get('name')}" for s, c in checks if c.get("passed") is False]
+        count = {k: sum(1 for _, c in checks if c.get("status") == k) for k in ("passed", "failed", "not_run")}
+        lines.append(ctx.t("c_checks", passed=count["passed"], failed=count["failed"], not_run=count["not_run"],
+                           total=len(checks)))
+        failed = [f"{s}: {c.get('name')}" for s, c in checks if c.get("status") == "failed"]
         if failed:
             lines.append(ctx.t("c_checks_failed", names="; ".join(failed)))
     else:
