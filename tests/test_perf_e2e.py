@@ -40,7 +40,7 @@ def test_perf_stages_e2e(tmp_path, default_model_dir, no_vllm_left):
     assert lat["avg_latency"] == raw_full["avg_latency"] and lat["p99_latency_s"] == raw_full["percentiles"]["99"]
     assert lat["decode_ms_per_token"] == pytest.approx(
         (raw_full["avg_latency"] - raw_one["avg_latency"]) / 7 * 1000)
-    assert lat["checks"] and all(c["passed"] for c in lat["checks"])
+    assert lat["checks"] and all(c["status"] == "passed" for c in lat["checks"])
     assert lat["roofline"]["efficiency_percent"] > 0 and lat["roofline"]["limit"]["bandwidth_gbps"] > 0
     assert all(t["series"] for t in lat["telemetry"]) and max(
         s["rss_mib"] for s in lat["telemetry"][0]["series"]) > 100  # the engine's memory was seen
@@ -50,7 +50,9 @@ def test_perf_stages_e2e(tmp_path, default_model_dir, no_vllm_left):
     for k in ("requests_per_second", "tokens_per_second", "total_num_tokens", "elapsed_time"):
         assert tp[k] == raw_tp[k]
     assert tp["total_num_tokens"] == 4 * 16 and tp["total_output_tokens"] == 32
-    assert tp["stdout_totals"] == {"total_prompt_tokens": 32, "total_output_tokens": 32}
+    printed = tp["vllm_printed"]
+    assert (printed["total_prompt_tokens"], printed["total_output_tokens"]) == (32, 32)
+    assert printed["output_tokens_per_s"] == pytest.approx(tp["output_tokens_per_s"], abs=0.006)
 
     sv = load(run_dir / "results" / "serve.json")
     assert [x["request_rate"] for x in sv["points"]] == ["inf", "4"]
@@ -60,7 +62,11 @@ def test_perf_stages_e2e(tmp_path, default_model_dir, no_vllm_left):
                   "request_goodput"):
             assert run_rec[k] == raw[k], k
         assert raw["completed"] == 4 and raw["failed"] == 0
-    assert all(c["passed"] for c in sv["checks"])
+    assert all(c["status"] == "passed" for c in sv["checks"])
+    for point in sv["points"]:  # one repeat: the point's "mean" is vLLM's own number
+        (run_rec,) = [r for r in sv["runs"] if r["name"] in point["runs"]]
+        assert point["metrics"]["p99_ttft_ms"] == {"mean": run_rec["p99_ttft_ms"], "n": 1, "ci95_low": None,
+                                                   "ci95_high": None, "ci95_half_width": None, "stdev": None}
     # one server for all points
     cmds = [json.loads(x) for x in (run_dir / "commands.jsonl").read_text().splitlines()]
     serve_cmds = [c for c in cmds if c["stage"] == "serve"]
@@ -82,21 +88,21 @@ def test_server_dies_mid_bench(tmp_path, default_model_dir, no_vllm_left):
     first = ctx.raw_dir / "rate-inf-rep-1.json"
     killed = {}
 
-    def killer(srv):
+    def killer():
         # let the first point finish, then kill the server while the second (8 requests at 1/s) is running
         deadline = time.monotonic() + 300
         while not first.exists() and time.monotonic() < deadline:
             time.sleep(0.2)
         time.sleep(3)
-        killed["pid"] = srv.proc.pid
-        os.killpg(srv.proc.pid, signal.SIGKILL)
+        (pid_file,) = ctx.layout.pids.glob("*.pid")  # the stage's own server
+        killed["pid"] = int(pid_file.read_text().split()[0])
+        os.killpg(killed["pid"], signal.SIGKILL)
 
     result = {}
+    threading.Thread(target=killer, daemon=True).start()
     with pytest.raises(StageFailed):
         try:
-            with ctx.server("serve") as srv:
-                threading.Thread(target=killer, args=(srv,), daemon=True).start()
-                run_serve(ctx, srv.base_url, result, server=srv)
+            run_serve(ctx, result)
         except Exception as err:
             ctx.fail(err, partial=result)
     assert killed, "the server was never killed: the first point did not finish"

@@ -1,4 +1,4 @@
-"""The report built from recorded run directories (tests/data/runs/, see make_fixtures.py there).
+"""The report built from real recorded runs (tests/data/runs/golden*, written by tools/record_golden_run.py).
 
 What it must guarantee: every section of the seed in both languages; every number in a table is the JSON's;
 every command shown is one commands.jsonl recorded; a failed stage is shown with its error; failing checks
@@ -18,11 +18,13 @@ import pytest
 import yaml
 
 from studykit.report import build_report
-from studykit.report.i18n import S, metric_label
+from studykit.report.blocks import metric_label as _label
+from studykit.report.i18n import S
 from studykit.report.mdtools import fmt
 from studykit.report.reference import ReferenceError, load_reference
 
 DATA = Path(__file__).parent / "data" / "runs"
+RUNS = ("golden", "golden-failed")
 SEED_REF = "params/reference/seed-bitcpm4-0.5b-ascend.yaml"
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,15 +41,21 @@ SUBSECTIONS = {"zh": ["5.2 Latency 测试", "5.3 Throughput 测试", "5.4 Serve 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> dict[str, Path]:
-    """Each fixture run copied and reported on once (the adaptation lookup imports vLLM: seconds)."""
+    """Each golden run copied and reported on once, with the reference its params name (the seed's numbers)."""
     out = {}
-    for name in ("complete", "failed", "reference"):
+    for name in RUNS:
         d = tmp_path_factory.mktemp(name) / name
         shutil.copytree(DATA / name, d)
         ref = yaml.safe_load((d / "params.yaml").read_text())["report"]["reference"]
         build_report(d, reference=ref)
         out[name] = d
     return out
+
+
+def metric_label(metric_id: str, lang: str) -> str:
+    from studykit.schema.metrics import metric
+
+    return _label(metric(metric_id), lang)
 
 
 def read(run: Path, lang: str) -> str:
@@ -130,7 +138,7 @@ def value_cells(table: list[dict], lang: str) -> list[str]:
 # ------------------------------------------------------------------ sections and wording
 
 @pytest.mark.parametrize("lang", ["zh", "en"])
-@pytest.mark.parametrize("name", ["complete", "failed", "reference"])
+@pytest.mark.parametrize("name", RUNS)
 def test_every_section_in_seed_order(built, name, lang):
     text = read(built[name], lang)
     headings = re.findall(r"^## (.+)$", text, re.M)
@@ -142,7 +150,7 @@ def test_every_section_in_seed_order(built, name, lang):
 
 
 def test_chinese_uses_the_seed_terms(built):
-    zh = read(built["complete"], "zh")
+    zh = read(built["golden"], "zh")
     for term in ("延迟", "吞吐", "首 token 时延", "平均延迟", "请求吞吐", "输出 token 吞吐", "处理总 prompt tokens"):
         assert term in zh, term
 
@@ -160,7 +168,7 @@ PERF = [("latency", "5.2"), ("throughput", "5.3"), ("serve", "5.4"), ("accuracy"
 
 
 @pytest.mark.parametrize("lang", ["zh", "en"])
-@pytest.mark.parametrize("name", ["complete", "failed", "reference"])
+@pytest.mark.parametrize("name", RUNS)
 def test_every_table_number_equals_the_json(built, name, lang):
     run = built[name]
     text = read(run, lang)
@@ -170,7 +178,7 @@ def test_every_table_number_equals_the_json(built, name, lang):
         body = section(text, heading)
         path = run / "results" / f"{stage}.json"
         numbers = json_numbers(json.loads(path.read_text())) if path.exists() else []
-        params = yaml.safe_load((run / "params.yaml").read_text())[stage]
+        params = yaml.safe_load((run / "params.yaml").read_text()).get(stage) or {}
         allowed = numbers + json_numbers(params)  # the configuration table shows the stage's params
         for table in tables(body):
             for c in value_cells(table, lang):
@@ -180,30 +188,30 @@ def test_every_table_number_equals_the_json(built, name, lang):
                 v, tol = parsed
                 assert any(abs(v - n) <= tol for n in allowed), f"{stage}: {c!r} is not a number of {path.name}"
                 checked += 1
-    assert checked >= (20 if name != "failed" else 10)
+    assert checked >= (40 if name == "golden" else 15)
 
 
 @pytest.mark.parametrize("lang", ["zh", "en"])
 def test_named_rows_show_their_json_value(built, lang):
-    run = built["complete"]
+    from studykit.schema.metrics import metric, value_of
+
+    run = built["golden"]
     text = read(run, lang)
-    for stage, num, key in [("latency", "5.2", "avg_latency"), ("latency", "5.2", "percentiles.50"),
-                            ("throughput", "5.3", "total_input_tokens"), ("throughput", "5.3", "tokens_per_second"),
-                            ("serve", "5.4", "mean_ttft_ms"), ("serve", "5.4", "p99_tpot_ms"),
-                            ("accuracy", "6.2", "token_agreement")]:
+    for num, mid in [("5.2", "latency.avg_latency"), ("5.2", "latency.p50_latency_s"),
+                     ("5.2", "latency.p90_latency_s"), ("5.3", "throughput.total_prompt_tokens"),
+                     ("5.3", "throughput.tokens_per_second"), ("5.4", "serve.mean_ttft_ms"),
+                     ("5.4", "serve.p99_tpot_ms"), ("6.2", "accuracy.token_agreement")]:
         heading = next(h for h in re.findall(r"^### (.+)$", text, re.M) if h.startswith(num + " "))
         rows = [r for t in tables(section(text, heading)) for r in t]
-        label = metric_label(key, lang)
-        row = next(r for r in rows if r.get("指标" if lang == "zh" else "Metric") == label)
-        want = result(run, stage)
-        for part in key.split("."):
-            want = want[part]
+        row = next(r for r in rows if r.get("指标" if lang == "zh" else "Metric") == metric_label(mid, lang))
+        m = metric(mid)
+        want = value_of(m, result(run, m.stage))
         v, tol = parse_number(row["数值" if lang == "zh" else "Value"])
-        assert abs(v - want) <= tol, (key, row, want)
+        assert abs(v - want) <= tol, (mid, row, want)
 
 
 def test_deploy_numbers_and_reply(built):
-    run = built["complete"]
+    run = built["golden"]
     deploy = result(run, "deploy")
     for lang in ("zh", "en"):
         text = read(run, lang)
@@ -212,11 +220,11 @@ def test_deploy_numbers_and_reply(built):
 
 
 def test_parameter_count_read_from_the_weight_headers(built):
-    from safetensors import safe_open
+    from studykit.report.modelinfo import safetensors_header
 
-    run = built["complete"]
-    with safe_open(str(run / "model" / "model.safetensors"), "np") as f:
-        want = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+    run = built["golden"]
+    want = sum(math.prod(t["shape"]) for f in (run / "model").glob("*.safetensors")
+               for k, t in safetensors_header(f).items() if k != "__metadata__")
     assert f"{want:,}" in section(read(run, "en"), "1. Model introduction")
     summary = json.loads((run / "results" / "report.json").read_text()) if (run / "results" / "report.json").exists() \
         else None
@@ -225,7 +233,7 @@ def test_parameter_count_read_from_the_weight_headers(built):
 
 # ------------------------------------------------------------------ commands come from commands.jsonl
 
-@pytest.mark.parametrize("name", ["complete", "failed"])
+@pytest.mark.parametrize("name", RUNS)
 def test_every_command_shown_was_recorded_and_appendix_lists_all_in_order(built, name):
     run = built[name]
     records = [json.loads(line) for line in (run / "commands.jsonl").read_text().splitlines() if line.strip()]
@@ -243,7 +251,7 @@ def test_every_command_shown_was_recorded_and_appendix_lists_all_in_order(built,
 
 
 def test_quick_start_shows_the_exact_serve_command_and_request(built):
-    run = built["complete"]
+    run = built["golden"]
     records = [json.loads(line) for line in (run / "commands.jsonl").read_text().splitlines() if line.strip()]
     serve = next(r for r in records if r["stage"] == "deploy" and r["label"] == "real-gate")
     chat = next(r for r in records if r["label"] == "smoke chat")
@@ -257,100 +265,109 @@ def test_quick_start_shows_the_exact_serve_command_and_request(built):
 
 @pytest.mark.parametrize("lang", ["zh", "en"])
 def test_failed_stage_is_shown_with_its_error(built, lang):
-    run = built["failed"]
+    run = built["golden-failed"]
     text = read(run, lang)
     err = json.loads((run / "run.json").read_text())["stages"]["latency"]["error"]
     lat = section(text, SUBSECTIONS[lang][0])
     assert ("本阶段(latency)失败" if lang == "zh" else "This stage (latency) failed") in lat
-    assert err in lat
-    assert fmt(result(run, "latency")["prefill_ms"]) in lat  # partial results are still shown
-    serve = section(text, SUBSECTIONS[lang][2])
-    assert ("已请求但未运行" if lang == "zh" else "was requested but did not run") in serve
+    assert err.splitlines()[0] in lat and "--no-such-flag" in lat  # the real error vLLM gave
+    thr = section(text, SUBSECTIONS[lang][1])
+    assert ("未请求" if lang == "zh" else "not requested") in thr or ("未运行" if lang == "zh" else "did not run") in thr
     concl = section(text, SECTIONS[lang][8])
-    assert "latency" in concl and "serve" in concl
+    assert "latency" in concl and "accuracy" in concl
     assert ("❌ 失败" if lang == "zh" else "❌ failed") in concl
 
 
 @pytest.mark.parametrize("lang", ["zh", "en"])
 def test_failing_check_marked_next_to_its_number_and_listed(built, lang):
-    run = built["failed"]
+    run = built["golden-failed"]
     text = read(run, lang)
-    thr = result(run, "throughput")
-    bad = next(c for c in thr["checks"] if not c["passed"])
-    row = next(r for t in tables(section(text, SUBSECTIONS[lang][1])) for r in t
-               if r.get("指标" if lang == "zh" else "Metric") == metric_label("total_input_tokens", lang))
-    cell = row["数值" if lang == "zh" else "Value"]
-    assert cell.startswith(fmt(thr["total_input_tokens"])) and "❌" in cell and bad["name"] in cell
-    ok_row = next(r for t in tables(section(text, SUBSECTIONS[lang][1])) for r in t
-                  if r.get("指标" if lang == "zh" else "Metric") == metric_label("total_output_tokens", lang))
-    assert "❌" not in ok_row["数值" if lang == "zh" else "Value"]
+    acc = result(run, "accuracy")
+    (bad,) = [c for c in acc["checks"] if c["status"] == "failed"]
+    assert bad["metric"] == "accuracy.mean_kl"
+    rows = [r for t in tables(section(text, SUBSECTIONS[lang][3])) for r in t if "指标" in r or "Metric" in r]
+    cell = next(r for r in rows if r.get("指标" if lang == "zh" else "Metric") == metric_label("accuracy.mean_kl", lang))
+    cell = cell["数值" if lang == "zh" else "Value"]
+    assert cell.startswith(fmt(acc["teacher_forced"]["mean_kl"])) and "❌" in cell and bad["name"] in cell
+    ok = next(r for r in rows if r.get("指标" if lang == "zh" else "Metric") == metric_label("accuracy.top1_agreement", lang))
+    assert "❌" not in ok["数值" if lang == "zh" else "Value"]
     consistency = tables(section(text, SECTIONS[lang][9]))[0]
-    all_checks = [c for s in ("deploy", "latency", "throughput", "accuracy", "functional")
-                  for c in result(run, s).get("checks", [])]
+    all_checks = [c for s in ("latency", "serve", "accuracy") for c in (result(run, s) or {}).get("checks", [])]
     assert len(consistency) == len(all_checks)
     status_col = "状态" if lang == "zh" else "Status"
     failed_rows = [r for r in consistency if "❌" in r[status_col]]
     assert {r["检查项" if lang == "zh" else "Check"] for r in failed_rows} == \
-        {c["name"] for c in all_checks if c["passed"] is False}
+        {c["name"] for c in all_checks if c["status"] == "failed"}
 
 
-def test_conclusion_claims_nothing_the_checks_do_not_show(built):
-    en = section(read(built["complete"], "en"), "9. Conclusion")
-    checks = [c for s in ("latency", "throughput", "serve", "accuracy", "functional")
-              for c in result(built["complete"], s)["checks"]]
-    passed = sum(1 for c in checks if c["passed"] is True)
-    assert f"{passed}/{len(checks)} passed" in en
-    assert "out of the box" not in en and "开箱即用" not in read(built["complete"], "zh")
-    assert "decode time per token within the roofline bound" in en  # the failing one is named
+def test_conclusion_counts_passed_failed_and_not_run(built):
+    for name in RUNS:
+        en = section(read(built[name], "en"), "9. Conclusion")
+        checks = [c for s in ("deploy", "latency", "throughput", "serve", "accuracy", "functional")
+                  if (built[name] / "results" / f"{s}.json").exists() for c in result(built[name], s)["checks"]]
+        count = {k: sum(1 for c in checks if c["status"] == k) for k in ("passed", "failed", "not_run")}
+        assert (f"{count['passed']} passed, {count['failed']} failed, {count['not_run']} not run "
+                f"(of {len(checks)})") in en
+    assert "out of the box" not in en and "开箱即用" not in read(built["golden"], "zh")
+    # the default study's functional stage does not compare graph and eager: a not-run check, with its reason
+    fn = result(built["golden"], "functional")
+    (ge,) = [c for c in fn["checks"] if "graph" in c["name"]]
+    assert ge["status"] == "not_run" and ge["detail"]
+    assert ("— 未运行" in read(built["golden"], "zh")) and ("— not run" in read(built["golden"], "en"))
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_serve_repeats_show_mean_and_ci(built, lang):
+    run = built["golden-failed"]
+    (point,) = result(run, "serve")["points"]
+    assert point["repeats"] == 2
+    stat = point["metrics"]["mean_ttft_ms"]
+    text = section(read(run, lang), SUBSECTIONS[lang][2])
+    assert f"{fmt(stat['mean'])} ± {fmt(stat['ci95_half_width'])}" in text
+    assert ("95% 置信区间" if lang == "zh" else "95 % confidence") in text
 
 
 # ------------------------------------------------------------------ comparison
 
 @pytest.mark.parametrize("lang", ["zh", "en"])
 def test_reference_file_adds_reference_and_delta_columns(built, lang):
-    run = built["reference"]
+    """Every metric of the seed's reference file shows its reference and delta in the real run's report."""
+    from studykit.schema.metrics import metric, value_of
+
+    run = built["golden"]
     text = read(run, lang)
     ref = yaml.safe_load((ROOT / SEED_REF).read_text())["metrics"]
-    ref_col, delta_col = ("参考值", "差异 (%)") if lang == "zh" else ("Reference", "Delta (%)")
+    ref_col, delta_col, note_col = ("参考值", "差异 (%)", "说明") if lang == "zh" else ("Reference", "Delta (%)", "Note")
     metric_col, value_col = ("指标", "数值") if lang == "zh" else ("Metric", "Value")
-    seen = 0
-    for stage, num in PERF[:4]:
-        heading = next(h for h in re.findall(r"^### (.+)$", text, re.M) if h.startswith(num + " "))
-        for table in tables(section(text, heading)):
-            if ref_col not in table[0]:
-                continue
-            for row in table:
-                key = next((k for k in ref if k.startswith(stage + ".")
-                            and metric_label(k.split(".", 1)[1], lang) == row[metric_col]), None)
-                if key is None:
-                    assert row[ref_col] == "—" and row[delta_col] == "—"
-                    continue
-                want_ref = ref[key]["value"]
-                r, tol = parse_number(row[ref_col])
-                assert abs(r - want_ref) <= tol, (key, row)
-                v, _ = parse_number(row[value_col])
-                ours = result(run, stage)
-                for part in key.split(".")[1:]:
-                    ours = ours[part]
-                assert row[delta_col] == f"{(ours - want_ref) / abs(want_ref) * 100:+.1f}", (key, row)
-                seen += 1
-    assert seen >= 15
+    rows = {r[metric_col]: r for t in tables(text) if t and ref_col in t[0] for r in t}
+    for mid, entry in ref.items():
+        row = rows[metric_label(mid, lang)]
+        r, tol = parse_number(row[ref_col])
+        assert abs(r - entry["value"]) <= tol, (mid, row)
+        m = metric(mid)
+        ours = value_of(m, result(run, m.stage))
+        assert row[delta_col] == f"{(ours - entry['value']) / abs(entry['value']) * 100:+.1f}", (mid, row)
+        if entry.get("inconsistent"):
+            assert row[note_col].startswith("⚠") and entry["inconsistent"] in row[note_col], (mid, row)
+    prompt_row = rows[metric_label("throughput.total_prompt_tokens", lang)]
+    assert parse_number(prompt_row[ref_col])[0] == 102400 and "⚠" in prompt_row[note_col]
     assert "seed-report-bitcpm4-0.5b-ascend.txt" in text
+    assert "0.999998" in text  # listed among the numbers no study can measure, with the reason
 
 
 def test_reference_run_directory_gives_zero_deltas(built, tmp_path):
     run = tmp_path / "run"
-    shutil.copytree(DATA / "complete", run)
-    build_report(run, reference=str(DATA / "complete"))
+    shutil.copytree(DATA / "golden", run)
+    build_report(run, reference=str(DATA / "golden"))
     en = section(read(run, "en"), "5.4 Serve")
     rows = [r for t in tables(en) if "Delta (%)" in t[0] for r in t]
-    assert rows and all(r["Delta (%)"] in ("+0.0", "—") for r in rows)
-    assert sum(r["Delta (%)"] == "+0.0" for r in rows) >= 10
+    assert rows and all(r["Delta (%)"] in ("+0.0", "-0.0") for r in rows)
+    assert len(rows) >= 10
 
 
 def test_unreadable_reference_still_writes_the_report_and_says_why(tmp_path):
     run = tmp_path / "run"
-    shutil.copytree(DATA / "failed", run)
+    shutil.copytree(DATA / "golden-failed", run)
     summary = build_report(run, reference=str(tmp_path / "missing.yaml"))
     assert "missing.yaml" in summary["reference"]["error"]
     assert "missing.yaml" in read(run, "en") and "allowed: a run directory" in read(run, "en")
@@ -359,7 +376,10 @@ def test_unreadable_reference_still_writes_the_report_and_says_why(tmp_path):
 @pytest.mark.parametrize("content,needle", [
     ("metrics: [1, 2]", "'metrics' mapping"),
     ("metrics: {serve.mean_ttft_ms: fast}", "serve.mean_ttft_ms"),
-    ("metrics: {mean_ttft_ms: 3}", "<stage>.<result key>"),
+    ("metrics: {mean_ttft_ms: 3}", "unknown metric id 'mean_ttft_ms'"),
+    ("metrics: {latency.percentiles.50: 1.5}", "unknown metric id 'latency.percentiles.50'"),
+    ("metrics: {serve.mean_ttft_ms: {value: 1, unit: s}}", "measures it in 'ms'"),
+    ("metrics: {serve.mean_ttft_ms: 1}\nnot_measurable: {x: ''}", "not_measurable"),
 ])
 def test_bad_reference_file_names_the_problem(tmp_path, content, needle):
     p = tmp_path / "ref.yaml"
@@ -370,24 +390,25 @@ def test_bad_reference_file_names_the_problem(tmp_path, content, needle):
 
 # ------------------------------------------------------------------ robustness and HTML
 
-def test_odd_or_missing_keys_render_as_dash_not_a_crash(tmp_path):
+def test_results_outside_the_contract_are_named_not_guessed(tmp_path):
     run = tmp_path / "run"
-    shutil.copytree(DATA / "complete", run)
-    (run / "results" / "serve.json").write_text(json.dumps(
-        {"stage": "serve", "status": "passed", "mean_ttft_ms": "n/a", "points": [{"request_rate": "inf"}, 7],
-         "checks": ["not a dict", {"name": "no verdict"}], "ci": None}))
+    shutil.copytree(DATA / "golden", run)
+    serve = result(run, "serve")
+    serve["mean_ttft_ms"] = 5.0  # a key no stage writes: the report says so instead of guessing
+    (run / "results" / "serve.json").write_text(json.dumps(serve))
     (run / "results" / "latency.json").write_text("{ half a file")
     (run / "results" / "environment.json").unlink()
     (run / "commands.jsonl").write_text((run / "commands.jsonl").read_text() + '{"cut short')
     summary = build_report(run)
     en = read(run, "en")
     assert "latency.json is unreadable" in en
+    assert "results/serve.json does not fit the results contract" in en and "mean_ttft_ms" in en
     assert "No results/environment.json" in en
     assert summary["files"]["report.html"]
 
 
 def test_html_stands_alone_with_charts_inlined(built):
-    run = built["complete"]
+    run = built["golden"]
     html = (run / "report.html").read_text()
     charts = sorted((run / "charts").glob("*.png"))
     srcs = re.findall(r'<img[^>]*src="([^"]+)"', html)
@@ -399,7 +420,7 @@ def test_html_stands_alone_with_charts_inlined(built):
 
 def test_language_selection(tmp_path):
     run = tmp_path / "run"
-    shutil.copytree(DATA / "complete", run)
+    shutil.copytree(DATA / "golden", run)
     build_report(run, languages=["en"])
     assert (run / "report.en.md").exists() and not (run / "report.zh.md").exists()
     with pytest.raises(ValueError, match="allowed: zh, en"):
@@ -418,18 +439,3 @@ def test_report_notebook_by_hand_finds_the_newest_run(tmp_path, monkeypatch):
         (tmp_path / "smollm2-135m-cpu" / stamp / "run.json").write_text("{}")
     (tmp_path / "smollm2-135m-cpu" / "20261125T030000Z").mkdir()  # no run.json: not a run
     assert newest_run_dir(str(DEFAULT_PARAMS)).name == "20261125T020000Z"
-
-
-def test_check_without_a_metric_key_marks_the_number_its_name_mentions(tmp_path):
-    run = tmp_path / "run"
-    shutil.copytree(DATA / "complete", run)
-    thr = result(run, "throughput")
-    thr["checks"] = [{"name": "total_output_tokens equals num_prompts × output_len", "passed": False,
-                      "detail": "641 != 640"}]
-    (run / "results" / "throughput.json").write_text(json.dumps(thr))
-    build_report(run, languages=["en"])
-    rows = {r["Metric"]: r["Value"] for t in tables(section(read(run, "en"), "5.3 Throughput")) for r in t
-            if "Metric" in r}
-    assert "❌" in rows[metric_label("total_output_tokens", "en")]
-    assert "❌" not in rows[metric_label("num_prompts", "en")]
-    assert "❌" not in rows[metric_label("total_input_tokens", "en")]

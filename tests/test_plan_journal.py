@@ -1,0 +1,45 @@
+"""One command plan: `studykit run --dry-run` prints what the stages run. The default study's dry run is compared,
+command by command, with commands.jsonl of a real run of it (the golden run): ports, the run directory and the
+model directory normalised, nothing else."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from studykit.commands import read_commands
+from studykit.dryrun import model_dir_for, plan
+from studykit.params import load_study
+
+GOLDEN = Path(__file__).parent / "data" / "runs" / "golden"
+
+
+def normalise(text: str, model_dirs: list[str]) -> str:
+    for d in model_dirs:
+        text = text.replace(d, "MODEL_DIR")
+    text = text.replace("RUN_DIR/", "")
+    text = re.sub(r"--port \d+", "--port PORT", text)
+    return re.sub(r"http://127\.0\.0\.1:\d+", "http://127.0.0.1:PORT", text)
+
+
+def test_dry_run_equals_the_commands_the_real_run_recorded():
+    info = json.loads((GOLDEN / "golden.json").read_text())
+    study = load_study(GOLDEN / "params.yaml")
+    _, steps = plan(study)
+    dirs = [str(model_dir_for(study)), info["model_dir"]]
+    planned = [(s.stage, s.label, normalise(" ".join(s.argv[1:]), dirs)) for s in steps
+               if s.kind in ("server", "command") and s.stage != "weights"]
+    recorded = [(r["stage"], r["label"], normalise(" ".join(r["argv"][1:]), dirs))
+                for r in read_commands(GOLDEN) if r.get("is_vllm")]
+    assert len(planned) == len(recorded) > 10
+    for want, got in zip(planned, recorded):
+        assert want == got
+
+
+def test_every_request_the_dry_run_describes_was_made():
+    study = load_study(GOLDEN / "params.yaml")
+    _, steps = plan(study)
+    planned = {(s.stage, s.label) for s in steps if s.kind in ("http", "python") and s.stage not in ("weights", "report")}
+    recorded = {(r["stage"], r["label"]) for r in read_commands(GOLDEN) if not r.get("is_vllm")}
+    assert planned <= recorded, planned - recorded
