@@ -29,9 +29,9 @@ SEED_REF = "params/reference/seed-bitcpm4-0.5b-ascend.yaml"
 ROOT = Path(__file__).resolve().parents[1]
 
 SECTIONS = {
-    "zh": ["1. 模型简介", "2. 环境信息", "3. 模型权重获取", "4. 快速启动", "5. 性能测评", "6. 精度与功能验证",
+    "zh": ["摘要", "1. 模型简介", "2. 环境信息", "3. 模型权重获取", "4. 快速启动", "5. 性能测评", "6. 精度与功能验证",
            "7. 关键适配说明", "8. 已知问题与注意事项", "9. 结论", "10. 一致性检查", "附录"],
-    "en": ["1. Model introduction", "2. Environment", "3. Weight acquisition", "4. Quick start", "5. Performance",
+    "en": ["Summary", "1. Model introduction", "2. Environment", "3. Weight acquisition", "4. Quick start", "5. Performance",
            "6. Accuracy and functional checks", "7. Adaptation notes", "8. Known issues", "9. Conclusion",
            "10. Consistency checks", "Appendix"],
 }
@@ -147,6 +147,22 @@ def test_every_section_in_seed_order(built, name, lang):
     assert starts == sorted(starts), headings
     for sub in SUBSECTIONS[lang]:
         assert re.search(rf"^### {re.escape(sub)}$", text, re.M), sub
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_report_opens_with_the_summary(built, lang):
+    text = read(built["golden"], lang)
+    assert re.findall(r"^## (.+)$", text, re.M)[0] == SECTIONS[lang][0]
+    rows = tables(section(text, SECTIONS[lang][0]))[0]
+    claim = "测评项" if lang == "zh" else "Claim"
+    assert len(rows) == 8  # deploy, latency, throughput, serve, accuracy, 3 functional claims
+    serve = next(r for r in rows if "serve" in r[claim])
+    stat = result(built["golden"], "serve")["points"][0]["metrics"]["mean_ttft_ms"]
+    assert fmt(stat["mean"]) in serve["主要数字" if lang == "zh" else "Headline figures"]
+    like = serve["与参考可比?" if lang == "zh" else "Like for like with the reference?"]
+    assert "input_len 32 ≠ 128" in like and "platform cpu ≠ npu" in like
+    graph = next(r for r in rows if "graph" in r[claim].lower() or "图模式" in r[claim])
+    assert ("未运行" if lang == "zh" else "not run") in graph["状态" if lang == "zh" else "Status"]
 
 
 def test_chinese_uses_the_seed_terms(built):
@@ -273,7 +289,7 @@ def test_failed_stage_is_shown_with_its_error(built, lang):
     assert err.splitlines()[0] in lat and "--no-such-flag" in lat  # the real error vLLM gave
     thr = section(text, SUBSECTIONS[lang][1])
     assert ("未请求" if lang == "zh" else "not requested") in thr or ("未运行" if lang == "zh" else "did not run") in thr
-    concl = section(text, SECTIONS[lang][8])
+    concl = section(text, SECTIONS[lang][9])
     assert "latency" in concl and "accuracy" in concl
     assert ("❌ 失败" if lang == "zh" else "❌ failed") in concl
 
@@ -291,7 +307,7 @@ def test_failing_check_marked_next_to_its_number_and_listed(built, lang):
     assert cell.startswith(fmt(acc["teacher_forced"]["mean_kl"])) and "❌" in cell and bad["name"] in cell
     ok = next(r for r in rows if r.get("指标" if lang == "zh" else "Metric") == metric_label("accuracy.top1_agreement", lang))
     assert "❌" not in ok["数值" if lang == "zh" else "Value"]
-    consistency = tables(section(text, SECTIONS[lang][9]))[0]
+    consistency = tables(section(text, SECTIONS[lang][10]))[0]
     all_checks = [c for s in ("latency", "serve", "accuracy") for c in (result(run, s) or {}).get("checks", [])]
     assert len(consistency) == len(all_checks)
     status_col = "状态" if lang == "zh" else "Status"

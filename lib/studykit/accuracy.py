@@ -195,6 +195,7 @@ def run_accuracy(ctx, p) -> tuple[dict, list[str]]:
                             "seconds": reference_seconds, "full_logprobs": "raw/accuracy/reference_logprobs.npz",
                             "per_prompt": reference},
               "candidate": {"engine": "vllm", "dtype": study.model.dtype, "server_command": srv.command},
+              "server": srv.label,
               "top_k": p.top_k_logprobs, "free_running": fr, "teacher_forced": tf,
               "determinism": determinism, "per_prompt": summary["per_prompt"],
               "thresholds": {"min_token_agreement": p.min_token_agreement,

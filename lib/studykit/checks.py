@@ -209,10 +209,3 @@ def serve_checks(p, result: dict) -> list[dict]:
 def failed(checks: Iterable[dict]) -> list[str]:
     return [f"check failed: {c['name']}: {c['detail']}" for c in checks if c["status"] == "failed"]
 
-
-def table(checks: Iterable[dict]):
-    """The checks as a DataFrame (what a notebook shows): passed / failed / not_run, and why."""
-    import pandas as pd
-
-    return pd.DataFrame([{"check": c["name"], "status": c["status"], "detail": c["detail"]} for c in checks],
-                        columns=["check", "status", "detail"])

@@ -116,10 +116,13 @@ def shown_env(env_extra: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in env_extra.items() if k.startswith(SHOWN_ENV_PREFIXES)}
 
 
-def child_env(env_extra: dict[str, str]) -> dict[str, str]:
+def child_env(env_extra: dict[str, str], die_with_parent: bool = True) -> dict[str, str]:
     env = os.environ.copy()
     env.update(env_extra)
-    env["STUDYKIT_DIE_WITH_PARENT"] = "1"
+    env["STUDYKIT_DIE_WITH_PARENT"] = "1" if die_with_parent else "0"
+    if not die_with_parent:
+        # outlives this process (a stage kernel) but not the run: the runner is this process's parent
+        env["STUDYKIT_OWNER_PID"] = str(os.getppid())
     env["STUDYKIT_PARENT_PID"] = str(os.getpid())
     # The kit's own package must be importable by the launcher even when run from a source checkout.
     pkg_root = str(Path(__file__).resolve().parent.parent)
@@ -127,8 +130,8 @@ def child_env(env_extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def spawn(argv: list[str], env_extra: dict[str, str], stdout) -> subprocess.Popen:
-    return subprocess.Popen(argv, env=child_env(env_extra), stdout=stdout, stderr=subprocess.STDOUT,
+def spawn(argv: list[str], env_extra: dict[str, str], stdout, die_with_parent: bool = True) -> subprocess.Popen:
+    return subprocess.Popen(argv, env=child_env(env_extra, die_with_parent), stdout=stdout, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True)
 
 

@@ -100,3 +100,24 @@ def deploy_failures(study, dummy: dict | None, real: dict | None, chat: dict | N
         if study.model.name_served not in served:
             failures.append(f"/v1/models lists {served}, not {study.model.name_served!r}")
     return failures
+
+
+def gates_frame(gates: list[dict | None]):
+    """The start gates as a table: passed, seconds to ready, the first line of the error."""
+    import pandas as pd
+
+    rows = [{"gate": g["label"], "load_format": g["load_format"], "passed": g["passed"],
+             "ready_s": g.get("ready_seconds"), "error": (g.get("error") or "").splitlines()[0] if g.get("error") else ""}
+            for g in gates if g]
+    return pd.DataFrame(rows, columns=["gate", "load_format", "passed", "ready_s", "error"]).set_index("gate")
+
+
+def chat_frame(chat: dict | None, models: list[dict]):
+    """The smoke chat's reply and usage, and the models the server lists."""
+    import pandas as pd
+
+    chat = chat or {}
+    usage = chat.get("usage") or {}
+    return pd.DataFrame([{"reply": chat.get("reply"), "finish_reason": chat.get("finish_reason"),
+                          "prompt_tokens": usage.get("prompt_tokens"), "completion_tokens": usage.get("completion_tokens"),
+                          "seconds": chat.get("seconds"), "/v1/models": ", ".join(m.get("id", "") for m in models)}]).T

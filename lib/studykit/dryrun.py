@@ -54,11 +54,25 @@ def _weights_steps(study: Study, model_dir: Path) -> list[Step]:
 
 def plan(study: Study, stages: list[str] | None = None) -> tuple[dict[str, str], list[Step]]:
     """(environment of every vllm process, steps in run order): each stage's own plan()."""
+    from .shared import execution_order, server_key, server_users
+
     wanted = [s for s in STAGE_ORDER if s in (stages or study.stages)]
     model_dir = model_dir_for(study)
+    shared = server_users(study, wanted, model_dir)
     steps = _weights_steps(study, model_dir)
-    for stage in wanted:
-        steps += stage_plan(study, stage, model_dir, RUN_DIR_PLACEHOLDER, _port(study))
+    started: dict[str, Step] = {}
+    for stage in execution_order(study, wanted, model_dir):
+        for step in stage_plan(study, stage, model_dir, RUN_DIR_PLACEHOLDER, _port(study)):
+            key = server_key(step.argv) if step.kind == "server" else None
+            if key in started:
+                first = started[key]
+                step = Step(stage, step.label, "shared", text=f"# {step.label}: the server {first.stage}/{first.label} "
+                                                              "started is still up: this stage uses it")
+            elif key in shared:
+                started[key] = step
+                users = ", ".join(dict.fromkeys(s for s, _ in shared[key]))
+                step.text = f"{step.command}\n# shared by {users}; stopped after the last of them"
+            steps.append(step)
     return engine.platform_env(study), steps
 
 

@@ -82,6 +82,8 @@ class ServerParams(Strict):
     distributed_executor_backend: Literal["mp", "ray"] | None = Field(None, description="--distributed-executor-backend")
     extra_args: list[str] = Field(default_factory=list, description="more vllm serve arguments, verbatim")
     env: dict[str, str] = Field(default_factory=dict, description="extra environment variables for vllm processes")
+    share: bool = Field(True, description="one server per distinct serve command in a run (stages with identical "
+                                          "flags use it in turn); false: every stage starts its own")
 
     @field_validator("port")
     @classmethod

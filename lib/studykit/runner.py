@@ -5,6 +5,7 @@ Exit codes: 0 all stages passed, 1 a stage failed, 2 bad params or usage (nothin
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -15,6 +16,7 @@ from .commands import read_commands, utc_now
 from .params import STAGE_ORDER, Study, dump_study, load_study, study_hash
 from .results import RunLayout, read_json, utc_stamp, write_json, write_text
 from .server import reap_leftovers
+from .shared import STAGES_ENV, execution_order, stop_finished
 
 KIT_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = KIT_ROOT / "notebooks"
@@ -63,11 +65,19 @@ def _utc_seconds(stamp: str) -> float:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
-def vllm_seconds(run_dir: Path, stage: str) -> float:
-    """Time covered by the stage's vllm commands. A union, not a sum: bench serve runs inside a server's
-    lifetime, and counting both would put the kit's overhead below zero."""
-    intervals = [(_utc_seconds(r["started_utc"]), _utc_seconds(r["ended_utc"])) for r in read_commands(run_dir)
-                 if r.get("stage") == stage and r.get("is_vllm") and r.get("started_utc") and r.get("ended_utc")]
+def vllm_seconds(run_dir: Path, stage: str, window: tuple[str, str] | None = None) -> float:
+    """Time covered by vllm commands during the stage. A union, not a sum: bench serve runs inside a server's
+    lifetime, and counting both would put the kit's overhead below zero. With the stage's (start, end) window,
+    a shared server counts in every stage it was up for, clipped to that stage."""
+    records = [r for r in read_commands(run_dir) if r.get("is_vllm") and r.get("started_utc") and r.get("ended_utc")]
+    if window is None:
+        intervals = [(_utc_seconds(r["started_utc"]), _utc_seconds(r["ended_utc"])) for r in records
+                     if r.get("stage") == stage]
+    else:
+        lo, hi = _utc_seconds(window[0]), _utc_seconds(window[1])
+        intervals = [(max(lo, _utc_seconds(r["started_utc"])), min(hi, _utc_seconds(r["ended_utc"])))
+                     for r in records if r.get("stage") == stage or r.get("extra", {}).get("shared_by")]
+        intervals = [(a, b) for a, b in intervals if b > a]
     return round(union_seconds(intervals), 3)
 
 
@@ -108,8 +118,10 @@ def execute_stage(stage: str, run_dir: Path, study: Study, log=print) -> dict:
     finally:
         reap_leftovers(layout.pids)
     error = stage_error(run_dir, stage, exc)
-    return {"status": "failed" if error else "passed", "started_utc": started, "ended_utc": utc_now(),
-            "wall_seconds": round(time.monotonic() - t0, 3), "vllm_seconds": vllm_seconds(run_dir, stage),
+    ended = utc_now()
+    return {"status": "failed" if error else "passed", "started_utc": started, "ended_utc": ended,
+            "wall_seconds": round(time.monotonic() - t0, 3),
+            "vllm_seconds": vllm_seconds(run_dir, stage, (started, ended)),
             "error": error, "notebook": f"notebooks/{stage}.ipynb",
             "results": f"results/{stage}.json" if layout.result(stage).exists() else None}
 
@@ -140,6 +152,7 @@ def run_study(params_path: str | Path, stages: list[str] | None = None, *, fail_
                  "params_sha256": study_hash(study), "run_dir": str(run_dir), "started_utc": utc_now(),
                  "stages": {}}
     wanted = [s for s in STAGE_ORDER if s in (stages or study.stages)]
+    order = _execution_order(study, wanted)
     if resume:
         # A resume with --stages adds to what the run covers; it does not forget stages run earlier.
         before = state.get("requested_stages") or []
@@ -150,6 +163,9 @@ def run_study(params_path: str | Path, stages: list[str] | None = None, *, fail_
     log(f"studykit: study {study.name}, run directory {run_dir}")
 
     interrupts = _Interrupts()
+    os.environ[STAGES_ENV] = json.dumps(order)  # the stage kernels inherit it: which servers they share
+    if order != wanted:
+        log(f"  execution order (shared servers run back to back): {', '.join(order)}")
     try:
         env = capture_environment(study, params_path=layout.params)
         env_path = layout.result("environment")
@@ -159,7 +175,7 @@ def run_study(params_path: str | Path, stages: list[str] | None = None, *, fail_
         write_json(env_path, env)
         stopped = False
         reran = False
-        for stage in wanted:
+        for i, stage in enumerate(order):
             done = state["stages"].get(stage, {})
             derived = stage in DERIVED_STAGES
             if resume and done.get("status") == "passed" and not (derived and reran):
@@ -173,6 +189,7 @@ def run_study(params_path: str | Path, stages: list[str] | None = None, *, fail_
             state["stages"][stage] = {"status": "running", "started_utc": utc_now()}
             write_json(layout.run_json, state)
             rec = execute_stage(stage, run_dir, study, log=log)
+            stop_finished(run_dir, remaining=order[i + 1:], log=log)
             interrupts.raise_if_seen()
             reran = True
             state["stages"][stage] = rec
@@ -195,8 +212,10 @@ def run_study(params_path: str | Path, stages: list[str] | None = None, *, fail_
         log(f"resume with: studykit run --resume {run_dir}")
         return 130, run_dir
     finally:
+        stop_finished(run_dir, remaining=[], log=log)
         reap_leftovers(layout.pids)
         interrupts.restore()
+        os.environ.pop(STAGES_ENV, None)
     state["ended_utc"] = utc_now()
     failed = [s for s in state["requested_stages"] if state["stages"].get(s, {}).get("status") != "passed"]
     state["status"] = "failed" if failed else "passed"
@@ -207,6 +226,12 @@ def run_study(params_path: str | Path, stages: list[str] | None = None, *, fail_
     if report.exists() and state["stages"].get("report", {}).get("status") == "passed":
         log(f"report: {report}")  # last line: what `make study` leaves on screen
     return (1 if failed else 0), run_dir
+
+
+def _execution_order(study: Study, wanted: list[str]) -> list[str]:
+    from .dryrun import model_dir_for
+
+    return execution_order(study, wanted, model_dir_for(study))
 
 
 class _Interrupts:

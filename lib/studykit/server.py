@@ -80,7 +80,7 @@ class VllmServer:
 
     def __init__(self, argv: list[str], *, host: str, port: int, env_extra: dict[str, str],
                  log_path: str | Path, commands: CommandLog, label: str = "serve",
-                 ready_timeout_s: float = 600.0, pid_dir: str | Path | None = None):
+                 ready_timeout_s: float = 600.0, pid_dir: str | Path | None = None, keep_running: bool = False):
         self.argv = list(argv)
         self.host = host
         self.port = port
@@ -92,6 +92,9 @@ class VllmServer:
         self.pid_dir = Path(pid_dir) if pid_dir else None
         self.proc = None
         self.ready_seconds: float | None = None
+        # A shared server outlives the `with` block (and the kernel) when nothing failed: the runner stops it.
+        self.keep_running = keep_running
+        self.on_ready: list = []
         self._t0 = None
         self._started_utc = None
         self._log_fh = None
@@ -104,6 +107,14 @@ class VllmServer:
     def command(self) -> str:
         return display_command(self.argv, self.env_extra)
 
+    @property
+    def shown_env(self) -> dict[str, str]:
+        return shown_env(self.env_extra)
+
+    @property
+    def started_utc(self) -> str | None:
+        return self._started_utc
+
     def __enter__(self) -> "VllmServer":
         self.start()
         try:
@@ -113,7 +124,11 @@ class VllmServer:
             raise
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
+        if self.keep_running and exc_type is None and self.proc is not None and self.proc.poll() is None:
+            if self._log_fh:
+                self._log_fh.close()  # the server keeps its own descriptor; ours is not needed any more
+            return
         self.stop()
 
     def start(self) -> None:
@@ -121,7 +136,7 @@ class VllmServer:
         self._log_fh = open(self.log_path, "ab")
         self._started_utc = utc_now()
         self._t0 = time.monotonic()
-        self.proc = spawn(self.argv, self.env_extra, self._log_fh)
+        self.proc = spawn(self.argv, self.env_extra, self._log_fh, die_with_parent=not self.keep_running)
         if self.pid_dir:
             self.pid_dir.mkdir(parents=True, exist_ok=True)
             (self.pid_dir / f"{self.proc.pid}.pid").write_text(f"{self.proc.pid}\n{self.command}\n")
@@ -138,6 +153,8 @@ class VllmServer:
                 status, _ = http_get(self.base_url + "/health", timeout=2)
                 if status == 200:
                     self.ready_seconds = round(time.monotonic() - self._t0, 3)
+                    for hook in self.on_ready:
+                        hook(self)
                     return self.ready_seconds
             except (urllib.error.URLError, ConnectionError, socket.timeout, OSError):
                 pass
@@ -159,7 +176,7 @@ class VllmServer:
             return
         pid = self.proc.pid
         if group_alive(pid):
-            kill_group(pid, proc=self.proc)
+            kill_group(pid)
         try:
             self.proc.wait(timeout=5)
         except Exception:
@@ -176,6 +193,24 @@ class VllmServer:
         self.proc = None
 
 
+def stop_group(pid: int, grace_s: float = 20.0) -> str:
+    """Stop a server by its pid (the group leader) when we hold no Popen for it: TERM the API server first so
+    vLLM shuts its engine down itself, then the group, then KILL. Returns how it ended."""
+    import signal
+
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return "already exited"
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        if not group_alive(pid):
+            return "graceful"
+        time.sleep(0.2)
+    kill_group(pid)
+    return "group-term"
+
+
 def reap_leftovers(pid_dir: str | Path) -> list[int]:
     """Kill every process group recorded under pid_dir whose owner did not stop it. Returns the pids killed."""
     killed = []
@@ -185,7 +220,7 @@ def reap_leftovers(pid_dir: str | Path) -> list[int]:
     for f in pid_dir.glob("*.pid"):
         pid = int(f.read_text().split()[0])
         if group_alive(pid):
-            kill_group(pid, proc=self.proc)
+            kill_group(pid)
             killed.append(pid)
         f.unlink(missing_ok=True)
     return killed

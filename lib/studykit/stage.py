@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import engine, weights
-from .commands import CommandLog, CommandRecord, utc_now
+from .commands import CommandLog, CommandRecord, group_alive, utc_now
 from .params import Study, dump_study, load_study
 from .results import RunLayout, _jsonable, read_json, write_json, write_text
 from .plan import Step, find, stage_plan
@@ -59,10 +59,28 @@ class StageContext:
 
     @property
     def port(self) -> int:
-        """The port this stage's servers listen on (one at a time), chosen once."""
+        """The port this stage's servers listen on (one at a time), chosen once: a shared server's when this
+        stage uses one that is running (its requests must go there), else a free one."""
         if self._port is None:
-            self._port = resolve_port(self.study.server.host, self.study.server.port)
+            live = [e for e in self._shared_entries().values() if group_alive(e["pid"])]
+            self._port = live[0]["port"] if live else resolve_port(self.study.server.host, self.study.server.port)
         return self._port
+
+    def _shared_keys(self) -> dict[str, list]:
+        """Keys of this stage's server commands that the run shares with other stages (runner-set stages)."""
+        from .shared import run_stages, server_users
+
+        stages = run_stages()
+        if not stages or self.stage not in stages:
+            return {}
+        users = server_users(self.study, stages, self.model_dir)
+        return {k: v for k, v in users.items() if self.stage in {s for s, _ in v}}
+
+    def _shared_entries(self) -> dict[str, dict]:
+        from .shared import load_registry
+
+        keys = self._shared_keys()
+        return {k: e for k, e in load_registry(self.run_dir).items() if k in keys and not e.get("stopped_utc")}
 
     def plan(self) -> list[Step]:
         """This stage's commands as `studykit run --dry-run` prints them (studykit.plan)."""
@@ -73,12 +91,26 @@ class StageContext:
 
     def server_for(self, step: Step) -> VllmServer:
         """The `vllm serve` of a planned server step; use as `with ctx.server_for(step) as srv:`."""
+        from .shared import AttachedServer, register, server_key
+
         if step.kind != "server":
             raise ValueError(f"step {step.label!r} is a {step.kind} step, not a server")
-        return VllmServer(step.argv, host=self.study.server.host, port=self.port, env_extra=self.env(),
-                          log_path=self.layout.logs / f"{self.stage}-{step.label}.log", commands=self.commands,
-                          label=step.label, ready_timeout_s=self.study.server.ready_timeout_s,
-                          pid_dir=self.layout.pids)
+        key = server_key(step.argv)
+        shared = self._shared_keys().get(key)
+        entry = self._shared_entries().get(key)
+        if entry and group_alive(entry["pid"]):
+            return AttachedServer(entry)
+        server = VllmServer(step.argv, host=self.study.server.host, port=self.port, env_extra=self.env(),
+                            log_path=self.layout.logs / f"{self.stage}-{step.label}.log", commands=self.commands,
+                            label=step.label, ready_timeout_s=self.study.server.ready_timeout_s,
+                            pid_dir=self.layout.pids, keep_running=bool(shared))
+        if shared:
+            users = list(dict.fromkeys(s for s, _ in shared))
+            server.on_ready.append(lambda srv: register(self.run_dir, key, {
+                "stage": self.stage, "label": step.label, "users": users, "argv": srv.argv, "command": srv.command,
+                "env": srv.shown_env, "host": srv.host, "port": srv.port, "pid": srv.proc.pid,
+                "log": str(srv.log_path), "started_utc": srv.started_utc, "ready_seconds": srv.ready_seconds}))
+        return server
 
     def server(self, label: str, *, load_format: str | None = None, enforce_eager: bool | None = None,
                extra: list[str] | tuple = ()) -> VllmServer:

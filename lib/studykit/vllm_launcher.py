@@ -60,6 +60,23 @@ def _die_with_parent() -> None:
         sys.exit(1)
 
 
+def _watch_owner() -> None:
+    """A shared server outlives the kernel that started it but not the run: it watches the runner's pid
+    (STUDYKIT_OWNER_PID) and TERMs itself when the runner is gone, even after a SIGKILL."""
+    owner = os.environ.get("STUDYKIT_OWNER_PID")
+    if not owner:
+        return
+    import threading
+    import time
+
+    def watch() -> None:
+        while _alive(int(owner)):
+            time.sleep(2.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="studykit-owner-watch", daemon=True).start()
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -72,6 +89,7 @@ def _alive(pid: int) -> bool:
 
 def main() -> None:
     _die_with_parent()
+    _watch_owner()
     _patch_version_lookup()
     from vllm.entrypoints.cli.main import main as vllm_main
 

@@ -18,6 +18,7 @@ max_mean_kl = 0.05  # help: teacher-forced mean KL threshold (nats)
 # %%
 from studykit.accuracy import per_prompt_table, position_errors_chart, run_accuracy
 from studykit.bench import effective_params
+from studykit.display import checks_frame, metrics_frame
 from studykit.stage import open_stage
 
 ctx = open_stage("accuracy", run_dir, params_path)
@@ -26,16 +27,34 @@ p = effective_params(ctx, "accuracy", dict(prompts_file=prompts_file, max_new_to
                                           min_token_agreement=min_token_agreement,
                                           min_top1_agreement=min_top1_agreement, max_mean_kl=max_mean_kl))
 
+# %% [markdown]
+# ## Reference, then vLLM
+# The transformers reference generates first (greedy, full-vocabulary log-probabilities, kept in
+# `raw/accuracy/reference_logprobs.npz`); then one vLLM server answers every request: free-running greedy
+# (twice, for determinism) and teacher-forced (vLLM scores the reference's own continuation with
+# `prompt_logprobs`, so both models see the same context at every position).
+
 # %%
 try:
     result, failures = run_accuracy(ctx, p)
 except Exception as err:
     ctx.fail(err)
-result["free_running"], result["teacher_forced"], result["determinism"]
+metrics_frame("accuracy", result)
+
+# %% [markdown]
+# ## Per prompt
+# Free-running agreement and where the two sequences first part; teacher-forced top-1 agreement, probability
+# error and KL over each prompt's positions.
 
 # %%
 per_prompt_table(result)
 
+# %% [markdown]
+# ## Probability error per position, and the checks
+
 # %%
 result["charts"] = [position_errors_chart(result, ctx)]
+checks_frame(result["checks"])
+
+# %%
 ctx.write_results(result, failures=failures)

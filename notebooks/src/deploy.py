@@ -14,7 +14,7 @@ max_completion_tokens = 16  # help: max_completion_tokens of the smoke chat
 
 # %%
 from studykit.bench import effective_params
-from studykit.deploy import deploy_failures, real_gate_with_chat, start_gate
+from studykit.deploy import chat_frame, deploy_failures, gates_frame, real_gate_with_chat, start_gate
 from studykit.stage import open_stage
 
 ctx = open_stage("deploy", run_dir, params_path)
@@ -28,15 +28,19 @@ print("model checkpoint:", ctx.model_dir)
 
 # %%
 dummy = start_gate(ctx, "dummy-gate") if dummy_gate else None
-dummy
+gates_frame([dummy])
 
 # %% [markdown]
 # ## Real-weight gate, `/v1/models` and the smoke chat
+# The server the seed's quick start describes, timed to `/health`; then the model list and the smoke chat
+# request (temperature 0), exactly as recorded in `commands.jsonl`.
 
 # %%
 real, chat, models = real_gate_with_chat(ctx) if real_gate else (None, None, [])
-print(real)
-print("reply:", repr((chat or {}).get("reply")))
+gates_frame([dummy, real])
+
+# %%
+chat_frame(chat, models)
 
 # %%
 ctx.write_results(

@@ -14,6 +14,7 @@ max_num_batched_tokens = 256  # help: token budget per step for the chunked-pref
 # %%
 from studykit import checks
 from studykit.accuracy import load_tokenizer
+from studykit.display import checks_frame
 from studykit.bench import effective_params
 from studykit.functional import (batched_tokens_budget, chunked_prefill_check, complete, engine_config_flags,
                                  functional_checks, not_applicable, prefix_cache_check)
@@ -30,6 +31,13 @@ budget, _ = batched_tokens_budget(study)
 steps = {s.label: s for s in ctx.plan()}
 results = {"params": p.model_dump(mode="json"), "not_applicable": not_applicable(study, ctx.model_dir),
            "server": "functional"}
+print("\n".join(step.command for step in ctx.plan()))
+
+# %% [markdown]
+# ## Prefix caching and chunked prefill on one server
+# Prefix caching: sequential requests share a long prefix; hits and queries are vLLM's own counters from
+# `/metrics` (tokens), and only whole KV blocks are cached. Chunked prefill: a prompt longer than the per-step
+# token budget must still complete.
 
 # %%
 probe = tokenizer("Write a haiku about the sea.")["input_ids"]
@@ -43,7 +51,13 @@ try:
         base_tokens = complete(srv.base_url, name, probe, 16)["tokens"]
 except Exception as err:
     ctx.fail(err, results)
-results["prefix_caching"], results["chunked_prefill"]
+import pandas as pd
+
+pd.DataFrame([results["prefix_caching"]]).T.rename(columns={0: "prefix caching"}).join(
+    pd.DataFrame([results["chunked_prefill"]]).T.rename(columns={0: "chunked prefill"}), how="outer")
+
+# %% [markdown]
+# ## Graph mode against eager (when asked for) and the checks
 
 # %%
 other = next((s for label, s in steps.items() if label in ("functional-graph", "functional-eager")), None)
@@ -62,7 +76,7 @@ results["graph_vs_eager"]
 
 # %%
 results["checks"] = functional_checks(results)
-checks.table(results["checks"])
+checks_frame(results["checks"])
 
 # %%
 ctx.write_results(results, failures=checks.failed(results["checks"]))

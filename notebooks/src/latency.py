@@ -19,6 +19,7 @@ extra_args = []  # help: more vllm bench latency arguments, verbatim
 from studykit import checks, roofline
 from studykit.bench import effective_params, telemetry_charts
 from studykit.bench.latency import charts, run_latency
+from studykit.display import checks_frame, metrics_frame
 from studykit.stage import open_stage
 
 ctx = open_stage("latency", run_dir, params_path)
@@ -26,9 +27,13 @@ p = effective_params(ctx, "latency", dict(input_len=input_len, output_len=output
                                          num_iters_warmup=num_iters_warmup, num_iters=num_iters,
                                          extra_args=extra_args))
 print("model checkpoint:", ctx.model_dir)
+print("\n".join(step.command for step in ctx.plan()))
 
 # %% [markdown]
 # ## Run the benches (output_len N, then output_len 1)
+# Each `vllm bench latency` starts its own engine, warms up `num_iters_warmup` times (not measured), then times
+# `num_iters` end-to-end batches. Avg and percentiles are vLLM's; rows marked `derived` are computed here from
+# the two runs (the formula is in the `source` column).
 
 # %%
 result = {"params": p.model_dump()}
@@ -36,23 +41,33 @@ try:
     run_latency(ctx, p, result)
 except Exception as err:
     ctx.fail(err, partial=result)
-{k: result[k] for k in ("avg_latency", "p50_latency_s", "p90_latency_s", "p99_latency_s", "output_tokens_per_s",
-                        "prefill_ms", "decode_ms_per_token", "naive_ms_per_token")}
+metrics_frame("latency", result).loc[lambda df: ~df.index.str.startswith(("Decode weight", "Memory", "Share"))]
 
 # %% [markdown]
 # ## Roofline of decode
+# Each decode step of one sequence reads every weight once: weight bytes / steady decode time is the memory
+# traffic decode achieves, against the bandwidth limit (a copy probe on CPU, the card's spec on NPU).
 
 # %%
 result["roofline"] = roofline.latency_roofline(ctx.study, ctx.model_dir, result.get("decode_ms_per_token"))
-result["roofline"]
+metrics_frame("latency", result, prefix="roofline")
 
 # %% [markdown]
-# ## Charts and checks
+# ## Charts
+# Per-iteration latency and its distribution; then CPU % and resident memory of the vLLM processes while each
+# bench ran (engine start-up included).
 
 # %%
 result["charts"] = charts(ctx, result) + telemetry_charts(ctx, result["telemetry"])
+
+# %% [markdown]
+# ## Checks
+# vLLM's percentiles recomputed from its own per-iteration latencies, the iteration count, the command against
+# the params, and decode time > 0. A failed check fails the stage; `not_run` says why it could not run.
+
+# %%
 result["checks"] = checks.latency_checks(p, result)
-checks.table(result["checks"])
+checks_frame(result["checks"])
 
 # %%
 ctx.write_results(result, failures=checks.failed(result["checks"]))

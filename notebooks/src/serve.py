@@ -21,9 +21,12 @@ seed = 0  # help: --seed of the random dataset
 extra_args = []  # help: more vllm bench serve arguments, verbatim
 
 # %%
+import pandas as pd
+
 from studykit import checks, roofline
 from studykit.bench import effective_params, telemetry_charts
 from studykit.bench.serve import charts, run_serve, serve_table
+from studykit.display import checks_frame
 from studykit.stage import open_stage
 
 ctx = open_stage("serve", run_dir, params_path)
@@ -32,9 +35,12 @@ p = effective_params(ctx, "serve", dict(base_url=base_url, input_len=input_len, 
                                        max_concurrency=max_concurrency, repeats=repeats, num_warmups=num_warmups,
                                        goodput=goodput, seed=seed, extra_args=extra_args))
 print("model checkpoint:", ctx.model_dir)
+print("\n".join(step.command for step in ctx.plan()))
 
 # %% [markdown]
 # ## Server (once for all points) and the bench runs
+# One row per sweep point (request rate x max concurrency). Every number is vLLM's own; with `repeats` > 1 a
+# point shows the mean over its runs and the 95 % confidence half-width (Student t) beside it.
 
 # %%
 result = {"params": p.model_dump(mode="json")}
@@ -45,16 +51,30 @@ except Exception as err:
 serve_table(result)
 
 # %% [markdown]
-# ## Roofline per point (weight bytes / mean TPOT against the memory bandwidth)
+# ## Roofline per point
+# A decode step reads the weights once for every running sequence: weight bytes / mean TPOT is the memory
+# traffic each point achieves against the bandwidth limit (a lower bound: prefill shares those steps).
 
 # %%
 result["roofline"] = roofline.serve_roofline(ctx.study, ctx.model_dir, result["points"])
-result["roofline"]["points"]
+pd.DataFrame(result["roofline"]["points"])
+
+# %% [markdown]
+# ## Charts
+# Throughput and TTFT/TPOT percentiles against the request rate, the tokens/s vs TPOT trade-off, per-request
+# TTFT over time, and CPU % / memory of the vLLM processes.
 
 # %%
 result["charts"] = charts(ctx, result) + telemetry_charts(ctx, result["telemetry"])
+
+# %% [markdown]
+# ## Checks
+# Per run: all requests completed, token totals against num_prompts x length, vLLM's mean TTFT and mean E2E
+# latency recomputed from its own per-request values; per command: the flags against the params.
+
+# %%
 result["checks"] = checks.serve_checks(p, result)
-checks.table(result["checks"])
+checks_frame(result["checks"])
 
 # %%
 ctx.write_results(result, failures=checks.failed(result["checks"]))

@@ -17,12 +17,19 @@ extra_args = []  # help: more vllm bench throughput arguments, verbatim
 from studykit import checks
 from studykit.bench import effective_params, telemetry_charts
 from studykit.bench.throughput import run_throughput
+from studykit.display import checks_frame, metrics_frame
 from studykit.stage import open_stage
 
 ctx = open_stage("throughput", run_dir, params_path)
 p = effective_params(ctx, "throughput", dict(input_len=input_len, output_len=output_len, num_prompts=num_prompts,
                                             extra_args=extra_args))
 print("model checkpoint:", ctx.model_dir)
+print("\n".join(step.command for step in ctx.plan()))
+
+# %% [markdown]
+# ## Run the bench
+# All `num_prompts` prompts go to the offline engine at once. Requests/s and total tokens/s are vLLM's; the
+# token split and output tokens/s are derived (see `source`), and vLLM's printed counts are shown beside them.
 
 # %%
 result = {"params": p.model_dump()}
@@ -30,13 +37,23 @@ try:
     run_throughput(ctx, p, result)
 except Exception as err:
     ctx.fail(err, partial=result)
-{k: result.get(k) for k in ("requests_per_second", "tokens_per_second", "output_tokens_per_s", "total_num_tokens",
-                            "total_prompt_tokens", "total_output_tokens", "vllm_printed")}
+metrics_frame("throughput", result)
+
+# %% [markdown]
+# ## Telemetry
+# CPU % and resident memory of the vLLM processes while the bench ran (engine start-up included).
 
 # %%
 result["charts"] = telemetry_charts(ctx, result["telemetry"])
+
+# %% [markdown]
+# ## Checks
+# Token totals against num_prompts x length (vLLM's JSON and its printed counts), the derived output tokens/s
+# against vLLM's printed one, the request count, the command against the params.
+
+# %%
 result["checks"] = checks.throughput_checks(p, result)
-checks.table(result["checks"])
+checks_frame(result["checks"])
 
 # %%
 ctx.write_results(result, failures=checks.failed(result["checks"]))

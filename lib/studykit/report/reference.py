@@ -48,6 +48,7 @@ class Reference:
     run: Run | None = None
     config: dict[str, dict] = field(default_factory=dict)
     not_measurable: dict[str, str] = field(default_factory=dict)
+    platform: str | None = None
 
     def stage_config(self, stage: str) -> dict | None:
         """The reference's parameters for a stage: its params block (run) or the file's config entry."""
@@ -107,7 +108,8 @@ def load_reference(ref: str, run_dir: Path | None = None) -> Reference:
             raise ReferenceError(f"report.reference {ref!r} is a directory but not a run directory "
                                  "(no run.json or results/)")
         run = load_run(path)
-        return Reference(label=f"{run.name} @ {path.name}", source=str(path), run=run)
+        return Reference(label=f"{run.name} @ {path.name}", source=str(path), run=run,
+                         platform=run.study.get("platform"))
     if path.suffix.lower() not in (".yaml", ".yml", ".json"):
         raise ReferenceError(f"report.reference {ref!r}: unsupported file type {path.suffix!r}; "
                              "allowed: .yaml, .yml, .json or a run directory")
@@ -126,4 +128,5 @@ def load_reference(ref: str, run_dir: Path | None = None) -> Reference:
                              "reason no study can measure it (a non-empty string)")
     config = data.get("config") if isinstance(data.get("config"), dict) else {}
     return Reference(label=str(data.get("title") or path.name), source=str(data.get("source") or path),
-                     metrics=metrics, config=config, not_measurable={str(k): v for k, v in nm.items()})
+                     metrics=metrics, config=config, not_measurable={str(k): v for k, v in nm.items()},
+                     platform=data.get("platform"))

@@ -11,11 +11,100 @@ import re
 from pathlib import Path
 from typing import Callable
 
-from ..schema.metrics import BY_ID, stage_metrics
-from .blocks import (Ctx, check_status, flatten, metrics_table, params_table, point_label, serve_points_table,
-                     show_charts, stage_banner, stage_vllm_commands, status_text, value_cell)
+from ..schema.metrics import BY_ID, stage_metrics, value_of
+from .blocks import (Ctx, check_status, flatten, metric_label, metrics_table, params_table, point_label,
+                     serve_points_table, show_charts, stage_banner, stage_vllm_commands, status_text, value_cell)
 from .mdtools import DASH, fmt, fmt_bytes, inline_code
 from .model import MEASURING_STAGES, Run, dig, is_number
+
+
+def _stat_text(stat: dict | None) -> str:
+    if not stat:
+        return DASH
+    text = fmt(stat.get("mean"))
+    return text + (f" ± {fmt(stat['ci95_half_width'])}" if stat.get("ci95_half_width") is not None else "")
+
+
+def _figures(ctx: Ctx, ids: list[str]) -> str:
+    """'label value unit' for metric ids, from the results (serve: mean ± 95 % CI over repeats)."""
+    parts = []
+    for mid in ids:
+        m = BY_ID[mid]
+        result = ctx.run.stages[m.stage].result
+        if m.stage == "serve" and ".metrics." in m.path:
+            stat = dig(result, m.path.rsplit(".", 1)[0])
+            text = _stat_text(stat)
+        else:
+            v = value_of(m, result)
+            text = fmt(v)
+        if text != DASH:
+            parts.append(f"{metric_label(m, ctx.lang)} {text} {m.unit}".rstrip())
+    return "; ".join(parts) or DASH
+
+
+def _check_counts(ctx: Ctx, checks: list[dict]) -> str:
+    n = {k: sum(1 for c in checks if c.get("status") == k) for k in ("passed", "failed", "not_run")}
+    return ctx.t("sum_checks", **n) if checks else DASH
+
+
+def _like_for_like(ctx: Ctx, stage: str) -> str:
+    """Whether this stage's shape matches the reference's (its params vs the reference's config)."""
+    if not ctx.ref:
+        return ""
+    theirs = ctx.ref.stage_config(stage)
+    if not theirs:
+        return ctx.t("sum_ref_unknown")
+    ours = ctx.run.params(stage)
+    differ = [f"{k} {fmt(ours.get(k))} ≠ {fmt(v)}" for k, v in theirs.items()
+              if not isinstance(v, (dict, list)) and ours.get(k) != v]
+    if ctx.run.study.get("platform") and ctx.ref.platform and ctx.run.study.get("platform") != ctx.ref.platform:
+        differ.insert(0, f"platform {ctx.run.study.get('platform')} ≠ {ctx.ref.platform}")
+    return ctx.t("sum_like") if not differ else ctx.t("sum_unlike", what=", ".join(differ))
+
+
+SUMMARY_ROWS = (
+    # (row key, stage, headline metric ids, check filter: None = all of the stage, else a name fragment)
+    ("sum_deploy", "deploy", ["deploy.dummy_gate_ready_s", "deploy.real_gate_ready_s"], None),
+    ("sum_latency", "latency", ["latency.avg_latency", "latency.decode_ms_per_token"], None),
+    ("sum_throughput", "throughput", ["throughput.requests_per_second", "throughput.output_tokens_per_s"], None),
+    ("sum_serve", "serve", ["serve.request_throughput", "serve.mean_ttft_ms", "serve.mean_tpot_ms"], None),
+    ("sum_accuracy", "accuracy", ["accuracy.token_agreement", "accuracy.top1_agreement", "accuracy.mean_kl"], None),
+    ("sum_prefix", "functional", ["functional.prefix_cache_hit_rate"], "prefix cache"),
+    ("sum_chunked", "functional", ["functional.chunked_prefill_prompt_tokens"], "max_num_batched_tokens"),
+    ("sum_graph", "functional", [], "graph and eager"),
+)
+
+
+def s0_summary(ctx: Ctx) -> None:
+    """The verdict first: one row per stage or claim of the seed, its status, headline figures and checks."""
+    md, run = ctx.md, ctx.run
+    md.h(2, ctx.t("s0"))
+    headers = [ctx.t("col_claim"), ctx.t("col_status"), ctx.t("col_headline"), ctx.t("col_checks")]
+    if ctx.ref:
+        headers.append(ctx.t("col_like"))
+    rows = []
+    for key, stage, ids, fragment in SUMMARY_ROWS:
+        st = run.stages[stage]
+        if not (st.requested or st.ran):
+            continue
+        checks = [c for c in st.checks if fragment is None or fragment in str(c.get("name"))]
+        if fragment is not None and checks:
+            status = check_status(ctx, checks[0].get("status"))
+            if checks[0].get("status") == "not_run":
+                figures = checks[0].get("detail") or DASH
+            else:
+                figures = _figures(ctx, ids) if ids else (checks[0].get("detail") or DASH)
+        else:
+            status = status_text(ctx, st.status)
+            figures = _figures(ctx, ids)
+        row = [ctx.t(key), status, figures, _check_counts(ctx, checks)]
+        if ctx.ref:
+            row.append(_like_for_like(ctx, stage) if stage in ("latency", "throughput", "serve") else "")
+        rows.append(row)
+    md.table(headers, rows)
+    if any(BY_ID[i].source == "derived" for _, _, ids, _ in SUMMARY_ROWS for i in ids):
+        md.p(f"† {ctx.t('derived_note')} {BY_ID['throughput.output_tokens_per_s'].how}; "
+             f"{BY_ID['latency.decode_ms_per_token'].how}")
 
 
 def s1_model(ctx: Ctx) -> None:
@@ -425,6 +514,6 @@ def appendix(ctx: Ctx) -> None:
     md.code("\n".join(lines))
 
 
-SECTIONS: list[Callable[[Ctx], None]] = [s1_model, s2_environment, s3_weights, s4_quickstart, s5_performance,
+SECTIONS: list[Callable[[Ctx], None]] = [s0_summary, s1_model, s2_environment, s3_weights, s4_quickstart, s5_performance,
                                          s6_accuracy, s7_adaptation, s8_known_issues, s9_conclusion,
                                          s10_consistency, appendix]

@@ -1,0 +1,33 @@
+"""What a stage notebook shows: its numbers and checks as DataFrames (units in the columns), so an executed
+notebook shared as the report reads like an analysis, not a dict repr. Labels and units come from the one
+metric table (studykit.schema.metrics)."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from .schema.metrics import stage_metrics, value_of
+
+
+def metrics_frame(stage: str, result: dict[str, Any], prefix: str = ""):
+    """One row per metric of the stage (optionally only ids starting with `stage.prefix`)."""
+    import pandas as pd
+
+    rows = []
+    for m in stage_metrics(stage):
+        if prefix and not m.id.startswith(f"{stage}.{prefix}"):
+            continue
+        v = value_of(m, result)
+        if v is None:
+            continue
+        rows.append({"metric": m.en, "value": v, "unit": m.unit,
+                     "source": m.source + (f": {m.how}" if m.how else "")})
+    return pd.DataFrame(rows, columns=["metric", "value", "unit", "source"]).set_index("metric")
+
+
+def checks_frame(checks: Iterable[dict]):
+    """The checks: passed / failed / not_run, and why."""
+    import pandas as pd
+
+    return pd.DataFrame([{"check": c["name"], "status": c["status"], "detail": c["detail"]} for c in checks],
+                        columns=["check", "status", "detail"]).set_index("check")
