@@ -43,3 +43,19 @@ def test_every_request_the_dry_run_describes_was_made():
     planned = {(s.stage, s.label) for s in steps if s.kind in ("http", "python") and s.stage not in ("weights", "report")}
     recorded = {(r["stage"], r["label"]) for r in read_commands(GOLDEN) if not r.get("is_vllm")}
     assert planned <= recorded, planned - recorded
+
+
+def test_one_server_for_the_stages_with_identical_serve_commands():
+    """The default run: the deploy real-weight gate's server served serve and accuracy too; ≤ 6 engine starts."""
+    records = [r for r in read_commands(GOLDEN) if r.get("is_vllm")]
+    servers = [r for r in records if r["argv"][3] == "serve"]
+    (shared,) = [r for r in servers if r["extra"].get("shared_by")]
+    assert (shared["stage"], shared["label"]) == ("deploy", "real-gate")
+    assert shared["extra"]["shared_by"] == ["deploy", "serve", "accuracy"]
+    assert shared["extra"]["ready_seconds"] > 0 and shared["extra"]["stop"] == "graceful"
+    for stage in ("serve", "accuracy"):
+        assert json.loads((GOLDEN / "results" / f"{stage}.json").read_text())["server"] == "deploy/real-gate"
+    engine_starts = servers + [r for r in records if r["argv"][3:5] in (["bench", "latency"], ["bench", "throughput"])]
+    assert len(engine_starts) <= 6, [(r["stage"], r["label"]) for r in engine_starts]
+    run = json.loads((GOLDEN / "run.json").read_text())
+    assert run["stages"]["serve"]["vllm_seconds"] > 0.9 * run["stages"]["serve"]["wall_seconds"] - 15

@@ -16,7 +16,7 @@ from .commands import read_commands, utc_now
 from .params import STAGE_ORDER, Study, dump_study, load_study, study_hash
 from .results import RunLayout, read_json, utc_stamp, write_json, write_text
 from .server import reap_leftovers
-from .shared import STAGES_ENV, execution_order, stop_finished
+from .shared import STAGES_ENV, execution_order, load_registry, stop_finished
 
 KIT_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = KIT_ROOT / "notebooks"
@@ -77,6 +77,9 @@ def vllm_seconds(run_dir: Path, stage: str, window: tuple[str, str] | None = Non
         lo, hi = _utc_seconds(window[0]), _utc_seconds(window[1])
         intervals = [(max(lo, _utc_seconds(r["started_utc"])), min(hi, _utc_seconds(r["ended_utc"])))
                      for r in records if r.get("stage") == stage or r.get("extra", {}).get("shared_by")]
+        # a shared server still up is journaled only when the runner stops it: count it from the registry
+        intervals += [(max(lo, _utc_seconds(e["started_utc"])), hi) for e in load_registry(run_dir).values()
+                      if not e.get("stopped_utc") and e.get("started_utc")]
         intervals = [(a, b) for a, b in intervals if b > a]
     return round(union_seconds(intervals), 3)
 
@@ -116,7 +119,9 @@ def execute_stage(stage: str, run_dir: Path, study: Study, log=print) -> dict:
     except Exception as err:  # noqa: BLE001 - any failure of a stage is recorded, not fatal to the run
         exc = err
     finally:
-        reap_leftovers(layout.pids)
+        # a shared server outlives the stage that started it; the runner stops it after its last user
+        reap_leftovers(layout.pids, keep={e["pid"] for e in load_registry(run_dir).values()
+                                          if not e.get("stopped_utc")})
     error = stage_error(run_dir, stage, exc)
     ended = utc_now()
     return {"status": "failed" if error else "passed", "started_utc": started, "ended_utc": ended,

@@ -211,14 +211,17 @@ def stop_group(pid: int, grace_s: float = 20.0) -> str:
     return "group-term"
 
 
-def reap_leftovers(pid_dir: str | Path) -> list[int]:
-    """Kill every process group recorded under pid_dir whose owner did not stop it. Returns the pids killed."""
+def reap_leftovers(pid_dir: str | Path, keep: set[int] = frozenset()) -> list[int]:
+    """Kill every process group recorded under pid_dir whose owner did not stop it, but those in `keep`
+    (shared servers still in use). Returns the pids killed."""
     killed = []
     pid_dir = Path(pid_dir)
     if not pid_dir.is_dir():
         return killed
     for f in pid_dir.glob("*.pid"):
         pid = int(f.read_text().split()[0])
+        if pid in keep:
+            continue
         if group_alive(pid):
             kill_group(pid)
             killed.append(pid)

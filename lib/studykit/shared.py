@@ -84,6 +84,10 @@ def load_registry(run_dir: str | Path) -> dict[str, dict[str, Any]]:
 
 def register(run_dir: str | Path, key: str, entry: dict[str, Any]) -> None:
     reg = load_registry(run_dir)
+    old = reg.get(key)
+    if old is not None:
+        # a server that died before its last user: kept under another key, so the runner still journals it
+        reg[f"{key}#{old['pid']}"] = old
     reg[key] = entry
     write_json(registry_path(run_dir), reg)
 
