@@ -186,3 +186,22 @@ def test_stage_fails_on_truncated_output_and_keeps_raw(tmp_path):
     assert doc["status"] == "failed" and "BenchParseError" in doc["error"] and "not valid JSON" in doc["error"]
     assert doc["runs"]["latency"]["avg_latency"] == json.loads(full)["avg_latency"]  # first run kept
     assert (ctx.raw_dir / "prefill.json").read_text() == full[:40]
+
+
+def test_auto_sweep_probes_then_rates_between_the_two_throughputs():
+    from studykit.bench.serve import sweep_rates
+
+    study = parse_study({"name": "s", "platform": "cpu", "model": {"source": "builtin", "id": "smollm2-135m-instruct"},
+                         "serve": {"request_rates": "auto", "sweep_rates": 3, "repeats": 2}})
+    probes = points(study.serve)
+    assert [(p["request_rate"], p["max_concurrency"], p["repeat"]) for p in probes] == [
+        (float("inf"), 1, 1), (float("inf"), 1, 2), (float("inf"), None, 1), (float("inf"), None, 2)]
+    assert sweep_rates(1.0, 5.0, 3) == [2.0, 3.0, 4.0]
+    assert sweep_rates(0.31, 3.23, 2) == [1.28, 2.26]
+    with pytest.raises(ValueError, match="cannot sweep"):
+        sweep_rates(2.0, 2.0, 3)
+    everything = points(study.serve, [2.0, 3.0, 4.0])
+    assert everything[:4] == probes and [p["name"] for p in everything[4:6]] == ["rate-2-rep-1", "rate-2-rep-2"]
+    with pytest.raises(Exception, match="request_rates"):
+        parse_study({"name": "s", "platform": "cpu", "model": {"source": "builtin", "id": "smollm2-135m-instruct"},
+                     "serve": {"request_rates": "fast"}})

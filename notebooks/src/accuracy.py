@@ -22,10 +22,7 @@ from studykit.display import checks_frame, metrics_frame
 from studykit.stage import open_stage
 
 ctx = open_stage("accuracy", run_dir, params_path)
-p = effective_params(ctx, "accuracy", dict(prompts_file=prompts_file, max_new_tokens=max_new_tokens,
-                                          top_k_logprobs=top_k_logprobs, reference_dtype=reference_dtype,
-                                          min_token_agreement=min_token_agreement,
-                                          min_top1_agreement=min_top1_agreement, max_mean_kl=max_mean_kl))
+p = effective_params(ctx, "accuracy", globals())
 
 # %% [markdown]
 # ## Reference, then vLLM

@@ -18,8 +18,7 @@ from studykit.deploy import chat_frame, deploy_failures, gates_frame, real_gate_
 from studykit.stage import open_stage
 
 ctx = open_stage("deploy", run_dir, params_path)
-p = effective_params(ctx, "deploy", dict(dummy_gate=dummy_gate, real_gate=real_gate, smoke_prompt=smoke_prompt,
-                                        max_completion_tokens=max_completion_tokens))
+p = effective_params(ctx, "deploy", globals())
 print("model checkpoint:", ctx.model_dir)
 
 # %% [markdown]

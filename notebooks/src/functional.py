@@ -21,9 +21,7 @@ from studykit.functional import (batched_tokens_budget, chunked_prefill_check, c
 from studykit.stage import open_stage
 
 ctx = open_stage("functional", run_dir, params_path)
-p = effective_params(ctx, "functional", dict(prefix_tokens=prefix_tokens, prefix_requests=prefix_requests,
-                                            graph_vs_eager=graph_vs_eager,
-                                            max_num_batched_tokens=max_num_batched_tokens))
+p = effective_params(ctx, "functional", globals())
 study = ctx.study
 tokenizer = load_tokenizer(ctx.model_dir, study.model.trust_remote_code)
 name = study.model.name_served

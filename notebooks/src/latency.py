@@ -23,9 +23,7 @@ from studykit.display import checks_frame, metrics_frame
 from studykit.stage import open_stage
 
 ctx = open_stage("latency", run_dir, params_path)
-p = effective_params(ctx, "latency", dict(input_len=input_len, output_len=output_len, batch_size=batch_size,
-                                         num_iters_warmup=num_iters_warmup, num_iters=num_iters,
-                                         extra_args=extra_args))
+p = effective_params(ctx, "latency", globals())
 print("model checkpoint:", ctx.model_dir)
 print("\n".join(step.command for step in ctx.plan()))
 

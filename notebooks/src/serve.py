@@ -12,7 +12,8 @@ base_url = None  # help: bench an existing server instead of starting one
 input_len = 32  # help: prompt tokens per request (--random-input-len)
 output_len = 32  # help: generated tokens per request (--random-output-len)
 num_prompts = 20  # help: --num-prompts per point
-request_rates = [10.0]  # help: --request-rate per point; "inf" sends all at once
+request_rates = [10.0]  # help: --request-rate per point; "inf" sends all at once; "auto" sweeps (see sweep_rates)
+sweep_rates = 3  # help: with request_rates "auto": rates between the synchronous and the saturated throughput
 max_concurrency = []  # help: --max-concurrency per point, crossed with the rates; empty: unlimited
 repeats = 1  # help: runs per point; > 1 gives mean and 95% confidence interval
 num_warmups = 2  # help: --num-warmups before each point (not measured)
@@ -30,10 +31,7 @@ from studykit.display import checks_frame
 from studykit.stage import open_stage
 
 ctx = open_stage("serve", run_dir, params_path)
-p = effective_params(ctx, "serve", dict(base_url=base_url, input_len=input_len, output_len=output_len,
-                                       num_prompts=num_prompts, request_rates=request_rates,
-                                       max_concurrency=max_concurrency, repeats=repeats, num_warmups=num_warmups,
-                                       goodput=goodput, seed=seed, extra_args=extra_args))
+p = effective_params(ctx, "serve", globals())
 print("model checkpoint:", ctx.model_dir)
 print("\n".join(step.command for step in ctx.plan()))
 

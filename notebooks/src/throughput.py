@@ -21,8 +21,7 @@ from studykit.display import checks_frame, metrics_frame
 from studykit.stage import open_stage
 
 ctx = open_stage("throughput", run_dir, params_path)
-p = effective_params(ctx, "throughput", dict(input_len=input_len, output_len=output_len, num_prompts=num_prompts,
-                                            extra_args=extra_args))
+p = effective_params(ctx, "throughput", globals())
 print("model checkpoint:", ctx.model_dir)
 print("\n".join(step.command for step in ctx.plan()))
 

@@ -66,14 +66,18 @@ def check_ran(rec, out_path: Path, log_lines: int = 30) -> None:
 NUM = (int, float)
 
 
-def effective_params(ctx, stage: str, values: dict[str, Any]):
-    """The stage block as the notebook received it (papermill-injected values win over the study file),
-    validated by the schema and set on ctx.study so every command built from the study uses it."""
+def effective_params(ctx, stage: str, namespace: dict[str, Any]):
+    """The stage block as the notebook received it: its parameters cell's values (papermill-injected values win
+    over the study file), picked by field name from `namespace` (pass `globals()`), validated by the schema and
+    set on ctx.study so every command built from the study uses it. A field the notebook does not define keeps
+    the study's value."""
     from pydantic import ValidationError
 
     from ..params import ParamsError, format_validation_error
 
     cls = type(getattr(ctx.study, stage))
+    values = getattr(ctx.study, stage).model_dump()
+    values.update({k: namespace[k] for k in cls.model_fields if k in namespace})
     try:
         block = cls.model_validate(values)
     except ValidationError as err:

@@ -33,15 +33,29 @@ def fmt_rate(rate: float) -> str:
     return "inf" if math.isinf(rate) else f"{rate:g}"
 
 
-def points(p: ServeParams) -> list[dict[str, Any]]:
-    """Every run in order: rate x concurrency x repeat."""
-    out = []
-    for rate in p.request_rates:
-        for conc in (p.max_concurrency or [None]):
-            for r in range(p.repeats):
-                name = f"rate-{fmt_rate(rate)}" + (f"-conc-{conc}" if conc else "") + f"-rep-{r + 1}"
-                out.append({"request_rate": rate, "max_concurrency": conc, "repeat": r + 1, "name": name})
-    return out
+def _point(rate: float, conc: int | None, repeat: int) -> dict[str, Any]:
+    name = f"rate-{fmt_rate(rate)}" + (f"-conc-{conc}" if conc else "") + f"-rep-{repeat}"
+    return {"request_rate": rate, "max_concurrency": conc, "repeat": repeat, "name": name}
+
+
+def points(p: ServeParams, swept: list[float] | None = None) -> list[dict[str, Any]]:
+    """Every run in order: rate x concurrency x repeat. With request_rates auto: the synchronous point
+    (one request at a time) and the saturated point (all at once), then the swept rates once they are known."""
+    if p.request_rates == "auto":
+        probes = [(float("inf"), 1), (float("inf"), None)]
+        pairs = probes + [(rate, None) for rate in (swept or [])]
+    else:
+        pairs = [(rate, conc) for rate in p.request_rates for conc in (p.max_concurrency or [None])]
+    return [_point(rate, conc, r + 1) for rate, conc in pairs for r in range(p.repeats)]
+
+
+def sweep_rates(sync_rps: float, saturated_rps: float, n: int) -> list[float]:
+    """n request rates evenly spread strictly between the synchronous and the saturated request throughput
+    (GuideLLM's sweep), rounded to 3 significant digits so the command lines stay readable."""
+    lo, hi = sorted((sync_rps, saturated_rps))
+    if not hi > lo > 0:
+        raise ValueError(f"cannot sweep between request throughputs {sync_rps!r} and {saturated_rps!r}")
+    return [float(f"{lo + (hi - lo) * (i + 1) / (n + 1):.3g}") for i in range(n)]
 
 
 def serve_args(study: Study, model_dir: str | Path, base_url: str, rate: float, concurrency: int | None,
@@ -100,8 +114,9 @@ def parse_serve_json(path: str | Path) -> dict[str, Any]:
     return rec
 
 
-def plan(study, model_dir: Path, run_dir, port) -> list[Step]:
-    """One server (unless serve.base_url names an existing one), then one bench per sweep point."""
+def plan(study, model_dir: Path, run_dir, port, swept: list[float] | None = None) -> list[Step]:
+    """One server (unless serve.base_url names an existing one), then one bench per sweep point. With
+    request_rates auto the swept rates are known only after the two probe points: `swept` adds them."""
     p = study.serve
     steps = []
     if p.base_url:
@@ -110,9 +125,13 @@ def plan(study, model_dir: Path, run_dir, port) -> list[Step]:
         url = base_url(study.server.host, port)
         steps.append(Step("serve", "serve", "server", engine.serve_argv(study, model_dir, port)))
     raw = raw_dir(run_dir, "serve")
-    for pt in points(p):
+    for pt in points(p, swept):
         steps.append(Step("serve", f"bench-serve-{pt['name']}", "command", serve_bench_argv(
             study, model_dir, url, pt["request_rate"], pt["max_concurrency"], raw, f"{pt['name']}.json")))
+    if p.request_rates == "auto" and swept is None:
+        steps.append(Step("serve", "sweep", "python", text=(
+            f"# then {p.sweep_rates} request rates evenly between the two request throughputs measured above, "
+            f"each: vllm bench serve ... --request-rate RATE (chosen at run time)")))
     return steps
 
 
@@ -122,21 +141,36 @@ def run_serve(ctx, result: dict[str, Any]) -> dict[str, Any]:
     result.setdefault("runs", [])
     result.setdefault("commands", [])
     result.setdefault("telemetry", [])
-    if steps[0].kind == "server":
+    if steps[0].kind in ("server", "shared"):
         with ctx.server_for(steps[0]) as srv:
             result["server"] = srv.label
             result["server_ready_s"] = srv.ready_seconds
             result["base_url"] = srv.base_url
-            _run_points(ctx, steps[1:], result, srv)
+            _run_all(ctx, result, srv)
     else:
         result["base_url"] = ctx.study.serve.base_url
-        _run_points(ctx, steps, result, None)
+        _run_all(ctx, result, None)
     result["points"] = summarise(result["runs"])
     return result
 
 
-def _run_points(ctx, steps: list[Step], result: dict[str, Any], server) -> None:
-    for pt, step in zip(points(ctx.study.serve), steps):
+def _run_all(ctx, result: dict[str, Any], server) -> None:
+    p = ctx.study.serve
+    _run_points(ctx, points(p), [s for s in ctx.plan() if s.kind == "command"], result, server)
+    if p.request_rates != "auto":
+        return
+    probes = summarise(result["runs"])
+    sync, saturated = (point_value(pt, "request_throughput") for pt in probes[:2])
+    swept = sweep_rates(sync, saturated, p.sweep_rates)
+    result["sweep"] = {"mode": "auto", "sync_request_throughput": sync, "saturated_request_throughput": saturated,
+                       "rates": swept}
+    done = len(result["runs"])
+    steps = [s for s in plan(ctx.study, ctx.model_dir, ctx.run_dir, ctx.port, swept) if s.kind == "command"]
+    _run_points(ctx, points(p, swept)[done:], steps[done:], result, server)
+
+
+def _run_points(ctx, pts: list[dict[str, Any]], steps: list[Step], result: dict[str, Any], server) -> None:
+    for pt, step in zip(pts, steps, strict=True):
         out_json = ctx.raw_dir / f"{pt['name']}.json"
         with Telemetry(ctx.study.platform, label=pt["name"]) as tel:
             rec = ctx.run_step(step, timeout=BENCH_TIMEOUT_S)
@@ -245,6 +279,25 @@ def charts(ctx, result: dict[str, Any]) -> list[str]:
         ax.set_title(f"{m.upper()} percentiles vs rate")
         ax.legend(fontsize=7)
     paths.append(ctx.save_figure(fig, "latency-vs-rate"))
+
+    # the sweep read the way GuideLLM shows it: latency against the throughput the server achieved
+    if has("request_throughput"):
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+        order = sorted(range(len(rows)), key=lambda i: val(rows[i], "request_throughput"))
+        xs_t = [val(rows[i], "request_throughput") for i in order]
+        for ax, m in zip(axes, ("ttft", "tpot")):
+            for q in ("mean", "p99"):
+                key = f"{q}_{m}_ms"
+                if has(key):
+                    ax.errorbar(xs_t, [val(rows[i], key) for i in order], yerr=[[err(key)[0][i] for i in order]] * 2,
+                                marker="o", capsize=3, label=key)
+            for i, x in zip(order, xs_t):
+                ax.annotate(labels[i], (x, val(rows[i], f"mean_{m}_ms") or 0), fontsize=6)
+            ax.set_xlabel("achieved request throughput (req/s)")
+            ax.set_ylabel("ms")
+            ax.set_title(f"{m.upper()} vs achieved throughput")
+            ax.legend(fontsize=7)
+        paths.append(ctx.save_figure(fig, "latency-vs-throughput"))
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     if has("mean_tpot_ms") and has("output_throughput"):

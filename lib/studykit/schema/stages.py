@@ -165,9 +165,19 @@ class ServePoint(Record):
     metrics: dict[str, MetricStat] = Field(default_factory=dict, description="vLLM's scalar name -> over repeats")
 
 
+class Sweep(Record):
+    """request_rates auto: the two probe points' request throughputs and the rates chosen between them."""
+
+    mode: str
+    sync_request_throughput: float
+    saturated_request_throughput: float
+    rates: list[float]
+
+
 class ServeResult(StageResult):
     base_url: str | None = None
     server_ready_s: float | None = None
+    sweep: Sweep | None = None
     runs: list[ServeRun] = Field(default_factory=list)
     points: list[ServePoint] = Field(default_factory=list)
     roofline: ServeRoofline | None = None
