@@ -4,7 +4,10 @@
 # only. Three sets per architecture, the way install.sh installs them (one pip call per step):
 #   vllm         vLLM v0.18.0's requirements (vllm-v0.18.0-requirements.txt) with torch 2.9.0
 #   vllm-ascend  torch 2.9.0 + torch-npu + vllm-ascend
-#   all          both sets and the kit's libraries (environment.yml) in one resolution
+#   vllm-ascend-wheels  the same with the kit's libraries (environment.yml), but vllm-ascend's own Requires-Dist
+#                (tests/data/ascend/wheels/) stated one by one without arctic-inference, which PyPI holds only as an
+#                sdist (a binary-only resolution cannot take it)
+#   all          vllm, vllm-ascend and the kit's libraries (environment.yml) in one resolution
 # PyTorch's CPU index is not asked (the x86_64 torch-npu wants torch==2.9.0+cpu, which only that index has); set
 # EXTRA_INDEX_URL to ask it too. Usage: tools/ascend/resolve.sh [PIP] [OUT_DIR]   (PIP >= 23 for --report)
 set -uo pipefail
@@ -26,10 +29,13 @@ for arch in aarch64 x86_64; do
     for tag in manylinux_2_35 manylinux_2_34 manylinux_2_31 manylinux_2_28 manylinux_2_27 manylinux_2_24 manylinux_2_17 manylinux2014; do
         plats+=(--platform "${tag}_$arch")
     done
-    for set in vllm vllm-ascend all; do
+    metadata=$(ls "$here"/../../tests/data/ascend/wheels/vllm_ascend-"$VLLM_ASCEND_VERSION"-cp311-*"$arch".METADATA.txt)
+    sed -n 's/^Requires-Dist: //p' "$metadata" | grep -v -i '^arctic[-_]inference' >"$out/$arch-vllm-ascend-requires.txt"
+    for set in vllm vllm-ascend vllm-ascend-wheels all; do
         case $set in
             vllm) reqs=("${torch_pins[@]}" -r "$here/vllm-v0.18.0-requirements.txt") ;;
             vllm-ascend) reqs=("${torch_pins[@]}" "${ascend_pins[@]}") ;;
+            vllm-ascend-wheels) reqs=("${torch_pins[@]}" "torch-npu==$TORCH_NPU_VERSION" -r "$out/$arch-vllm-ascend-requires.txt" "${kit_libs[@]}") ;;
             all) reqs=("${torch_pins[@]}" "${ascend_pins[@]}" -r "$here/vllm-v0.18.0-requirements.txt" "${kit_libs[@]}") ;;
         esac
         log="$out/$arch-$set.log"
@@ -41,7 +47,7 @@ for arch in aarch64 x86_64; do
         else
             status=1
             echo "$arch $set: does not resolve (pip exit $rc):"
-            grep -E "^(ERROR|The conflict|    [A-Za-z]|  [A-Za-z].* depends on)" "$log" | grep -v "^ERROR: Cannot install" | head -12 | sed 's/^/    /'
+            grep -E "^ERROR:" "$log" | grep -v -E "Ignored the following|ResolutionImpossible" | head -8 | sed 's/^/    /'
         fi
     done
 done
