@@ -1,10 +1,9 @@
 """Known issues and warnings in server logs: grouped, counted, with an example, errors first."""
 
-from conftest import ROOT
-from studykit.logscan import normalize, scan_lines, scan_log, scan_logs
 import pytest
+from conftest import ROOT
 
-from studykit.logscan import classify, strip_prefixes
+from studykit.logscan import classify, normalize, scan_lines, scan_log, scan_logs, strip_prefixes
 
 ASCEND = ROOT / "tests" / "data" / "ascend"
 # Every recorded real log (tests/data/ascend/README.md cites each) and what the scan must count on it:
