@@ -145,3 +145,35 @@ def test_environment_yml_kit_libraries_meet_vllm_ascend():
 def test_environment_check_catches_a_conflicting_kit_pin():
     meta = wheel("vllm_ascend", read_pins()["VLLM_ASCEND_VERSION"], "aarch64")
     assert unmet(meta, {"numpy": "2.3.5"}) == ["vllm_ascend 0.18.0 requires numpy<2.0.0, the pin is 2.3.5"]
+
+
+def numpy_problems(kit_pins: dict[str, str]) -> list[str]:
+    """Kit libraries whose recorded wheel (Python 3.11) needs a numpy that vllm-ascend's numpy<2.0.0 forbids."""
+    from packaging.specifiers import SpecifierSet
+
+    allowed = next(r.specifier for r in wheel("vllm_ascend", read_pins()["VLLM_ASCEND_VERSION"], "aarch64")["requires"]
+                   if canonicalize_name(r.name) == "numpy")
+    problems = []
+    for name, version in kit_pins.items():
+        found = sorted(WHEELS.glob(f"{name.replace('-', '_')}-{version}-*.METADATA.txt"))
+        for path in found:
+            for req in read_metadata(path)["requires"]:
+                if canonicalize_name(req.name) != "numpy" or (req.marker and not req.marker.evaluate(
+                        {"python_version": "3.11", "extra": ""})):
+                    continue
+                both = SpecifierSet(str(allowed)) & req.specifier
+                if not any(both.contains(v) for v in ("1.26.4", "1.25.2")):  # the last numpy 1.x releases
+                    problems.append(f"{name} {version} requires {req}, vllm-ascend requires numpy{allowed}")
+    return problems
+
+
+def test_kit_libraries_accept_the_numpy_vllm_ascend_needs():
+    env = yaml.safe_load(ENVIRONMENT.read_text())
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    pins = {canonicalize_name(Requirement(x).name): str(Requirement(x).specifier).removeprefix("==")
+            for x in pip_section if not x.startswith("-")}
+    checked = [n for n in pins if sorted(WHEELS.glob(f"{n.replace('-', '_')}-{pins[n]}-*.METADATA.txt"))]
+    assert set(checked) >= {"pandas", "matplotlib"}  # the kit's numpy users have their metadata recorded
+    assert numpy_problems(pins) == []
+    assert numpy_problems({"pandas": "3.1.1"}) == [
+        'pandas 3.1.1 requires numpy>=2.0.2; python_version < "3.14", vllm-ascend requires numpy<2.0.0']
