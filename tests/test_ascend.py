@@ -200,10 +200,12 @@ def test_check_platform_on_recorded_eight_card_host(tmp_path):
     ok = check_platform(_npu_study(tmp_path, {"npu": {"visible_devices": "7"}}), detect=AVAILABLE,
                         npu_smi_text=text, torch_npu_devices=eight)
     assert ok == {"platform": "npu", "devices": [7], "chips": 8, "chip_model": ["910B3"], "torch_npu_devices": 8}
-    with pytest.raises(PreflightError, match=r"asks for device\(s\) \[8\].*torch_npu sees 8 device\(s\): allowed ids 0..7"):
+    with pytest.raises(PreflightError,
+                       match=r"asks for device\(s\) \[8\].*torch_npu sees 8 device\(s\): allowed ids 0..7"):
         check_platform(_npu_study(tmp_path, {"npu": {"visible_devices": "0,8"}}), detect=AVAILABLE,
                        npu_smi_text=text, torch_npu_devices=eight)
-    with pytest.raises(PreflightError, match="tensor_parallel_size 2 .* = 2 devices, but npu.visible_devices '0' gives 1"):
+    with pytest.raises(PreflightError,
+                       match="tensor_parallel_size 2 .* = 2 devices, but npu.visible_devices '0' gives 1"):
         check_platform(_npu_study(tmp_path, {"server": {"tensor_parallel_size": 2}}), detect=AVAILABLE,
                        npu_smi_text=text, torch_npu_devices=eight)
 

@@ -90,7 +90,8 @@ def test_python_warning_glued_after_progress_bar_and_its_echo():
     ("(EngineCore_DP0 pid=3150) (pid=3212)   warnings.warn(x)", "  warnings.warn(x)"),
     ("[RAW SERVER]   warnings.warn(x)", "  warnings.warn(x)"),
     ("(VllmWorker rank=0 pid=10308) INFO 09-22 x", "INFO 09-22 x"),
-    ("[rank12]:[W922 04:46:44.56 compiler_depend.ts:28] Warning: m", "[W922 04:46:44.56 compiler_depend.ts:28] Warning: m"),
+    ("[rank12]:[W922 04:46:44.56 compiler_depend.ts:28] Warning: m",
+     "[W922 04:46:44.56 compiler_depend.ts:28] Warning: m"),
     ("deepseek-v3_2-exp-w8a8 |    torch.logspace", "   torch.logspace"),
     ("[ERROR] 2025-05-13-19:24:04 (PID:1, Device:-1, RankID:-1) ERR99999 m",
      "[ERROR] 2025-05-13-19:24:04 (PID:1, Device:-1, RankID:-1) ERR99999 m"),  # a CANN line, not a prefix

@@ -72,8 +72,8 @@ def test_power_only_when_reported(fake_bin):
 
 
 @pytest.mark.parametrize("sample,exit_code,why", [
-    ("npu-smi-info-dcmi-8005-container-2698.txt", 255, "exited 255: DrvMngGetConsoleLogLevel failed. "
-                                                       "(g_conLogLevel=3) / dcmi module initialize failed. ret is -8005"),
+    ("npu-smi-info-dcmi-8005-container-2698.txt", 255,
+     "exited 255: DrvMngGetConsoleLogLevel failed. (g_conLogLevel=3) / dcmi module initialize failed. ret is -8005"),
     ("npu-smi-info-truncated.txt", 0, "cut short"),
 ])
 def test_failing_npu_smi_is_counted_cpu_goes_on_then_given_up(fake_bin, sample, exit_code, why):
@@ -117,7 +117,8 @@ def test_real_cpu_bench_sampled_with_replayed_npu_smi(tmp_path, fake_bin, defaul
     argv = engine.bench_argv(study, "latency", default_model_dir, latency_args(study.latency, output_json=out_json))
     if shutil.which("flock"):  # one vLLM at a time on a shared machine
         argv = ["flock", "/tmp/studykit-vllm.lock", *argv]
-    env = {**os.environ, **engine.platform_env(study), "PYTHONPATH": f"{ROOT / 'lib'}:{os.environ.get('PYTHONPATH', '')}"}
+    env = {**os.environ, **engine.platform_env(study),
+           "PYTHONPATH": f"{ROOT / 'lib'}:{os.environ.get('PYTHONPATH', '')}"}
     install_fake_npu_smi(fake_bin, [EIGHT_910B3, EIGHT_910B3, ONE_910B2_BUSY])
     with Telemetry("npu", interval_s=0.5, label="latency") as tel:
         proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900)

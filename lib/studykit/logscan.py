@@ -49,8 +49,9 @@ _VLLM_LINE = re.compile(r"\b(?P<level>WARNING|ERROR|CRITICAL)\b\s+\d\d-\d\d \d\d
 # Python warnings: "/path/x.py:58: UserWarning: message". Not anchored: tqdm bars end without a newline, so a
 # warning can follow "... 4/4 [00:36<00:00,  9.21s/it]" on the same line.
 _PY_WARNING = re.compile(r"\S+\.py:\d+: (?P<cat>\w*Warning): (?P<msg>.*)")
-# c10 / torch_npu C++ warnings (glog: W, then month and day, time, file:line), current "[W1210 03:09:10.966659833 compiler_depend.ts:187] Warning: message" and
-# older "[W compiler_depend.ts:615] Warning: message"; also not anchored (progress bars, "[rank0]:" prefixes).
+# c10 / torch_npu C++ warnings (glog: W, then month and day, time, file:line), current
+# "[W1210 03:09:10.966659833 compiler_depend.ts:187] Warning: message" and older
+# "[W compiler_depend.ts:615] Warning: message"; also not anchored (progress bars, "[rank0]:" prefixes).
 _C10_WARNING = re.compile(r"\[W(?:\d{3,4} \d\d:\d\d:\d\d(?:\.\d+)?)?\s+[\w./-]+:\d+\]\s*(?:Warning:\s*)?(?P<msg>.*)")
 # CANN / ACL: "[ERROR] 2025-05-13-19:24:04 (PID:1, Device:-1, RankID:-1) ERR99999 message"
 _CANN_LINE = re.compile(r"^\[(?P<level>ERROR|WARNING)\]\s+(?:\S+\s+)?(?:\([^)]*\)\s+)?(?P<msg>.*)")
@@ -59,7 +60,10 @@ _WARN_ECHO = re.compile(r"^\s+warnings\.warn\(")
 # What launchers and log collectors put before a line, one space of it included so that the indentation of
 # Python's echo line survives: vLLM's "(EngineCore_DP0 pid=3150) (pid=3212) " and "(VllmWorker rank=0 pid=1) ",
 # torch.distributed's "[rank0]:", "[RAW SERVER] " of test harnesses, docker compose's "service-name  | ".
-_PREFIX = re.compile(r"^(?:\((?:[\w-]+ )?(?:rank=\d+ )?pid=\d+\) ?|\[rank\d+\]:|\[[A-Z]+ [A-Z ]*[A-Z]\] ?|[\w.-]+ *\| ?)")
+_PREFIX = re.compile(r"^(?:\((?:[\w-]+ )?(?:rank=\d+ )?pid=\d+\) ?"  # (EngineCore_DP0 pid=1) / (pid=2)
+                     r"|\[rank\d+\]:"  # [rank0]:
+                     r"|\[[A-Z]+ [A-Z ]*[A-Z]\] ?"  # [RAW SERVER]
+                     r"|[\w.-]+ *\| ?)")  # compose-service  |
 
 
 def strip_prefixes(line: str) -> str:

@@ -89,7 +89,8 @@ def torch_npu_device_count(timeout_s: float = 120.0) -> int:
     try:
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout_s, env=env)
     except subprocess.TimeoutExpired:
-        raise RuntimeError(f"`import torch_npu; torch.npu.device_count()` did not answer in {timeout_s:.0f} s") from None
+        raise RuntimeError(f"`import torch_npu; torch.npu.device_count()` did not answer in {timeout_s:.0f} s") \
+            from None
     last = (proc.stdout.strip().splitlines() or [""])[-1]
     if proc.returncode != 0 or not last.isdigit():
         why = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]

@@ -168,7 +168,8 @@ def chart(telemetries: list[dict[str, Any]], path) -> str | None:
         ax.grid(alpha=0.3)
     axes[-1, 0].set_xlabel("seconds since bench start")
     for ax in axes[:, 0]:
-        if 0 < len(ax.get_lines()) <= 8 and any(line.get_label() and not line.get_label().startswith("_") for line in ax.get_lines()):
+        labelled = [line for line in ax.get_lines() if line.get_label() and not line.get_label().startswith("_")]
+        if 0 < len(labelled) <= 8:
             ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
