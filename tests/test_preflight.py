@@ -153,7 +153,8 @@ def test_stops_when_torch_npu_sees_no_device_and_says_npu_smi_worked(tmp_path, f
     with pytest.raises(PreflightError) as info:
         check_platform(_npu_study(tmp_path), detect=_detect_with_torch_npu, torch_npu_devices=_no_device)
     msg = str(info.value)
-    assert "no device is usable here: torch_npu check failed: torch.npu.device_count() failed" in msg
+    assert "not a usable Ascend host (no device usable): torch_npu check failed: torch.npu.device_count() failed" \
+        in msg
     assert "npu-smi lists 8 chip(s)" in msg
 
 

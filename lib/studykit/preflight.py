@@ -67,8 +67,8 @@ def check_platform(study, detect=None, npu_smi_text: str | None = None, torch_np
     except RuntimeError as err:
         smi = (f"npu-smi lists {facts['chips']} chip(s)" if chips is not None
                else f"npu-smi failed too: {facts['npu_smi_error']}")
-        raise PreflightError(f"platform npu, but no device is usable here: torch_npu check failed: {err}; {smi}") \
-            from None
+        raise PreflightError(f"platform npu, but this is not a usable Ascend host (no device usable): "
+                             f"torch_npu check failed: {err}; {smi}") from None
 
     missing = [i for i in ids if i >= seen]
     if missing:
