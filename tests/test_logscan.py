@@ -1,42 +1,117 @@
 """Known issues and warnings in server logs: grouped, counted, with an example, errors first."""
 
+import pytest
 from conftest import ROOT
-from studykit.logscan import normalize, scan_lines, scan_log, scan_logs
 
-LOG = ROOT / "tests" / "data" / "ascend" / "vllm-ascend-serve.log"
+from studykit.logscan import classify, normalize, scan_lines, scan_log, scan_logs, strip_prefixes
+
+ASCEND = ROOT / "tests" / "data" / "ascend"
+# Every recorded real log (tests/data/ascend/README.md cites each) and what the scan must count on it:
+# {group pattern (or its start): count}. A warning is one line; Python's echo of its source line is not counted.
+REAL_LOGS = {
+    # CANN 8.5.0: two "owner does not match" warnings and the "Permission mismatch ... libop_plugin_atb.so" one
+    "vllm-ascend-cann850-7276.log": {"cann_owner_mismatch": 3},
+    # the same behind vLLM's "(EngineCore_DP0 pid=3150) (pid=3212) " prefixes: 2, not 4
+    "vllm-ascend-engine-prefix-6678.log": {"cann_owner_mismatch": 2},
+    # behind a test harness' "[RAW SERVER] " prefix: 3, not 6
+    "vllm-ascend-raw-server-2976.log": {"cann_owner_mismatch": 3},
+    # current c10 format behind "[rankN]:": 5 ranks warn once each
+    "torch-npu-rank-c10-glm45-77.log": {"The oprator of MoeInitRouting will be removed": 5},
+    # a UserWarning echoed with "  return func(*args, **kwargs)", not "warnings.warn(": 3, not 6
+    "torch-npu-userwarning-progress-omni-483.log": {"UserWarning: Cannot create tensor with interal format": 3},
+}
 
 
 def by_pattern(groups):
     return {g["pattern"]: g for g in groups}
 
 
-def test_cann_owner_warnings_grouped_and_counted():
-    groups = by_pattern(scan_log(LOG))
-    owner = groups["cann_owner_mismatch"]
-    # 4 warnings (2 paths x 2 processes); Python's echo of the warnings.warn(...) source line is not counted.
-    assert owner["count"] == 4 and owner["known"] and owner["level"] == "warning"
-    assert "/usr/local/Ascend/cann-8.5.1 owner does not match" in owner["example"]
-    assert "CANN" in owner["note"]
-    assert groups["expandable_segments_default"]["count"] == 1
+def counts(groups):
+    return {g["pattern"]: g["count"] for g in groups}
 
 
-def test_generic_messages_grouped_after_normalization():
-    groups = scan_log(LOG)
-    aborted = [g for g in groups if g["pattern"].startswith("Error in chat completion stream generator")]
-    assert len(aborted) == 1 and aborted[0]["count"] == 2 and aborted[0]["level"] == "error"
-    assert "request 7 was aborted" in aborted[0]["example"]  # the example keeps the real line
-    ignored = [g for g in groups if "were present in the request but ignored" in g["pattern"]]
-    assert ignored[0]["count"] == 2 and ignored[0]["level"] == "warning"
-    cann = [g for g in groups if "UNKNOWN applicaiton exception" in g["pattern"]]
-    assert cann and cann[0]["level"] == "error"
-    # INFO lines are not counted at all.
-    assert not any("Available plugins" in g["example"] for g in groups)
+@pytest.mark.parametrize("name", sorted(REAL_LOGS))
+def test_real_logs_counted_once_per_warning(name):
+    groups = scan_log(ASCEND / name)
+    got = counts(groups)
+    for pattern, count in REAL_LOGS[name].items():
+        matching = [k for k in got if k == pattern or k.startswith(pattern)]
+        assert len(matching) == 1, f"{name}: no single group for {pattern!r}: {got}"
+        assert got[matching[0]] == count, f"{name}: {pattern!r} counted {got[matching[0]]}, expected {count}"
+    assert sum(got.values()) == sum(REAL_LOGS[name].values()), f"{name}: unexpected groups {got}"
+    # INFO lines are never counted
+    assert not any(" INFO " in g["example"] for g in groups)
+
+
+def test_every_recorded_log_is_held_to_its_counts():
+    assert {p.name for p in ASCEND.glob("*.log")} == set(REAL_LOGS)
+
+
+def test_cann_850_owner_and_permission_lines_are_one_known_issue():
+    owner = by_pattern(scan_log(ASCEND / "vllm-ascend-cann850-7276.log"))["cann_owner_mismatch"]
+    assert owner["known"] and owner["level"] == "warning" and "CANN" in owner["note"]
+    assert "/usr/local/Ascend/cann-8.5.0 owner does not match" in owner["example"]
+
+
+def test_echo_would_be_counted_without_the_echo_rule():
+    # The echo line alone contains the owner-mismatch text: the rule that skips it is what keeps the count at 1.
+    echo = '  warnings.warn(f"Warning: The {path} owner does not match the current owner.")'
+    assert classify(echo.strip())[0] == "cann_owner_mismatch"
+    warning = ("/x/torch_npu/utils/collect_env.py:58: UserWarning: Warning: The /usr/local/Ascend/cann-8.5.0 owner "
+               "does not match the current owner.")
+    assert counts(scan_lines([warning, echo])) == {"cann_owner_mismatch": 1}
+    assert counts(scan_lines([warning, warning])) == {"cann_owner_mismatch": 2}
+
+
+@pytest.mark.parametrize("line", [
+    "[W1210 03:09:10.966659833 compiler_depend.ts:187] Warning: Device do not support double dtype now",
+    "[W compiler_depend.ts:615] Warning: Device do not support double dtype now",  # the format before torch 2.4
+    "[rank0]:[W1210 03:09:10.966659833 compiler_depend.ts:187] Warning: Device do not support double dtype now",
+    "(VllmWorker rank=3 pid=77) [rank3]:[W1210 03:09:11.1 compiler_depend.ts:187] Warning: Device do not support "
+    "double dtype now",
+    # glued to a tqdm bar that ended without a newline
+    "Loading safetensors checkpoint shards: 100% Completed | 4/4 [00:36<00:00,  9.21s/it][W1210 03:09:12.5 "
+    "compiler_depend.ts:187] Warning: Device do not support double dtype now",
+    "Capturing CUDA graphs: 100%|##########| 67/67 [00:09<00:00]\r[W compiler_depend.ts:615] Warning: Device do "
+    "not support double dtype now",
+])
+def test_c10_warning_formats_one_group(line):
+    assert counts(scan_lines([line])) == {"Device do not support double dtype now": 1}
+
+
+def test_python_warning_glued_after_progress_bar_and_its_echo():
+    lines = ["Loading safetensors checkpoint shards: 100% Completed | 4/4 [00:36<00:00,  9.21s/it]/usr/lib/x/"
+             "_device.py:103: UserWarning: Cannot create tensor with interal format",
+             "  return func(*args, **kwargs)"]
+    assert counts(scan_lines(lines)) == {"UserWarning: Cannot create tensor with interal format": 1}
+
+
+@pytest.mark.parametrize("prefixed, bare", [
+    ("(EngineCore_DP0 pid=3150) (pid=3212)   warnings.warn(x)", "  warnings.warn(x)"),
+    ("[RAW SERVER]   warnings.warn(x)", "  warnings.warn(x)"),
+    ("(VllmWorker rank=0 pid=10308) INFO 09-22 x", "INFO 09-22 x"),
+    ("[rank12]:[W922 04:46:44.56 compiler_depend.ts:28] Warning: m",
+     "[W922 04:46:44.56 compiler_depend.ts:28] Warning: m"),
+    ("deepseek-v3_2-exp-w8a8 |    torch.logspace", "   torch.logspace"),
+    ("[ERROR] 2025-05-13-19:24:04 (PID:1, Device:-1, RankID:-1) ERR99999 m",
+     "[ERROR] 2025-05-13-19:24:04 (PID:1, Device:-1, RankID:-1) ERR99999 m"),  # a CANN line, not a prefix
+])
+def test_prefixes_stripped_indentation_kept(prefixed, bare):
+    assert strip_prefixes(prefixed) == bare
+
+
+def test_cann_error_line_still_an_error():
+    (g,) = scan_lines(["[ERROR] 2025-05-13-19:24:04 (PID:1, Device:-1, RankID:-1) ERR99999 UNKNOWN applicaiton "
+                       "exception"])
+    assert g["level"] == "error" and g["pattern"].startswith("ERR<n> UNKNOWN")
 
 
 def test_errors_come_first_then_known_issues():
-    levels = [(g["level"], g["known"]) for g in scan_log(LOG)]
-    assert levels == sorted(levels, key=lambda lk: (lk[0] != "error", not lk[1]))
-    assert levels[0][0] == "error"
+    lines = (ASCEND / "vllm-ascend-cann850-7276.log").read_text().splitlines() + [
+        "(EngineCore pid=1) ERROR 11-25 03:10:05 [core.py:700] RuntimeError: boom",
+        "WARNING 11-25 03:10:05 [core.py:700] something odd 3 times"]
+    levels = [(g["level"], g["known"]) for g in scan_lines(lines)]
+    assert levels == [("error", False), ("warning", True), ("warning", False)]
 
 
 def test_vllm_cpu_log_with_colours_and_pid_prefix():
@@ -68,11 +143,11 @@ def test_normalize_removes_run_specific_parts():
 
 def test_scan_logs_merges_counts(tmp_path):
     a, b = tmp_path / "a.log", tmp_path / "b.log"
-    a.write_text(LOG.read_text())
+    a.write_text((ASCEND / "vllm-ascend-cann850-7276.log").read_text())
     b.write_text("/x/collect_env.py:58: UserWarning: Warning: The /usr/local/Ascend/cann-8.5.1 owner does not "
                  "match the current owner.\n")
     merged = by_pattern(scan_logs([a, b]))
-    assert merged["cann_owner_mismatch"]["count"] == 5
+    assert merged["cann_owner_mismatch"]["count"] == 4
     assert merged["cann_owner_mismatch"]["sources"] == ["a.log", "b.log"]
 
 

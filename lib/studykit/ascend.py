@@ -65,16 +65,24 @@ def _first_line(text: str) -> str:
     return "(empty)"
 
 
+def _head(text: str, lines: int = 3) -> str:
+    """The first non-empty lines, joined: npu-smi's dcmi errors put the reason on the second line."""
+    found = [line.strip()[:200] for line in (text or "").splitlines() if line.strip()][:lines]
+    return " / ".join(found) or "(empty)"
+
+
 def parse_npu_smi_info(text: str) -> list[dict]:
-    """Per-chip dicts from `npu-smi info`: npu_id, chip_id, phy_id, name, health, power_w, temp_c, bus_id,
+    """Per-chip dicts from `npu-smi info`: npu_id, chip_id, phy_id (A3; 310P tables give device_id instead), name,
+    health, power_w, temp_c, bus_id,
     aicore_percent, memory_used_mb / memory_total_mb, hbm_used_mb / hbm_total_mb (None where not shown),
     hugepages_used_pages / hugepages_total_pages. Raises AscendParseError naming the line that does not fit."""
     lines = (text or "").splitlines()
     header = next((i for i, l in enumerate(lines) if "Bus-Id" in l and "AICore" in l), None)
     if header is None:
         raise AscendParseError(
-            f"not `npu-smi info` output (no 'Chip | Bus-Id | AICore(%)' header); first line: {_first_line(text)!r}")
-    has_phy = "Phy-ID" in lines[header]
+            f"not `npu-smi info` output (no 'Chip | Bus-Id | AICore(%)' header); it begins: {_head(text)!r}")
+    # A3 tables name the second column of the chip row Phy-ID, 310P tables Device; A2 tables have none.
+    second = "phy_id" if "Phy-ID" in lines[header] else "device_id" if "Device" in lines[header] else None
     chips: list[dict] = []
     pending: tuple[int, dict] | None = None
     for i in range(header + 1, len(lines)):
@@ -100,10 +108,12 @@ def parse_npu_smi_info(text: str) -> list[dict]:
             continue
         head, tail = _ROW2_HEAD.match(cells[0]), _ROW2_TAIL.match(cells[2])
         if not head or not tail:
-            raise AscendParseError(f"{where}: expected 'Chip{' Phy-ID' if has_phy else ''} | Bus-Id | "
+            column = {"phy_id": " Phy-ID", "device_id": " Device"}.get(second, "")
+            raise AscendParseError(f"{where}: expected 'Chip{column} | Bus-Id | "
                                    "AICore(%) Memory-Usage(MB) HBM-Usage(MB)'")
         chip = pending[1]
-        chip.update({"chip_id": int(head["chip"]), "phy_id": int(head["phy"]) if head["phy"] else None,
+        chip.update({"chip_id": int(head["chip"]), "phy_id": None,
+                     **({second: int(head["phy"])} if second and head["phy"] else {}),
                      "bus_id": cells[1], "aicore_percent": _num(tail["aicore"]),
                      "memory_used_mb": int(tail["mem_used"]), "memory_total_mb": int(tail["mem_total"]),
                      "hbm_used_mb": int(tail["hbm_used"]) if tail["hbm_used"] else None,
@@ -213,7 +223,7 @@ def detect_npu(which=shutil.which, find_spec=importlib.util.find_spec) -> dict:
 def run_npu_smi(npu_smi: str = "npu-smi", timeout: float = 30.0) -> str:
     proc = subprocess.run([npu_smi, "info"], capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
-        raise AscendParseError(f"`{npu_smi} info` exited {proc.returncode}: {_first_line(proc.stdout + proc.stderr)}")
+        raise AscendParseError(f"`{npu_smi} info` exited {proc.returncode}: {_head(proc.stdout + proc.stderr)}")
     return proc.stdout
 
 

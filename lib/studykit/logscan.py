@@ -46,14 +46,34 @@ KNOWN_ISSUES = (
 # vLLM: "(APIServer pid=1) WARNING 11-25 02:33:41 [file.py:12] message" (the pid prefix and colours optional).
 _VLLM_LINE = re.compile(r"\b(?P<level>WARNING|ERROR|CRITICAL)\b\s+\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?\s+"
                         r"\[(?P<where>[^\]]+)\]\s*(?P<msg>.*)")
-# Python warnings: "/path/x.py:58: UserWarning: message"
+# Python warnings: "/path/x.py:58: UserWarning: message". Not anchored: tqdm bars end without a newline, so a
+# warning can follow "... 4/4 [00:36<00:00,  9.21s/it]" on the same line.
 _PY_WARNING = re.compile(r"\S+\.py:\d+: (?P<cat>\w*Warning): (?P<msg>.*)")
-# c10 / torch_npu C++: "[W compiler_depend.ts:615] Warning: message"
-_C10_WARNING = re.compile(r"^\[W [^\]]*\] (?:Warning: )?(?P<msg>.*)")
+# c10 / torch_npu C++ warnings (glog: W, then month and day, time, file:line), current
+# "[W1210 03:09:10.966659833 compiler_depend.ts:187] Warning: message" and older
+# "[W compiler_depend.ts:615] Warning: message"; also not anchored (progress bars, "[rank0]:" prefixes).
+_C10_WARNING = re.compile(r"\[W(?:\d{3,4} \d\d:\d\d:\d\d(?:\.\d+)?)?\s+[\w./-]+:\d+\]\s*(?:Warning:\s*)?(?P<msg>.*)")
 # CANN / ACL: "[ERROR] 2025-05-13-19:24:04 (PID:1, Device:-1, RankID:-1) ERR99999 message"
 _CANN_LINE = re.compile(r"^\[(?P<level>ERROR|WARNING)\]\s+(?:\S+\s+)?(?:\([^)]*\)\s+)?(?P<msg>.*)")
-# Python prints the warning's source line after the message; it is not a second occurrence.
+# Python prints the warning's source line, indented, after the message; it is not a second occurrence.
 _WARN_ECHO = re.compile(r"^\s+warnings\.warn\(")
+# What launchers and log collectors put before a line, one space of it included so that the indentation of
+# Python's echo line survives: vLLM's "(EngineCore_DP0 pid=3150) (pid=3212) " and "(VllmWorker rank=0 pid=1) ",
+# torch.distributed's "[rank0]:", "[RAW SERVER] " of test harnesses, docker compose's "service-name  | ".
+_PREFIX = re.compile(r"^(?:\((?:[\w-]+ )?(?:rank=\d+ )?pid=\d+\) ?"  # (EngineCore_DP0 pid=1) / (pid=2)
+                     r"|\[rank\d+\]:"  # [rank0]:
+                     r"|\[[A-Z]+ [A-Z ]*[A-Z]\] ?"  # [RAW SERVER]
+                     r"|[\w.-]+ *\| ?)")  # compose-service  |
+
+
+def strip_prefixes(line: str) -> str:
+    """The line without the launcher / collector prefixes in front of it (any number, any order)."""
+    while True:
+        m = _PREFIX.match(line)
+        if not m or not m.group(0):
+            return line
+        line = line[m.end():]
+
 
 _NORMALIZERS = (
     (re.compile(r"(/[\w.\-+@]+)+/?"), "<path>"),
@@ -86,22 +106,34 @@ def classify(line: str) -> tuple[str, str, KnownIssue | None] | None:
     m = _PY_WARNING.search(line)
     if m:
         return normalize(f"{m['cat']}: {m['msg']}"), "warning", None
-    m = _C10_WARNING.match(line)
+    m = _C10_WARNING.search(line)
     if m:
         return normalize(m["msg"]), "warning", None
     m = _CANN_LINE.match(line)
     if m:
         return normalize(m["msg"]), "warning" if m["level"] == "WARNING" else "error", None
-    if line.startswith("Traceback (most recent call last)"):
+    if line.lstrip().startswith("Traceback (most recent call last)"):
         return "Traceback", "error", None
     return None
 
 
+def _physical_lines(lines):
+    """Lines as a terminal shows them: tqdm redraws with carriage returns, each redraw its own line."""
+    for raw in lines:
+        yield from _ANSI.sub("", raw.rstrip("\n")).split("\r")
+
+
 def scan_lines(lines, source: str = "") -> list[dict]:
     groups: dict[tuple[str, str], dict] = {}
-    for n, raw in enumerate(lines, 1):
-        line = _ANSI.sub("", raw.rstrip("\n"))
-        found = classify(line)
+    after_py_warning = False
+    for n, line in enumerate(_physical_lines(lines), 1):
+        body = strip_prefixes(line)
+        # The indented line right after a Python warning is its source line, whatever that source says.
+        if after_py_warning and body[:1].isspace():
+            after_py_warning = False
+            continue
+        after_py_warning = bool(_PY_WARNING.search(body))
+        found = classify(body)
         if not found:
             continue
         key, level, issue = found

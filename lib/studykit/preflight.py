@@ -8,6 +8,9 @@ config.json maps AutoConfig to it (auto_map); without `--trust-remote-code` vLLM
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from .adaptation import AdaptationError, read_config, remote_code_reason
@@ -17,16 +20,22 @@ class PreflightError(RuntimeError):
     """The study cannot work with this checkpoint; the message says why and what to change."""
 
 
-def check_platform(study, detect=None, npu_smi_text: str | None = None) -> dict:
-    """For platform npu: torch_npu importable, npu-smi present, the requested devices exist, and the parallel
-    sizes fit on them. Raises PreflightError naming what is missing; returns the facts it checked."""
+def check_platform(study, detect=None, npu_smi_text: str | None = None, torch_npu_devices=None) -> dict:
+    """For platform npu: can vLLM use the requested devices here? Two independent checks:
+
+    - torch_npu (what vLLM runs on): how many devices `torch.npu.device_count()` sees, asked in a child process
+      (`torch_npu_devices()` returns the count or raises RuntimeError with the reason; injectable for tests);
+    - npu-smi (what the report describes the cards with): `npu-smi info` parsed by studykit.ascend.
+
+    npu-smi fails on hosts where the study still works: for non-root users, in containers without
+    /usr/local/dcmi or with the device held by another container (dcmi -8005 / -8020). Its failure is recorded in
+    the returned facts (`npu_smi_error`) and printed; the study stops only when torch_npu sees no usable device,
+    naming the check that failed. The parallel sizes must fit npu.visible_devices, and those ids must exist.
+    Returns the facts it checked."""
     if study.platform != "npu":
         return {"platform": study.platform}
     from .ascend import AscendParseError, detect_npu, parse_npu_smi_info, run_npu_smi
 
-    det = (detect or detect_npu)()
-    if not det["available"]:
-        raise PreflightError("platform npu, but this is not a usable Ascend host: " + "; ".join(det["reasons"]))
     ids = study.npu.device_ids
     s = study.server
     needed = s.tensor_parallel_size * s.pipeline_parallel_size * s.data_parallel_size
@@ -35,16 +44,58 @@ def check_platform(study, detect=None, npu_smi_text: str | None = None) -> dict:
             f"tensor_parallel_size {s.tensor_parallel_size} x pipeline_parallel_size {s.pipeline_parallel_size} x "
             f"data_parallel_size {s.data_parallel_size} = {needed} devices, but npu.visible_devices "
             f"{study.npu.visible_devices!r} gives {len(ids)}")
+    det = (detect or detect_npu)()
+    facts: dict = {"platform": "npu", "devices": ids}
+
+    chips = None
     try:
+        if npu_smi_text is None and not det["npu_smi"]:
+            raise AscendParseError("npu-smi not found (the Ascend driver's tool is not on PATH or in /usr/local/sbin)")
         chips = parse_npu_smi_info(npu_smi_text if npu_smi_text is not None else run_npu_smi(det["npu_smi"]))
-    except (OSError, AscendParseError) as err:
-        raise PreflightError(f"platform npu: cannot read the devices with npu-smi: {err}") from None
-    missing = [i for i in ids if i >= len(chips)]
+        facts.update({"chips": len(chips), "chip_model": sorted({c["name"] for c in chips})})
+    except (OSError, subprocess.SubprocessError, AscendParseError) as err:
+        facts["npu_smi_error"] = str(err)
+
+    try:
+        if not det["torch_npu"]:
+            raise RuntimeError("torch_npu is not importable (pip install torch-npu matching torch; source CANN's "
+                               "set_env.sh)")
+        seen = (torch_npu_devices or torch_npu_device_count)()
+        if seen < 1:
+            raise RuntimeError("torch.npu.device_count() is 0")
+        facts["torch_npu_devices"] = seen
+    except RuntimeError as err:
+        smi = (f"npu-smi lists {facts['chips']} chip(s)" if chips is not None
+               else f"npu-smi failed too: {facts['npu_smi_error']}")
+        raise PreflightError(f"platform npu, but this is not a usable Ascend host (no device usable): "
+                             f"torch_npu check failed: {err}; {smi}") from None
+
+    missing = [i for i in ids if i >= seen]
     if missing:
         raise PreflightError(f"npu.visible_devices {study.npu.visible_devices!r} asks for device(s) {missing}, but "
-                             f"npu-smi lists {len(chips)} chip(s): allowed ids 0..{len(chips) - 1}")
-    return {"platform": "npu", "chips": len(chips), "devices": ids,
-            "chip_model": sorted({c["name"] for c in chips})}
+                             f"torch_npu sees {seen} device(s): allowed ids 0..{seen - 1}")
+    if "npu_smi_error" in facts:
+        print(f"preflight: npu-smi failed ({facts['npu_smi_error']}); continuing, torch_npu sees {seen} device(s)",
+              file=sys.stderr)
+    return facts
+
+
+def torch_npu_device_count(timeout_s: float = 120.0) -> int:
+    """`torch.npu.device_count()` in a child process, so the kit's own process never initialises the NPU runtime.
+    Raises RuntimeError with the child's last line when it cannot answer."""
+    code = "import torch, torch_npu; print(torch.npu.device_count())"
+    # A visibility restriction in the kit's environment is the host's; the study applies its own to vLLM only.
+    env = {k: v for k, v in os.environ.items() if k != "ASCEND_RT_VISIBLE_DEVICES"}
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout_s, env=env)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"`import torch_npu; torch.npu.device_count()` did not answer in {timeout_s:.0f} s") \
+            from None
+    last = (proc.stdout.strip().splitlines() or [""])[-1]
+    if proc.returncode != 0 or not last.isdigit():
+        why = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+        raise RuntimeError(f"torch.npu.device_count() failed: {why[:300]}")
+    return int(last)
 
 
 def check_model(study, model_dir: str | Path) -> dict:

@@ -1,31 +1,47 @@
-"""Resource telemetry while a bench runs: CPU% and resident memory of the kit's child process tree (the vllm
-server and the bench process and all their workers), sampled every ~0.5 s by a background thread.
+"""Resource telemetry while a bench runs, one background thread, one sample every ~0.5 s:
 
-On an Ascend host `npu-smi info` is sampled instead (HBM used, AICore utilisation per chip).
+- always: CPU% and resident memory of the kit's child process tree (the vllm server, the bench process and all
+  their workers);
+- on platform npu, in the same sample: `npu-smi info` per chip (HBM used MB, AICore %, power W when the table
+  reports it; the second chip of an A3 NPU shows '-'), keys `npu<NPU>_<chip>_<metric>`.
+
+A part that fails (npu-smi missing, exiting non-zero, output cut short) is counted and its first messages kept,
+never raised: telemetry must not break the measurement it watches. npu-smi is given up after
+NPU_GIVE_UP_AFTER failures in a row, so a host where it cannot work is not asked twice a second all run long.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import threading
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import psutil
+
+NPU_SMI = ("npu-smi", "info")
+NPU_METRICS = ("hbm_used_mb", "aicore_percent", "power_w")
+NPU_GIVE_UP_AFTER = 3
 
 
 class Telemetry:
     """`with Telemetry(platform) as tel: ...` then `tel.series` (list of flat samples) and `tel.summary()`."""
 
     def __init__(self, platform: str = "cpu", interval_s: float = 0.5, root_pid: int | None = None,
-                 label: str = ""):
+                 label: str = "", npu_smi: Sequence[str] = NPU_SMI):
+        if platform not in ("cpu", "npu"):
+            raise ValueError(f"telemetry platform {platform!r} is unknown; allowed: cpu, npu")
         self.platform = platform
+        self.npu_smi = list(npu_smi)
         self.interval_s = interval_s
         self.root = psutil.Process(root_pid or os.getpid())
         self.label = label
         self.series: list[dict[str, Any]] = []
         self.errors: list[str] = []
+        self.failed = {"cpu": 0, "npu": 0}
+        self._npu_failures_in_a_row = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._procs: dict[int, psutil.Process] = {}
@@ -44,14 +60,29 @@ class Telemetry:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            try:
-                sample = self._npu_sample() if self.platform == "npu" else self._cpu_sample()
-                sample = {"t_s": round(time.monotonic() - self._t0, 3), **sample}
+            sample: dict[str, Any] = {"t_s": round(time.monotonic() - self._t0, 3)}
+            sample.update(self._part("cpu", self._cpu_sample))
+            if self.platform == "npu" and self._npu_failures_in_a_row < NPU_GIVE_UP_AFTER:
+                npu = self._part("npu", self._npu_sample)
+                self._npu_failures_in_a_row = 0 if npu else self._npu_failures_in_a_row + 1
+                if self._npu_failures_in_a_row == NPU_GIVE_UP_AFTER:
+                    self._note(f"npu: {NPU_GIVE_UP_AFTER} failures in a row; npu-smi is not asked again")
+                sample.update(npu)
+            if len(sample) > 1:
                 self.series.append(sample)
-            except Exception as err:  # telemetry must never break a measurement
-                if len(self.errors) < 5:
-                    self.errors.append(f"{type(err).__name__}: {err}")
             self._stop.wait(self.interval_s)
+
+    def _part(self, part: str, sample) -> dict[str, Any]:
+        try:
+            return sample()
+        except Exception as err:  # telemetry must never break a measurement
+            self.failed[part] += 1
+            self._note(f"{part}: {type(err).__name__}: {err}")
+            return {}
+
+    def _note(self, message: str) -> None:
+        if len(self.errors) < 5:
+            self.errors.append(message)
 
     def _cpu_sample(self) -> dict[str, Any]:
         # Process objects are kept between samples: cpu_percent() measures since the previous call on the
@@ -77,13 +108,15 @@ class Telemetry:
     def _npu_sample(self) -> dict[str, Any]:
         from .ascend import parse_npu_smi_info
 
-        text = subprocess.run(["npu-smi", "info"], capture_output=True, text=True, timeout=10).stdout
-        chips = parse_npu_smi_info(text)
+        proc = subprocess.run(self.npu_smi, capture_output=True, text=True, timeout=10)
+        if proc.returncode != 0:
+            said = " / ".join(x.strip() for x in (proc.stdout + proc.stderr).splitlines() if x.strip())[:300]
+            raise RuntimeError(f"`{' '.join(self.npu_smi)}` exited {proc.returncode}: {said or '(no output)'}")
         out: dict[str, Any] = {}
-        for i, chip in enumerate(chips):
-            for key in ("hbm_used_mb", "aicore_percent", "power_w"):
-                if key in chip:
-                    out[f"npu{chip.get('npu_id', i)}_{chip.get('chip_id', 0)}_{key}"] = chip[key]
+        for chip in parse_npu_smi_info(proc.stdout):
+            for metric in NPU_METRICS:
+                if chip.get(metric) is not None:
+                    out[f"npu{chip['npu_id']}_{chip['chip_id']}_{metric}"] = chip[metric]
         return out
 
     def summary(self) -> dict[str, Any]:
@@ -94,6 +127,7 @@ class Telemetry:
                 out[f"mean_{key}"] = round(sum(vals) / len(vals), 2)
                 out[f"max_{key}"] = max(vals)
         if self.errors:
+            out["failed_samples"] = {k: v for k, v in self.failed.items() if v}
             out["errors"] = self.errors
         return out
 
@@ -101,8 +135,13 @@ class Telemetry:
         return {"label": self.label, "platform": self.platform, "summary": self.summary(), "series": self.series}
 
 
+PANELS = (("cpu_percent", "CPU % (100 = one core)"), ("rss_mib", "resident memory (MiB)"),
+          ("hbm_used_mb", "HBM used (MB)"), ("aicore_percent", "AICore (%)"))
+
+
 def chart(telemetries: list[dict[str, Any]], path) -> str | None:
-    """One PNG: CPU% and RSS (or NPU keys) over time for each recorded bench."""
+    """One PNG, one panel per metric that was sampled: CPU% and RSS of the vllm process tree, and on NPU HBM used
+    and AICore % per chip; one line per recorded bench (and chip). None when nothing was sampled."""
     import matplotlib
     matplotlib.use("agg")
     import matplotlib.pyplot as plt
@@ -110,17 +149,28 @@ def chart(telemetries: list[dict[str, Any]], path) -> str | None:
     tels = [t for t in telemetries if t.get("series")]
     if not tels:
         return None
-    keys = [k for k in tels[0]["series"][0] if k not in ("t_s", "processes")]
-    keys = [k for k in keys if k != "system_cpu_percent"][:2] or keys[:2]
-    fig, axes = plt.subplots(len(keys), 1, figsize=(8, 2.6 * len(keys)), sharex=True, squeeze=False)
-    for ax, key in zip(axes[:, 0], keys):
+
+    def keys_of(t, metric):
+        # cpu metrics are keys themselves; npu metrics come as npu<id>_<chip>_<metric>
+        return sorted({k for smp in t["series"] for k in smp
+                       if k == metric or re.fullmatch(rf"npu\d+_\d+_{metric}", k)})
+
+    panels = [(m, title) for m, title in PANELS if any(keys_of(t, m) for t in tels)]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.6 * len(panels)), sharex=True, squeeze=False)
+    for ax, (metric, title) in zip(axes[:, 0], panels):
         for t in tels:
-            ax.plot([s["t_s"] for s in t["series"]], [s.get(key) for s in t["series"]], label=t.get("label") or "")
-        ax.set_ylabel(key)
+            for key in keys_of(t, metric):
+                pts = [(smp["t_s"], smp[key]) for smp in t["series"] if isinstance(smp.get(key), (int, float))]
+                chip = key[: -len(metric) - 1]
+                label = " ".join(x for x in (t.get("label") or "", chip) if x)
+                ax.plot([a for a, _ in pts], [b for _, b in pts], label=label)
+        ax.set_ylabel(title, fontsize=8)
         ax.grid(alpha=0.3)
     axes[-1, 0].set_xlabel("seconds since bench start")
-    if len(tels) <= 8:
-        axes[0, 0].legend(fontsize=7)
+    for ax in axes[:, 0]:
+        labelled = [line for line in ax.get_lines() if line.get_label() and not line.get_label().startswith("_")]
+        if 0 < len(labelled) <= 8:
+            ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
