@@ -133,3 +133,51 @@ def test_startup_bench_argv_rejects_bad_counts(kwargs, bad):
     study = load_study(ROOT / "params" / "smollm2-135m-cpu.yaml")
     with pytest.raises(ValueError, match=bad):
         startup_bench_argv(study, "/m", **kwargs)
+
+
+def _study_speed():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("study_speed", ROOT / "benchmarks" / "study_speed.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_study_speed_counts_engine_starts_and_their_ready_seconds(tmp_path):
+    """benchmarks/study_speed.py on a run made of the recorded CPU logs and their commands.jsonl records."""
+    import json
+
+    from studykit.commands import vllm_argv
+
+    speed = _study_speed()
+    records = [
+        {"stage": "deploy", "label": "real-gate", "argv": vllm_argv("serve", "/m", "--port", "1"), "is_vllm": True,
+         "started_utc": "2026-11-26T07:26:27.652Z", "ended_utc": "2026-11-26T07:27:47.688Z", "seconds": 80.036,
+         "log": str(LOGS / "cpu-serve-real-gate.log"), "extra": {"ready_seconds": 76.274}},
+        {"stage": "latency", "label": "bench-latency-latency", "argv": vllm_argv("bench", "latency", "--model", "/m"),
+         "is_vllm": True, "started_utc": "2026-11-26T07:27:49.904Z", "ended_utc": "2026-11-26T07:30:27.770Z",
+         "seconds": 157.866, "log": str(LOGS / "cpu-bench-latency.log"), "extra": {}},
+        {"stage": "serve", "label": "bench-serve", "argv": vllm_argv("bench", "serve", "--base-url", "x"),
+         "is_vllm": True, "started_utc": "2026-11-26T07:31:00.000Z", "ended_utc": "2026-11-26T07:31:10.000Z",
+         "seconds": 10.0, "log": None, "extra": {}},
+        {"stage": "deploy", "label": "smoke chat", "argv": [], "is_vllm": False, "started_utc": "2026-11-26T07:27:43Z",
+         "ended_utc": "2026-11-26T07:27:43Z", "seconds": 0.0, "log": None, "extra": {}},
+    ]
+    (tmp_path / "commands.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (tmp_path / "run.json").write_text(json.dumps({"started_utc": "2026-11-26T07:24:46.426Z", "stages": {
+        "deploy": {"status": "passed", "ended_utc": "2026-11-26T07:27:48.220Z", "wall_seconds": 177.268},
+        "latency": {"status": "passed", "ended_utc": "2026-11-26T07:30:30.000Z", "wall_seconds": 160.0}}}))
+    starts = speed.engine_starts(tmp_path)
+    # bench serve is a client of a server: not an engine start
+    assert [(s["label"], s["kind"]) for s in starts] == [("real-gate", "serve"), ("bench-latency-latency", "bench latency")]
+    assert starts[0]["ready_s"] == 76.274 and starts[0]["weights_load_s"] == 1.59
+    started = datetime(2026, 11, 26, 7, 27, 49, 904000, tzinfo=timezone.utc)
+    ready_local = datetime(2026, 11, 26, 7, 29, 46).astimezone()  # the init-engine line's stamp, host zone
+    assert starts[1]["ready_s"] == pytest.approx((ready_local - started).total_seconds(), abs=1e-3)
+    lines: list[str] = []
+    figures = speed.report(tmp_path, out=lines.append)
+    assert figures["study_wall_s"] == pytest.approx(383.574)  # run start 07:24:46.426 -> last command end 07:31:10
+    assert figures["startup_s"] == pytest.approx(76.274 + starts[1]["ready_s"])
+    assert figures["overhead"] == pytest.approx(160.0 / (157.866))
+    assert any(line.startswith("engine starts") and "<= 6" in line for line in lines)
