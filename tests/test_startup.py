@@ -181,3 +181,30 @@ def test_study_speed_counts_engine_starts_and_their_ready_seconds(tmp_path):
     assert figures["startup_s"] == pytest.approx(76.274 + starts[1]["ready_s"])
     assert figures["overhead"] == pytest.approx(160.0 / (157.866))
     assert any(line.startswith("engine starts") and "<= 6" in line for line in lines)
+
+
+def test_parse_startup_bench_json_recorded_run():
+    from studykit.startup import parse_startup_bench_json
+
+    out = parse_startup_bench_json(LOGS / "cpu-bench-startup.json")
+    assert out["cold_startup_s"] == pytest.approx(52.109, abs=1e-3)
+    assert out["warm_startup_s"] == pytest.approx(14.784, abs=1e-3)
+    assert out["cold_compile_s"] == 0.0 and out["warm_startup_s_each"] == [pytest.approx(14.784, abs=1e-3)]
+
+
+def test_parse_startup_bench_json_names_what_is_missing(tmp_path):
+    import json
+
+    from studykit.bench import BenchParseError
+    from studykit.startup import parse_startup_bench_json
+
+    data = json.loads((LOGS / "cpu-bench-startup.json").read_text())
+    del data["avg_warm_startup_time"]
+    (tmp_path / "s.json").write_text(json.dumps(data))
+    with pytest.raises(BenchParseError, match="avg_warm_startup_time"):
+        parse_startup_bench_json(tmp_path / "s.json")
+    data["avg_warm_startup_time"] = 1.0
+    data["cold_startup_times"] = []
+    (tmp_path / "s.json").write_text(json.dumps(data))
+    with pytest.raises(BenchParseError, match="cold_startup_times"):
+        parse_startup_bench_json(tmp_path / "s.json")

@@ -144,3 +144,28 @@ def startup_bench_argv(study, model_dir: str | Path, *, num_iters_cold: int = 1,
     if output_json:
         args += ["--output-json", str(output_json)]
     return engine.bench_argv(study, "startup", model_dir, args)
+
+
+def parse_startup_bench_json(path: str | Path) -> dict[str, Any]:
+    """`vllm bench startup --output-json` as a flat record: per phase (cold: fresh vLLM and torch.compile
+    caches; warm: caches kept) the mean and every iteration of the engine construction seconds
+    (LLM.from_engine_args, after Python has imported vLLM) and of the torch.compile seconds within it."""
+    from .bench import NUM, BenchParseError, load_bench_json
+
+    phases, parts = ("cold", "warm"), ("startup", "compilation")
+    required: dict[str, Any] = {}
+    for phase in phases:
+        for what in parts:
+            required[f"avg_{phase}_{what}_time"] = NUM
+            required[f"{phase}_{what}_times"] = list
+    data = load_bench_json(path, required)
+    out: dict[str, Any] = {"raw": str(path)}
+    for phase in phases:
+        for what, name in zip(parts, ("startup", "compile")):
+            values = data[f"{phase}_{what}_times"]
+            if not values or not all(isinstance(v, NUM) and not isinstance(v, bool) for v in values):
+                raise BenchParseError(f"{path}: '{phase}_{what}_times' should be a non-empty list of numbers, "
+                                      f"got {values!r:.80}")
+            out[f"{phase}_{name}_s"] = float(data[f"avg_{phase}_{what}_time"])
+            out[f"{phase}_{name}_s_each"] = [float(v) for v in values]
+    return out
