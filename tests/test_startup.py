@@ -208,3 +208,11 @@ def test_parse_startup_bench_json_names_what_is_missing(tmp_path):
     (tmp_path / "s.json").write_text(json.dumps(data))
     with pytest.raises(BenchParseError, match="cold_startup_times"):
         parse_startup_bench_json(tmp_path / "s.json")
+
+
+def test_process_to_ready_across_new_year(tmp_path):
+    log = tmp_path / "ny.log"
+    log.write_text("INFO 12-31 23:59:58 [api_utils.py:286] non-default args: {}\n"
+                   "INFO 01-01 00:00:30 [entry.py:140] Starting vLLM server on http://127.0.0.1:8000\n")
+    started = datetime(2026, 12, 31, 23, 59, 40).astimezone()
+    assert startup_breakdown(log, started_at=started)["process_to_ready_s"] == 50.0

@@ -33,7 +33,7 @@ from .logscan import _ANSI
 
 _NUM = r"(\d+(?:\.\d+)?)"
 
-# field -> patterns; group 1 is the value. Order inside a field: newest vLLM wording first.
+# field -> the wordings vLLM versions use for it; group 1 holds the value unless _SECONDS_GROUP says otherwise.
 _SECONDS_LINES: dict[str, tuple[re.Pattern, ...]] = {
     "weights_load_s": (re.compile(rf"\bLoading weights took {_NUM} seconds"),),
     "model_init_s": (re.compile(rf"\bInitializing model took {_NUM} seconds"),),
@@ -41,13 +41,15 @@ _SECONDS_LINES: dict[str, tuple[re.Pattern, ...]] = {
     "profiling_s": (re.compile(rf"Initial profiling/warmup run took {_NUM} s\b"),
                     re.compile(rf"\bMemory profiling takes {_NUM} seconds")),
     "torch_compile_s": (re.compile(rf"\btorch\.compile (?:took|takes) {_NUM} s in total"),),
-    "graph_capture_s": (re.compile(rf"(?<![Ee]ncoder g)\bGraph capturing finished in {_NUM} secs?"),),
+    # case-sensitive on purpose: the multimodal encoder's "Encoder graph capturing finished" is another part
+    "graph_capture_s": (re.compile(rf"\bGraph capturing finished in {_NUM} secs?"),),
     "engine_init_s": (re.compile(rf"init engine \(profile, create kv cache, warmup model\) took {_NUM} (?:s|seconds)\b"),),
 }
 # Which regex group holds the seconds, where it is not group 1.
 _SECONDS_GROUP = {"model_load_s": 2}
 _GIB_LINES: dict[str, tuple[re.Pattern, ...]] = {
     "model_load_gib": (re.compile(rf"\bModel loading took {_NUM} ?GiB"),
+                       # older vllm-ascend model_runner_v1: bytes / 2**30, printed as "GB"
                        re.compile(rf"\bLoading model weights took {_NUM} ?GB")),
     "graph_capture_gib": (re.compile(rf"\bGraph capturing finished in {_NUM} secs?, took {_NUM} GiB"),),
 }
@@ -115,7 +117,10 @@ def startup_breakdown(log_path: str | Path, started_at: datetime | None = None) 
     out["log_span_s"] = _span_seconds(first_stamp, ready_stamp)
     out["process_to_ready_s"] = None
     if started_at is not None and ready_stamp is not None:
-        ready_local = ready_stamp.replace(year=started_at.astimezone().year).astimezone()
+        # the stamp has no year: take the one that puts it nearest the start (a start on 12-31 may be ready on 01-01)
+        year = started_at.astimezone().year
+        ready_local = min((ready_stamp.replace(year=y).astimezone() for y in (year - 1, year, year + 1)),
+                          key=lambda t: abs((t - started_at).total_seconds()))
         out["process_to_ready_s"] = round((ready_local - started_at).total_seconds(), 3)
     return out
 
