@@ -216,3 +216,11 @@ def test_process_to_ready_across_new_year(tmp_path):
                    "INFO 01-01 00:00:30 [entry.py:140] Starting vLLM server on http://127.0.0.1:8000\n")
     started = datetime(2026, 12, 31, 23, 59, 40).astimezone()
     assert startup_breakdown(log, started_at=started)["process_to_ready_s"] == 50.0
+
+
+def test_process_to_ready_on_a_leap_day(tmp_path):
+    log = tmp_path / "leap.log"
+    log.write_text("INFO 02-29 10:00:00 [api_utils.py:286] non-default args: {}\n"
+                   "INFO 02-29 10:00:20 [entry.py:140] Starting vLLM server on http://127.0.0.1:8000\n")
+    started = datetime(2028, 2, 29, 9, 59, 50).astimezone()
+    assert startup_breakdown(log, started_at=started)["process_to_ready_s"] == 30.0

@@ -119,8 +119,13 @@ def startup_breakdown(log_path: str | Path, started_at: datetime | None = None) 
     if started_at is not None and ready_stamp is not None:
         # the stamp has no year: take the one that puts it nearest the start (a start on 12-31 may be ready on 01-01)
         year = started_at.astimezone().year
-        ready_local = min((ready_stamp.replace(year=y).astimezone() for y in (year - 1, year, year + 1)),
-                          key=lambda t: abs((t - started_at).total_seconds()))
+        candidates = []
+        for y in (year - 1, year, year + 1):
+            try:
+                candidates.append(ready_stamp.replace(year=y).astimezone())
+            except ValueError:  # 02-29 outside a leap year
+                continue
+        ready_local = min(candidates, key=lambda t: abs((t - started_at).total_seconds()))
         out["process_to_ready_s"] = round((ready_local - started_at).total_seconds(), 3)
     return out
 
