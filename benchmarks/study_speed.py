@@ -1,0 +1,179 @@
+"""Where a study's time goes: stage walls, engine starts and their start-up seconds, and the kit's own overhead.
+
+    flock /tmp/studykit-vllm.lock .venv/bin/python benchmarks/study_speed.py [PARAMS] [--stages a,b] [--run-dir RUN]
+
+Runs `studykit run PARAMS` (all stages in the file, or --stages), or reads an existing RUN, then prints:
+- each stage's wall seconds (run.json) and the seconds inside its vllm commands (the union of their intervals from
+  commands.jsonl: bench serve runs inside a server's lifetime, and summing both would count that time twice);
+- every engine start (a `vllm serve`, or a `vllm bench latency|throughput`, which starts its own engine) with its
+  seconds to ready: for a server the kit's ready_seconds (process start to /health answering); for a bench, process
+  start to vLLM's "init engine ... took" line (studykit.startup.startup_breakdown), plus the parts vLLM logs
+  (weight loading, engine init = profiling + KV cache + warm-up, graph capture, torch.compile);
+- start-up seconds and their share of the study wall;
+- the kit overhead of the performance stages (latency, throughput, serve): their wall / their seconds inside vllm.
+The issue's targets are printed beside the figures; this script reports, it does not assert.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from studykit.commands import LAUNCHER_MODULE
+from studykit.runner import vllm_seconds
+from studykit.startup import startup_breakdown
+
+ROOT = Path(__file__).resolve().parents[1]
+PERF_STAGES = ("latency", "throughput", "serve")
+ENGINE_BENCHES = ("latency", "throughput")  # `vllm bench serve` is a client of a server, not an engine
+TARGET_STUDY_WALL_S = 6 * 60
+TARGET_ENGINE_STARTS = 6
+TARGET_OVERHEAD = 1.05
+PARTS = (("weights_load_s", "weights"), ("engine_init_s", "engine init"), ("graph_capture_s", "graph capture"),
+         ("torch_compile_s", "compile"))
+
+
+def _utc(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def read_commands(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / "commands.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
+def engine_kind(record: dict[str, Any]) -> str | None:
+    """'serve' or 'bench latency' / 'bench throughput' when the command starts an engine, else None."""
+    argv = record.get("argv") or []
+    if LAUNCHER_MODULE not in argv:
+        return None
+    sub = argv[argv.index(LAUNCHER_MODULE) + 1:]
+    if sub[:1] == ["serve"]:
+        return "serve"
+    if len(sub) >= 2 and sub[0] == "bench" and sub[1] in ENGINE_BENCHES:
+        return f"bench {sub[1]}"
+    return None
+
+
+def engine_starts(run_dir: Path) -> list[dict[str, Any]]:
+    """One row per engine start in commands.jsonl, with its seconds to ready and vLLM's logged parts."""
+    rows = []
+    for rec in read_commands(run_dir):
+        kind = engine_kind(rec)
+        if kind is None:
+            continue
+        log = rec.get("log")
+        parts = startup_breakdown(log, started_at=_utc(rec["started_utc"])) if log and Path(log).is_file() else {}
+        if kind == "serve":
+            ready_s, how = (rec.get("extra") or {}).get("ready_seconds"), "kit ready_seconds"
+        else:
+            ready_s, how = parts.get("process_to_ready_s"), "log: start to init-engine line"
+        rows.append({"stage": rec["stage"], "label": rec["label"], "kind": kind, "ready_s": ready_s, "how": how,
+                     "command_s": rec.get("seconds"), **{k: parts.get(k) for k, _ in PARTS}})
+    return rows
+
+
+def stage_rows(run: dict[str, Any], run_dir: Path) -> list[dict[str, Any]]:
+    rows = []
+    for stage, info in run.get("stages", {}).items():
+        wall = info.get("wall_seconds")
+        inside = vllm_seconds(run_dir, stage)
+        rows.append({"stage": stage, "status": info.get("status"), "wall_s": wall, "vllm_s": inside,
+                     "ratio": wall / inside if wall and inside else None})
+    return rows
+
+
+def study_wall_s(run: dict[str, Any], commands: list[dict[str, Any]]) -> float | None:
+    """From the run's start to the last end of a stage or command (includes the kit's work between stages; a run
+    still going is measured to its last finished command)."""
+    ends = [_utc(s["ended_utc"]) for s in run.get("stages", {}).values() if s.get("ended_utc")]
+    ends += [_utc(c["ended_utc"]) for c in commands if c.get("ended_utc")]
+    if not ends or not run.get("started_utc"):
+        return None
+    return (max(ends) - _utc(run["started_utc"])).total_seconds()
+
+
+def _fmt(value: float | None, width: int = 7, digits: int = 1) -> str:
+    return f"{value:>{width}.{digits}f}" if isinstance(value, (int, float)) else f"{'-':>{width}}"
+
+
+def _verdict(value: float | None, target: float) -> str:
+    if value is None:
+        return "not measured"
+    return "meets target" if value <= target else "misses target"
+
+
+def report(run_dir: Path, out=print) -> dict[str, Any]:
+    run = json.loads((run_dir / "run.json").read_text())
+    stages = stage_rows(run, run_dir)
+    starts = engine_starts(run_dir)
+    wall = study_wall_s(run, read_commands(run_dir))
+    out(f"run {run_dir}")
+    out(f"\n{'stage':<11} {'status':<8} {'wall s':>7} {'vllm s':>7} {'wall/vllm':>9}")
+    for r in stages:
+        out(f"{r['stage']:<11} {str(r['status']):<8} {_fmt(r['wall_s'])} {_fmt(r['vllm_s'])} {_fmt(r['ratio'], 9, 3)}")
+
+    out(f"\nengine starts: {len(starts)}")
+    out(f"{'stage':<11} {'label':<24} {'kind':<17} {'ready s':>7}  " + " ".join(f"{name:>13}" for _, name in PARTS))
+    for r in starts:
+        out(f"{r['stage']:<11} {r['label'][:24]:<24} {r['kind']:<17} {_fmt(r['ready_s'])}  "
+            + " ".join(_fmt(r[k], 13, 2) for k, _ in PARTS))
+    out("ready s: servers = kit ready_seconds (process start to /health); benches = process start to vLLM's "
+        "'init engine ... took' line; parts as vLLM logs them, '-' = not in the log")
+
+    startup_s = sum(r["ready_s"] for r in starts if r["ready_s"] is not None)
+    unmeasured = sum(r["ready_s"] is None for r in starts)
+    share = startup_s / wall if wall else None
+    perf = [r for r in stages if r["stage"] in PERF_STAGES and r["wall_s"] and r["vllm_s"]]
+    perf_wall, perf_vllm = sum(r["wall_s"] for r in perf), sum(r["vllm_s"] for r in perf)
+    overhead = perf_wall / perf_vllm if perf_vllm else None
+
+    out("\nsummary                          figure    target")
+    out(f"study wall s                    {_fmt(wall, 7)}    <= {TARGET_STUDY_WALL_S}  ({_verdict(wall, TARGET_STUDY_WALL_S)})")
+    out(f"engine starts                   {len(starts):>7}    <= {TARGET_ENGINE_STARTS}  "
+        f"({_verdict(len(starts), TARGET_ENGINE_STARTS)})")
+    out(f"start-up s                      {_fmt(startup_s)}"
+        + (f"    ({unmeasured} start(s) without a ready figure not counted)" if unmeasured else ""))
+    out(f"start-up share of study wall    {_fmt(100 * share if share is not None else None)} %")
+    out(f"kit overhead (perf stages)      {_fmt(overhead, 7, 3)}    <= {TARGET_OVERHEAD}  "
+        f"({_verdict(overhead, TARGET_OVERHEAD)}; {' + '.join(r['stage'] for r in perf) or 'no perf stage'})")
+    return {"run_dir": str(run_dir), "stages": stages, "engine_starts": starts, "study_wall_s": wall,
+            "startup_s": startup_s, "startup_share": share, "overhead": overhead}
+
+
+def run_study(params: str, stages: str | None) -> Path | None:
+    argv = [sys.executable, "-m", "studykit.cli", "run", params] + (["--stages", stages] if stages else [])
+    t0 = time.perf_counter()
+    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
+    print(proc.stdout[-2000:], proc.stderr[-2000:], sep="\n")
+    print(f"studykit run: exit {proc.returncode}, {time.perf_counter() - t0:.1f} s")
+    found = [line.split()[-1] for line in (proc.stdout + proc.stderr).splitlines() if "run directory" in line]
+    candidates = [Path(x) for x in found if (Path(x) / "run.json").is_file()]
+    return candidates[-1] if candidates else None
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("params", nargs="?", default=str(ROOT / "params" / "smollm2-135m-cpu.yaml"))
+    ap.add_argument("--stages", help="comma-separated stages to run (default: all in the params file)")
+    ap.add_argument("--run-dir", help="read an existing run instead of running the study")
+    ap.add_argument("--json", help="also write the figures to this JSON file")
+    args = ap.parse_args(argv)
+    run_dir = Path(args.run_dir) if args.run_dir else run_study(args.params, args.stages)
+    if run_dir is None or not (run_dir / "run.json").is_file():
+        print(f"no run.json in {run_dir or 'the output above'}", file=sys.stderr)
+        return 2
+    figures = report(run_dir)
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
