@@ -3,16 +3,68 @@ the stages run them, and tests compare them with the seed's commands."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from .commands import vllm_argv
 from .params import Study
 
 
-def platform_env(study: Study) -> dict[str, str]:
+THREADS_BIND = "VLLM_CPU_OMP_THREADS_BIND"
+
+
+def cpu_ranks(study: Study) -> int:
+    """Worker processes of one vLLM engine: one per tensor-parallel rank in each pipeline stage."""
+    return study.server.tensor_parallel_size * study.server.pipeline_parallel_size
+
+
+def format_core_set(cores: list[int]) -> str:
+    """[0, 1, 2, 5] -> "0-2,5": the syntax VLLM_CPU_OMP_THREADS_BIND takes for one rank."""
+    parts, start = [], None
+    for i, core in enumerate(cores):
+        if start is None:
+            start = core
+        if i + 1 == len(cores) or cores[i + 1] != core + 1:
+            parts.append(str(start) if start == core else f"{start}-{core}")
+            start = None
+    return ",".join(parts)
+
+
+def split_cores(cores: list[int], ranks: int) -> str:
+    """The allowed cores split into `ranks` equal, disjoint, consecutive sets joined by "|"; cores that do not
+    divide evenly are left to the API server process."""
+    cores = sorted(cores)
+    if ranks < 1:
+        raise ValueError(f"ranks must be >= 1, got {ranks}")
+    if len(cores) < ranks:
+        raise ValueError(f"{ranks} CPU worker ranks need at least {ranks} cores, but this process may use only "
+                         f"{len(cores)} ({format_core_set(cores)}); lower tensor/pipeline_parallel_size or give "
+                         f"cpu.omp_threads_bind explicitly")
+    per_rank = len(cores) // ranks
+    return "|".join(format_core_set(cores[r * per_rank:(r + 1) * per_rank]) for r in range(ranks))
+
+
+def cpu_threads_bind(study: Study, allowed_cores: list[int] | None = None) -> str | None:
+    """VLLM_CPU_OMP_THREADS_BIND for a multi-rank CPU engine, or None for one rank (vLLM's own "auto" binding
+    works there). vllm-cpu's auto binding wants one NUMA node per rank and, on a 1-node machine, stops TP=2 with
+    "Not enough allowed NUMA nodes to bind threads of 2 local CPUWorkers"; one core set per rank avoids that."""
+    if study.cpu.omp_threads_bind:
+        return study.cpu.omp_threads_bind
+    ranks = cpu_ranks(study)
+    if ranks == 1:
+        return None
+    if allowed_cores is None:
+        allowed_cores = sorted(os.sched_getaffinity(0))
+    return split_cores(allowed_cores, ranks)
+
+
+def platform_env(study: Study, allowed_cores: list[int] | None = None) -> dict[str, str]:
     env: dict[str, str] = {}
     if study.platform == "cpu":
         env["VLLM_CPU_KVCACHE_SPACE"] = str(study.cpu.kvcache_space_gib)
+        bind = cpu_threads_bind(study, allowed_cores)
+        if bind:
+            env[THREADS_BIND] = bind
     else:
         env["ASCEND_RT_VISIBLE_DEVICES"] = study.npu.visible_devices
         if study.npu.pytorch_npu_alloc_conf:
@@ -72,3 +124,34 @@ def serve_argv(study: Study, model_ref: str | Path, port: int, *, load_format: s
 def bench_argv(study: Study, kind: str, model_ref: str | Path, bench_args: list[str]) -> list[str]:
     """`vllm bench latency|throughput` runs its own engine: it takes the engine flags too."""
     return vllm_argv("bench", kind, "--model", str(model_ref), *engine_flags(study), *bench_args)
+
+
+def parallel_layout(study: Study, env: dict[str, str]) -> dict:
+    """How one engine is laid out: parallel sizes, executor backend, ranks and, on CPU, the cores each rank's
+    OpenMP threads are bound to. `env` is the environment the engine ran with (server.env may override the
+    derived binding), so the layout shows what was actually used."""
+    s = study.server
+    ranks = cpu_ranks(study)
+    world_size = ranks * s.data_parallel_size
+    layout = {"tensor_parallel_size": s.tensor_parallel_size, "pipeline_parallel_size": s.pipeline_parallel_size,
+              "data_parallel_size": s.data_parallel_size,
+              # vLLM picks mp itself for several ranks on one node; one rank runs inside the engine process.
+              "distributed_executor_backend": s.distributed_executor_backend or ("mp" if ranks > 1 else "uni"),
+              "world_size": world_size, "ranks_per_engine": ranks}
+    per_rank = []
+    if study.platform == "cpu":
+        bind = env.get(THREADS_BIND)
+        sets = bind.split("|") if bind else []
+        for rank in range(ranks):
+            per_rank.append({"rank": rank, "tp_rank": rank % s.tensor_parallel_size,
+                             "pp_rank": rank // s.tensor_parallel_size,
+                             "cores": sets[rank] if rank < len(sets) else "vLLM auto (NUMA node)"})
+        layout[THREADS_BIND] = bind
+    else:
+        devices = env.get("ASCEND_RT_VISIBLE_DEVICES", study.npu.visible_devices).split(",")
+        for rank in range(ranks):
+            per_rank.append({"rank": rank, "tp_rank": rank % s.tensor_parallel_size,
+                             "pp_rank": rank // s.tensor_parallel_size,
+                             "device": devices[rank] if rank < len(devices) else None})
+    layout["ranks"] = per_rank
+    return layout
