@@ -20,8 +20,10 @@ def ckpt():
 def test_config_has_the_seed_architecture_features(ckpt):
     cfg = json.loads((ckpt / "config.json").read_text())
     assert cfg["model_type"] == "minicpm" and cfg["architectures"] == ["MiniCPMForCausalLM"]
-    assert cfg["auto_map"] == {"AutoConfig": "configuration_minicpm.MiniCPMConfig"}
+    assert cfg["auto_map"] == {"AutoConfig": "configuration_minicpm.MiniCPMConfig",
+                               "AutoModelForCausalLM": "modeling_minicpm.MiniCPMForCausalLM"}
     assert (ckpt / "configuration_minicpm.py").read_bytes() == minicpm_tiny.CONFIG_SOURCE.read_bytes()
+    assert (ckpt / "modeling_minicpm.py").read_bytes() == minicpm_tiny.MODELING_SOURCE.read_bytes()
     head_dim = cfg["hidden_size"] // cfg["num_attention_heads"]
     assert head_dim == 64  # vLLM's CPU attention rejects 16
     assert cfg["num_key_value_heads"] < cfg["num_attention_heads"]  # GQA
@@ -104,6 +106,125 @@ def test_config_class_rejects_wrong_longrope_length(ckpt):
         mod.MiniCPMConfig(hidden_size=256, num_attention_heads=4,
                           rope_scaling={"rope_type": "longrope", "short_factor": [1.0] * 16,
                                         "long_factor": [1.0] * 32, "original_max_position_embeddings": 2048})
+
+
+def _reference(path, dtype="float32", **config_overrides):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=getattr(torch, dtype), trust_remote_code=True,
+                                                 **config_overrides)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def reference(ckpt):
+    return _reference(ckpt)
+
+
+@pytest.fixture(scope="module")
+def prompt_ids(ckpt):
+    from studykit.accuracy import load_tokenizer
+    from studykit.prompts import load_prompts, tokenize_prompts
+
+    tokenizer = load_tokenizer(ckpt, trust_remote_code=True)
+    return [p["prompt_ids"] for p in tokenize_prompts(load_prompts("builtin:default"), tokenizer, 2048, 16)]
+
+
+def _logits(model, ids):
+    import torch
+
+    with torch.inference_mode():
+        return model(torch.tensor([ids]), use_cache=False).logits[0]
+
+
+def test_reference_is_the_kits_modeling_file_via_auto_map(reference):
+    assert type(reference).__name__ == "MiniCPMForCausalLM"
+    assert type(reference).__module__.endswith("modeling_minicpm")  # the checkpoint's file, not a library class
+    with pytest.raises(ValueError, match="custom code|trust_remote_code"):
+        from transformers import AutoModelForCausalLM
+
+        AutoModelForCausalLM.from_pretrained(str(minicpm_tiny.build_minicpm_tiny(log=lambda *_: None)),
+                                             trust_remote_code=False)
+
+
+def test_next_token_distributions_are_peaked_not_flat(reference, prompt_ids):
+    """A parity test between near-uniform distributions passes whatever the engines compute; the seeded
+    weights make the reference's top-1 probability far above 1/vocab on the default prompts."""
+    import torch
+
+    top1 = []
+    for ids in prompt_ids:  # the positions the accuracy stage compares: the greedy continuation
+        ids = list(ids)
+        for _ in range(8):
+            probs = torch.softmax(_logits(reference, ids)[-1], -1)
+            top1.append(float(probs.max()))
+            ids.append(int(probs.argmax()))
+    top1 = torch.tensor(top1)
+    vocab = reference.config.vocab_size
+    assert float(top1.median()) > 0.1, top1
+    assert float((top1 > 100 / vocab).float().mean()) >= 0.9, top1
+
+
+def test_mup_output_scale_divides_logits_exactly(ckpt, reference, prompt_ids):
+    # logits = (norm(h) / (hidden_size / dim_model_base)) @ E^T: doubling dim_model_base doubles every logit.
+    doubled = _reference(ckpt, dim_model_base=reference.config.dim_model_base * 2)
+    a, b = _logits(reference, prompt_ids[0]), _logits(doubled, prompt_ids[0])
+    assert (b - 2 * a).abs().max() < 1e-4 * a.abs().max()
+
+
+@pytest.mark.parametrize("key,factor", [("scale_emb", 0.5), ("scale_depth", 2.0)])
+def test_each_mup_scale_changes_the_output(ckpt, reference, prompt_ids, key, factor):
+    changed = _reference(ckpt, **{key: getattr(reference.config, key) * factor})
+    a, b = _logits(reference, prompt_ids[0]), _logits(changed, prompt_ids[0])
+    assert (a.argmax(-1) != b.argmax(-1)).float().mean() > 0.2
+
+
+def test_cached_decoding_equals_a_full_forward(reference, prompt_ids):
+    import torch
+
+    ids = prompt_ids[1]
+    with torch.inference_mode():
+        out = reference(torch.tensor([ids[:-3]]), use_cache=True)
+        steps = []
+        for tok in ids[-3:]:
+            out = reference(torch.tensor([[tok]]), past_key_values=out.past_key_values, use_cache=True)
+            steps.append(out.logits[0, -1])
+    full = _logits(reference, ids)
+    assert torch.allclose(torch.stack(steps), full[-3:], atol=1e-4, rtol=1e-4)
+
+
+def test_generate_runs_greedy(reference, prompt_ids):
+    import torch
+
+    ids = torch.tensor([prompt_ids[0]])
+    out = reference.generate(ids, max_new_tokens=4, do_sample=False)
+    expected = list(prompt_ids[0])
+    for _ in range(4):
+        expected.append(int(_logits(reference, expected)[-1].argmax()))
+    assert out[0].tolist() == expected
+
+
+def test_longrope_factors_and_attention_scaling(reference):
+    """cos/sin at position p, frequency i: cos(p * theta^(-2i/d) / factor_i) * mscale, with the short factors up
+    to original_max_position_embeddings tokens and the long ones beyond; mscale = sqrt(1 + ln(s) / ln(orig))."""
+    import math
+
+    import torch
+
+    rope = reference.model.rotary_emb
+    cfg = json.loads((minicpm_tiny.build_minicpm_tiny(log=lambda *_: None) / "config.json").read_text())
+    scaling, head_dim = cfg["rope_scaling"], cfg["hidden_size"] // cfg["num_attention_heads"]
+    orig, theta = scaling["original_max_position_embeddings"], cfg["rope_theta"]
+    mscale = math.sqrt(1 + math.log(cfg["max_position_embeddings"] / orig) / math.log(orig))
+    positions = torch.tensor([[0, 7, 1500]])
+    for length, factors in ((orig, scaling["short_factor"]), (orig + 1, scaling["long_factor"])):
+        cos, sin = rope(positions, length)
+        for p_i, p in enumerate(positions[0].tolist()):
+            for i in (1, head_dim // 2 - 1):
+                angle = p * theta ** (-2 * i / head_dim) / factors[i]
+                assert cos[0, p_i, i].item() == pytest.approx(math.cos(angle) * mscale, abs=1e-4)
+                assert sin[0, p_i, i + head_dim // 2].item() == pytest.approx(math.sin(angle) * mscale, abs=1e-4)
 
 
 @pytest.mark.e2e
