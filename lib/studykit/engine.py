@@ -14,8 +14,10 @@ THREADS_BIND = "VLLM_CPU_OMP_THREADS_BIND"
 
 
 def cpu_ranks(study: Study) -> int:
-    """Worker processes of one vLLM engine: one per tensor-parallel rank in each pipeline stage."""
-    return study.server.tensor_parallel_size * study.server.pipeline_parallel_size
+    """CPU worker processes on this machine: one per tensor-parallel rank, per pipeline stage, per data-parallel
+    replica. vllm-cpu takes one VLLM_CPU_OMP_THREADS_BIND core set for each, in [DP, PP, TP] order."""
+    s = study.server
+    return s.tensor_parallel_size * s.pipeline_parallel_size * s.data_parallel_size
 
 
 def format_core_set(cores: list[int]) -> str:
@@ -38,8 +40,8 @@ def split_cores(cores: list[int], ranks: int) -> str:
         raise ValueError(f"ranks must be >= 1, got {ranks}")
     if len(cores) < ranks:
         raise ValueError(f"{ranks} CPU worker ranks need at least {ranks} cores, but this process may use only "
-                         f"{len(cores)} ({format_core_set(cores)}); lower tensor/pipeline_parallel_size or give "
-                         f"cpu.omp_threads_bind explicitly")
+                         f"{len(cores)} ({format_core_set(cores)}); lower the tensor/pipeline/data parallel sizes "
+                         f"or give cpu.omp_threads_bind explicitly")
     per_rank = len(cores) // ranks
     return "|".join(format_core_set(cores[r * per_rank:(r + 1) * per_rank]) for r in range(ranks))
 
@@ -131,27 +133,21 @@ def parallel_layout(study: Study, env: dict[str, str]) -> dict:
     OpenMP threads are bound to. `env` is the environment the engine ran with (server.env may override the
     derived binding), so the layout shows what was actually used."""
     s = study.server
+    tp, pp = s.tensor_parallel_size, s.pipeline_parallel_size
     ranks = cpu_ranks(study)
-    world_size = ranks * s.data_parallel_size
-    layout = {"tensor_parallel_size": s.tensor_parallel_size, "pipeline_parallel_size": s.pipeline_parallel_size,
-              "data_parallel_size": s.data_parallel_size,
+    layout = {"tensor_parallel_size": tp, "pipeline_parallel_size": pp, "data_parallel_size": s.data_parallel_size,
               # vLLM picks mp itself for several ranks on one node; one rank runs inside the engine process.
-              "distributed_executor_backend": s.distributed_executor_backend or ("mp" if ranks > 1 else "uni"),
-              "world_size": world_size, "ranks_per_engine": ranks}
-    per_rank = []
+              "distributed_executor_backend": s.distributed_executor_backend or ("mp" if tp * pp > 1 else "uni"),
+              "world_size": ranks}
     if study.platform == "cpu":
         bind = env.get(THREADS_BIND)
-        sets = bind.split("|") if bind else []
-        for rank in range(ranks):
-            per_rank.append({"rank": rank, "tp_rank": rank % s.tensor_parallel_size,
-                             "pp_rank": rank // s.tensor_parallel_size,
-                             "cores": sets[rank] if rank < len(sets) else "vLLM auto (NUMA node)"})
+        placement = bind.split("|") if bind else []
         layout[THREADS_BIND] = bind
     else:
-        devices = env.get("ASCEND_RT_VISIBLE_DEVICES", study.npu.visible_devices).split(",")
-        for rank in range(ranks):
-            per_rank.append({"rank": rank, "tp_rank": rank % s.tensor_parallel_size,
-                             "pp_rank": rank // s.tensor_parallel_size,
-                             "device": devices[rank] if rank < len(devices) else None})
-    layout["ranks"] = per_rank
+        placement = env.get("ASCEND_RT_VISIBLE_DEVICES", study.npu.visible_devices).split(",")
+    where = "cores" if study.platform == "cpu" else "device"
+    unplaced = "vLLM auto (NUMA node)" if study.platform == "cpu" else None
+    # Rank order is vLLM's: data parallel outermost, then pipeline stage, tensor rank innermost.
+    layout["ranks"] = [{"rank": r, "dp_rank": r // (tp * pp), "pp_rank": r // tp % pp, "tp_rank": r % tp,
+                        where: placement[r] if r < len(placement) else unplaced} for r in range(ranks)]
     return layout

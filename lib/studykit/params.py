@@ -96,7 +96,8 @@ class CpuParams(Strict):
     memory_bandwidth_gbps: float | None = Field(None, gt=0, description="override the copy-bandwidth probe (GB/s)")
     omp_threads_bind: str | None = Field(
         None, pattern=r"^\d+(-\d+)?(,\d+(-\d+)?)*(\|\d+(-\d+)?(,\d+(-\d+)?)*)*$",
-        description="VLLM_CPU_OMP_THREADS_BIND: one core set per tensor x pipeline rank joined by '|', e.g. '0|1' "
+        description="VLLM_CPU_OMP_THREADS_BIND: one core set per rank (tensor x pipeline x data parallel, in "
+                    "vLLM's DP, PP, TP order) joined by '|', e.g. '0|1' "
                     "or '0-3|4-7'; default: the cores this process may use, split evenly over the ranks "
                     "(set only when there are several ranks)")
 
@@ -235,10 +236,11 @@ class Study(Strict):
     @model_validator(mode="after")
     def _threads_bind_one_set_per_rank(self) -> "Study":
         bind = self.cpu.omp_threads_bind
-        ranks = self.server.tensor_parallel_size * self.server.pipeline_parallel_size
+        s = self.server
+        ranks = s.tensor_parallel_size * s.pipeline_parallel_size * s.data_parallel_size
         if bind and len(bind.split("|")) != ranks:
             raise ValueError(f"cpu.omp_threads_bind {bind!r} has {len(bind.split('|'))} core sets; allowed: exactly "
-                             f"one per rank, tensor_parallel_size x pipeline_parallel_size = {ranks}")
+                             f"one per rank, tensor x pipeline x data parallel size = {ranks}")
         return self
 
     @property
