@@ -76,3 +76,18 @@ def test_local_relative_path_resolves_against_params_file(tmp_path):
     (tmp_path / "ckpt").mkdir()
     path = tiny_study(tmp_path, {"model": {"source": "local", "path": "ckpt", "id": "mine"}})
     assert load_study(path).model.path == (tmp_path / "ckpt").resolve()
+
+
+def test_ray_backend_on_cpu_is_a_params_error_exit_2(tmp_path):
+    path = tiny_study(tmp_path, {"server": {"distributed_executor_backend": "ray", "tensor_parallel_size": 2}})
+    with pytest.raises(ParamsError, match="current platform cpu does not support ray") as info:
+        load_study(path)
+    assert "allowed on cpu: 'mp'" in str(info.value)
+    outputs = tmp_path / "outputs"
+    result = run_cli("run", str(path), env={"STUDYKIT_OUTPUTS": str(outputs)})
+    assert result.returncode == 2 and "does not support ray" in result.stderr, result.stderr
+    assert not outputs.exists()
+    # The same backend is a valid choice where vLLM supports it, and mp stays valid on cpu.
+    assert parse_study({**yaml.safe_load(path.read_text()), "platform": "npu"}).server.distributed_executor_backend == "ray"
+    mp = tiny_study(tmp_path, {"server": {"distributed_executor_backend": "mp", "tensor_parallel_size": 2}})
+    assert load_study(mp).server.distributed_executor_backend == "mp"

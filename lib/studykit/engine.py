@@ -3,16 +3,70 @@ the stages run them, and tests compare them with the seed's commands."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from .commands import vllm_argv
 from .params import Study
 
 
-def platform_env(study: Study) -> dict[str, str]:
+THREADS_BIND = "VLLM_CPU_OMP_THREADS_BIND"
+
+
+def cpu_ranks(study: Study) -> int:
+    """CPU worker processes on this machine: one per tensor-parallel rank, per pipeline stage, per data-parallel
+    replica. vllm-cpu takes one VLLM_CPU_OMP_THREADS_BIND core set for each, in [DP, PP, TP] order."""
+    s = study.server
+    return s.tensor_parallel_size * s.pipeline_parallel_size * s.data_parallel_size
+
+
+def format_core_set(cores: list[int]) -> str:
+    """[0, 1, 2, 5] -> "0-2,5": the syntax VLLM_CPU_OMP_THREADS_BIND takes for one rank."""
+    parts, start = [], None
+    for i, core in enumerate(cores):
+        if start is None:
+            start = core
+        if i + 1 == len(cores) or cores[i + 1] != core + 1:
+            parts.append(str(start) if start == core else f"{start}-{core}")
+            start = None
+    return ",".join(parts)
+
+
+def split_cores(cores: list[int], ranks: int) -> str:
+    """The allowed cores split into `ranks` equal, disjoint, consecutive sets joined by "|"; cores that do not
+    divide evenly are left to the API server process."""
+    cores = sorted(cores)
+    if ranks < 1:
+        raise ValueError(f"ranks must be >= 1, got {ranks}")
+    if len(cores) < ranks:
+        raise ValueError(f"{ranks} CPU worker ranks need at least {ranks} cores, but this process may use only "
+                         f"{len(cores)} ({format_core_set(cores)}); lower the tensor/pipeline/data parallel sizes "
+                         f"or give cpu.omp_threads_bind explicitly")
+    per_rank = len(cores) // ranks
+    return "|".join(format_core_set(cores[r * per_rank:(r + 1) * per_rank]) for r in range(ranks))
+
+
+def cpu_threads_bind(study: Study, allowed_cores: list[int] | None = None) -> str | None:
+    """VLLM_CPU_OMP_THREADS_BIND for a multi-rank CPU engine, or None for one rank (vLLM's own "auto" binding
+    works there). vllm-cpu's auto binding wants one NUMA node per rank and, on a 1-node machine, stops TP=2 with
+    "Not enough allowed NUMA nodes to bind threads of 2 local CPUWorkers"; one core set per rank avoids that."""
+    if study.cpu.omp_threads_bind:
+        return study.cpu.omp_threads_bind
+    ranks = cpu_ranks(study)
+    if ranks == 1:
+        return None
+    if allowed_cores is None:
+        allowed_cores = sorted(os.sched_getaffinity(0))
+    return split_cores(allowed_cores, ranks)
+
+
+def platform_env(study: Study, allowed_cores: list[int] | None = None) -> dict[str, str]:
     env: dict[str, str] = {}
     if study.platform == "cpu":
         env["VLLM_CPU_KVCACHE_SPACE"] = str(study.cpu.kvcache_space_gib)
+        bind = cpu_threads_bind(study, allowed_cores)
+        if bind:
+            env[THREADS_BIND] = bind
     else:
         env["ASCEND_RT_VISIBLE_DEVICES"] = study.npu.visible_devices
         if study.npu.pytorch_npu_alloc_conf:
@@ -72,3 +126,28 @@ def serve_argv(study: Study, model_ref: str | Path, port: int, *, load_format: s
 def bench_argv(study: Study, kind: str, model_ref: str | Path, bench_args: list[str]) -> list[str]:
     """`vllm bench latency|throughput` runs its own engine: it takes the engine flags too."""
     return vllm_argv("bench", kind, "--model", str(model_ref), *engine_flags(study), *bench_args)
+
+
+def parallel_layout(study: Study, env: dict[str, str]) -> dict:
+    """How one engine is laid out: parallel sizes, executor backend, ranks and, on CPU, the cores each rank's
+    OpenMP threads are bound to. `env` is the environment the engine ran with (server.env may override the
+    derived binding), so the layout shows what was actually used."""
+    s = study.server
+    tp, pp = s.tensor_parallel_size, s.pipeline_parallel_size
+    ranks = cpu_ranks(study)
+    layout = {"tensor_parallel_size": tp, "pipeline_parallel_size": pp, "data_parallel_size": s.data_parallel_size,
+              # vLLM picks mp itself for several ranks on one node; one rank runs inside the engine process.
+              "distributed_executor_backend": s.distributed_executor_backend or ("mp" if tp * pp > 1 else "uni"),
+              "world_size": ranks}
+    if study.platform == "cpu":
+        bind = env.get(THREADS_BIND)
+        placement = bind.split("|") if bind else []
+        layout[THREADS_BIND] = bind
+    else:
+        placement = env.get("ASCEND_RT_VISIBLE_DEVICES", study.npu.visible_devices).split(",")
+    where = "cores" if study.platform == "cpu" else "device"
+    unplaced = "vLLM auto (NUMA node)" if study.platform == "cpu" else None
+    # Rank order is vLLM's: data parallel outermost, then pipeline stage, tensor rank innermost.
+    layout["ranks"] = [{"rank": r, "dp_rank": r // (tp * pp), "pp_rank": r // tp % pp, "tp_rank": r % tp,
+                        where: placement[r] if r < len(placement) else unplaced} for r in range(ranks)]
+    return layout

@@ -96,6 +96,12 @@ class ServerParams(Strict):
 class CpuParams(Strict):
     kvcache_space_gib: int = Field(2, gt=0, description="VLLM_CPU_KVCACHE_SPACE: GiB of KV cache on CPU")
     memory_bandwidth_gbps: float | None = Field(None, gt=0, description="override the copy-bandwidth probe (GB/s)")
+    omp_threads_bind: str | None = Field(
+        None, pattern=r"^\d+(-\d+)?(,\d+(-\d+)?)*(\|\d+(-\d+)?(,\d+(-\d+)?)*)*$",
+        description="VLLM_CPU_OMP_THREADS_BIND: one core set per rank (tensor x pipeline x data parallel, in "
+                    "vLLM's DP, PP, TP order) joined by '|', e.g. '0|1' "
+                    "or '0-3|4-7'; default: the cores this process may use, split evenly over the ranks "
+                    "(set only when there are several ranks)")
 
 
 class NpuParams(Strict):
@@ -226,6 +232,25 @@ class Study(Strict):
     report: ReportParams = Field(default_factory=ReportParams)
 
     _stages_unique = field_validator("stages")(lambda v: _no_repeats(v, "stages"))
+
+    @model_validator(mode="after")
+    def _ray_needs_npu(self) -> "Study":
+        # Refused here rather than discovered after an engine start: vllm-cpu stops with
+        # "current platform cpu does not support ray" (measured with vllm-cpu 0.32.0, ray 2.60.0 installed).
+        if self.platform == "cpu" and self.server.distributed_executor_backend == "ray":
+            raise ValueError("server.distributed_executor_backend 'ray' is not supported with platform 'cpu' "
+                             "(vLLM refuses: current platform cpu does not support ray); allowed on cpu: 'mp' or unset")
+        return self
+
+    @model_validator(mode="after")
+    def _threads_bind_one_set_per_rank(self) -> "Study":
+        bind = self.cpu.omp_threads_bind
+        s = self.server
+        ranks = s.tensor_parallel_size * s.pipeline_parallel_size * s.data_parallel_size
+        if bind and len(bind.split("|")) != ranks:
+            raise ValueError(f"cpu.omp_threads_bind {bind!r} has {len(bind.split('|'))} core sets; allowed: exactly "
+                             f"one per rank, tensor x pipeline x data parallel size = {ranks}")
+        return self
 
     @property
     def enforce_eager(self) -> bool:

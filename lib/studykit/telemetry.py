@@ -45,6 +45,9 @@ class Telemetry:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._procs: dict[int, psutil.Process] = {}
+        # vLLM names its processes (VLLM::EngineCore, VLLM::Worker_TP0, ...): the names seen show which ranks
+        # the sampled tree covered.
+        self.vllm_process_titles: set[str] = set()
         self._t0 = 0.0
 
     def __enter__(self) -> "Telemetry":
@@ -94,8 +97,13 @@ class Telemetry:
         cpu = 0.0
         rss = 0
         for pid, proc in current.items():
+            fresh = pid not in self._procs
             kept = self._procs.setdefault(pid, proc)
             try:
+                if fresh:
+                    title = " ".join(kept.cmdline()).strip()
+                    if title.startswith("VLLM::"):
+                        self.vllm_process_titles.add(title.split()[0])
                 with kept.oneshot():
                     c = kept.cpu_percent(None)
                     rss += kept.memory_info().rss
@@ -126,6 +134,8 @@ class Telemetry:
             if vals:
                 out[f"mean_{key}"] = round(sum(vals) / len(vals), 2)
                 out[f"max_{key}"] = max(vals)
+        if self.vllm_process_titles:
+            out["vllm_processes_seen"] = sorted(self.vllm_process_titles)
         if self.errors:
             out["failed_samples"] = {k: v for k, v in self.failed.items() if v}
             out["errors"] = self.errors

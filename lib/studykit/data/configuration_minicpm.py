@@ -1,6 +1,7 @@
 # Written for studykit (Apache-2.0). Shipped inside the kit's tiny MiniCPM checkpoint so the checkpoint looks
 # like the real MiniCPM/BitCPM ones: config.json names this class through `auto_map`, so loading it needs
-# `trust_remote_code`. Only the configuration is custom; vLLM runs the weights with its own MiniCPMForCausalLM.
+# `trust_remote_code`. vLLM runs the weights with its own MiniCPMForCausalLM; transformers runs them with the kit's
+# modeling_minicpm.py (the accuracy reference).
 #
 # Old-style `__init__` (keyword arguments, then super().__init__), like the configuration files published with
 # MiniCPM models, so it loads with transformers 4.x (the Ascend host's stack) and 5.x (this kit's CPU stack).
