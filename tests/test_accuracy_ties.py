@@ -14,6 +14,7 @@ from studykit.schema import ResultError, validate_result
 
 VOCAB = 50
 A, B = 7, 11  # the reference's token and vLLM's token at the divergence
+DEFAULT_MARGIN = AccuracyParams().near_tie_margin
 
 
 def ref_row(probs: dict[int, float]) -> np.ndarray:
@@ -40,7 +41,7 @@ def test_the_issue_example_is_a_near_tie():
     # p 0.469; vLLM ranks the reference's token second with p 0.469.
     row = ref_row({A: 0.479, B: 0.469})
     top = vllm_top({B: 0.481, A: 0.469, 3: 0.01})
-    d = m.first_divergence_detail(3, [1, 2, 3, A, 5], [1, 2, 3, B, 6], row, top, AccuracyParams().near_tie_margin)
+    d = m.first_divergence_detail(3, [1, 2, 3, A, 5], [1, 2, 3, B, 6], row, top, DEFAULT_MARGIN)
     assert d["kind"] == m.NEAR_TIE and d["position"] == 3
     assert (d["ref_token"], d["vllm_token"]) == (A, B)
     assert d["p_ref_ref_token"] == pytest.approx(0.479, abs=1e-6)
@@ -87,16 +88,29 @@ def test_vllm_logprob_keys_are_token_ids():
         m.token_id_logprobs({"Paris": -0.1})
 
 
+def test_margin_shift_is_how_far_vllm_moves_the_references_top_two_margin():
+    ref_on = {1: 0.5, 2: 0.3, 3: 0.1}
+    cand = {1: {"logprob": math.log(0.4), "rank": 2}, 2: {"logprob": math.log(0.45), "rank": 1},
+            3: {"logprob": math.log(0.1), "rank": 3}}
+    pos = m.position_metrics(1, 1, ref_on, [1, 2, 3], cand, 3)
+    assert pos["margin_shift"] == pytest.approx(abs((0.4 - 0.45) - (0.5 - 0.3)))  # 0.25
+    # the reference's runner-up not among vLLM's returned tokens: no shift, not a guess
+    lone = m.position_metrics(1, 1, {1: 0.5}, [1, 2], {1: cand[1]}, 1)
+    assert lone["margin_shift"] is None
+    assert m.summarize([pos, lone])["max_margin_shift"] == pytest.approx(0.25)
+    assert m.summarize([lone])["max_margin_shift"] is None
+
+
 # --- counting and the gate ---------------------------------------------------------------------------------
 
 def issue_like_run(second_kind_margin: float) -> list[dict]:
     """The issue's shape: 5 prompts x 8 tokens, 4 identical, one parting at position 3 and nothing equal
     after it: raw agreement 35/40 = 0.875, below the 0.9 threshold (the issue saw 34/40)."""
-    same = [prompt(f"p{i}", list(range(8)), list(range(8)), None, None, 0.05) for i in range(4)]
+    same = [prompt(f"p{i}", list(range(8)), list(range(8)), None, None, DEFAULT_MARGIN) for i in range(4)]
     ref = [1, 2, 3, A, 5, 6, 7, 8]
     cand = [1, 2, 3, B, 0, 0, 0, 0]
     row = ref_row({A: 0.479, B: 0.479 - second_kind_margin})
-    return same + [prompt("zh", ref, cand, row, vllm_top({B: 0.481, A: 0.469}), 0.05)]
+    return same + [prompt("zh", ref, cand, row, vllm_top({B: 0.481, A: 0.469}), DEFAULT_MARGIN)]
 
 
 def checks_for(per_prompt, p=None):

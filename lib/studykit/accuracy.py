@@ -151,7 +151,8 @@ def accuracy_checks(summary: dict, determinism: dict, p) -> list[dict]:
                      f"{fr['agreeing_tokens']}/{fr['comparable_tokens']} tokens before a real divergence; "
                      f"real divergences: {', '.join(real) or 'none'}; near ties (margin <= {p.near_tie_margin:g}): "
                      f"{fr['near_ties']}; raw agreement {fr['equal_tokens']}/{fr['total_tokens']} "
-                     f"(not gating)", p.min_token_agreement, fr["token_agreement_excluding_near_ties"],
+                     f"(not gating); largest teacher-forced top-2 margin shift "
+                     f"{fmt_optional(tf.get('max_margin_shift'))}", p.min_token_agreement, fr["token_agreement_excluding_near_ties"],
                      "accuracy.token_agreement_excluding_near_ties")]
     if not tf.get("positions"):
         out += [not_run("teacher-forced top-1 agreement >= threshold", "no teacher-forced position was compared",
@@ -168,6 +169,10 @@ def accuracy_checks(summary: dict, determinism: dict, p) -> list[dict]:
     out.append(check("greedy output identical in two passes", determinism["identical"],
                      f"mismatched prompts: {determinism['mismatched'] or 'none'}", True, determinism["identical"]))
     return out
+
+
+def fmt_optional(value: float | None) -> str:
+    return "not measured" if value is None else f"{value:.4f}"
 
 
 def plan(study, model_dir: Path, run_dir, port) -> list[Step]:
@@ -231,7 +236,8 @@ def run_accuracy(ctx, p) -> tuple[dict, list[str]]:
                         "one bucket for the remaining mass; no missing logprob is filled in. Free-running: at each "
                         "prompt's first divergence the margin is the reference's p(own token) - p(vLLM's token) "
                         "on the shared context; a margin <= near_tie_margin is a near tie, larger is a real "
-                        "divergence. The gate is token_agreement_excluding_near_ties: tokens before the first "
+                        "divergence; teacher_forced.max_margin_shift is this run's measure of how far bf16 moves such a "
+                        "margin. The gate is token_agreement_excluding_near_ties: tokens before the first "
                         "divergence agree; after a near tie the rest is not comparable, after a real divergence "
                         "the rest counts as wrong. token_agreement is the seed's raw position-wise agreement, "
                         "reported, not gating."}

@@ -41,6 +41,14 @@ def position_metrics(ref_token: int, ref_top1: int, ref_probs_on: dict[int, floa
     cand_topk = {t for t, v in cand.items() if v["rank"] <= k}
     p_ref_tok = ref_probs_on[ref_token]
     p_cand_tok = math.exp(cand[ref_token]["logprob"])
+    # How far vLLM moves the reference's top-2 margin: the noise a near tie is judged against (a free-running
+    # flip needs a shift larger than the margin). None when vLLM did not return the reference's second token.
+    runner_up = ref_topk[1] if len(ref_topk) > 1 else None
+    margin_shift = None
+    if ref_top1 in cand and runner_up in cand:
+        ref_margin = ref_probs_on[ref_top1] - ref_probs_on[runner_up]
+        cand_margin = math.exp(cand[ref_top1]["logprob"]) - math.exp(cand[runner_up]["logprob"])
+        margin_shift = abs(cand_margin - ref_margin)
     return {
         "ref_token": ref_token,
         "cand_top1": cand_top1,
@@ -51,6 +59,7 @@ def position_metrics(ref_token: int, ref_top1: int, ref_probs_on: dict[int, floa
         "p_cand": p_cand_tok,
         "abs_prob_error": abs(p_ref_tok - p_cand_tok),
         "topk_overlap": len(cand_topk & set(ref_topk[:k])) / k,
+        "margin_shift": margin_shift,
         "kl_ref_cand": bucket_kl({t: ref_probs_on[t] for t in cand}, {t: math.exp(v["logprob"]) for t, v in cand.items()}),
     }
 
@@ -82,6 +91,8 @@ def summarize(positions: list[dict]) -> dict:
         "mean_kl": sum(p["kl_ref_cand"] for p in positions) / n,
         "max_kl": max(p["kl_ref_cand"] for p in positions),
         "ref_token_outside_cand_topk": sum(p["ref_token_outside_cand_topk"] for p in positions),
+        "max_margin_shift": max((p["margin_shift"] for p in positions if p["margin_shift"] is not None),
+                                default=None),
     }
 
 

@@ -104,6 +104,10 @@ METRICS: tuple[Metric, ...] = (
     Metric("accuracy.mean_kl", "teacher_forced.mean_kl", "nats", "Mean KL divergence", "平均 KL 散度", "kit"),
     Metric("accuracy.mean_topk_overlap", "teacher_forced.mean_topk_overlap", "", "Top-k overlap", "Top-k 重合率",
            "kit"),
+    Metric("accuracy.max_margin_shift", "teacher_forced.max_margin_shift", "", "Largest shift of the top-2 margin",
+           "Top-2 概率差最大偏移", "kit",
+           "max over positions of |(q1 - q2) - (p1 - p2)|, 1 and 2 the reference's top two tokens; near ties are "
+           "judged against it"),
     Metric("functional.prefix_cache_hit_rate", "prefix_caching.hit_rate", "", "Prefix cache hit rate",
            "前缀缓存命中率", "vllm", "vllm:prefix_cache_hits_total / queries_total over the test requests"),
     Metric("functional.prefix_cache_hit_tokens", "prefix_caching.hit_tokens", "tokens", "Prefix cache hit tokens",

@@ -230,6 +230,9 @@ class TeacherForced(Record):
     mean_kl: float | None = None
     max_kl: float | None = None
     ref_token_outside_cand_topk: int | None = None
+    max_margin_shift: float | None = Field(
+        None, description="largest |vLLM's - the reference's margin between the reference's top two tokens|: "
+                          "the bf16-vs-fp32 noise near_tie_margin is set against")
 
 
 class Determinism(Record):
