@@ -29,10 +29,11 @@ def run_dir(tmp_path_factory, default_model_dir):
 def test_accuracy_results_have_every_metric(run_dir, no_vllm_left):
     acc = read_json(run_dir / "results" / "accuracy.json")
     assert acc["status"] == "passed"
-    assert set(acc["summary"]) >= {"prompts", "tokens_per_prompt", "token_agreement", "prob_mae", "prob_max_error"}
+    assert set(acc["free_running"]) >= {"prompts", "token_agreement", "token_agreement_excluding_near_ties",
+                                        "near_ties", "real_divergences", "agreeing_tokens", "comparable_tokens"}
     assert set(acc["teacher_forced"]) >= {"top1_agreement", "prob_mae", "prob_max_error", "mean_topk_overlap",
                                           "mean_kl", "max_kl", "ref_token_outside_cand_topk"}
-    assert acc["summary"]["prompts"] == 2 and acc["teacher_forced"]["positions"] == 16
+    assert acc["free_running"]["prompts"] == 2 and acc["teacher_forced"]["positions"] == 16
     assert acc["determinism"]["identical"] is True
     assert (run_dir / "charts" / "accuracy-prob-error.png").stat().st_size > 0
 
@@ -59,11 +60,39 @@ def test_independent_recomputation_reproduces_the_summary(run_dir):
             kls.append(max(kl, 0.0))
             top1.append(min(cand, key=lambda t: cand[t]["rank"]) == tok)
     tf = acc["teacher_forced"]
-    assert acc["summary"]["token_agreement"] == pytest.approx(equal / total)
+    assert acc["free_running"]["token_agreement"] == pytest.approx(equal / total)
     assert tf["prob_mae"] == pytest.approx(sum(errors) / len(errors), rel=1e-6)
     assert tf["prob_max_error"] == pytest.approx(max(errors), rel=1e-6)
     assert tf["mean_kl"] == pytest.approx(sum(kls) / len(kls), rel=1e-5, abs=1e-9)
     assert tf["top1_agreement"] == pytest.approx(sum(top1) / len(top1))
+
+
+def test_first_divergences_are_recomputed_from_the_raw_logprobs(run_dir):
+    """Each prompt's first divergence again, from the npz and vLLM's returned logprobs, not from the summary."""
+    acc = read_json(run_dir / "results" / "accuracy.json")
+    full = np.load(run_dir / "raw" / "accuracy" / "reference_logprobs.npz")
+    margin = acc["thresholds"]["near_tie_margin"]
+    kinds = []
+    for pp in acc["per_prompt"]:
+        d = pp["first_divergence_detail"]
+        parted = [j for j, (a, b) in enumerate(zip(pp["ref_tokens"], pp["vllm_tokens"])) if a != b]
+        if not parted:
+            assert d is None and pp["first_divergence"] is None
+            continue
+        j = parted[0]
+        ref_tok, vllm_tok = pp["ref_tokens"][j], pp["vllm_tokens"][j]
+        row = full[pp["id"]][j]
+        p_own, p_other = math.exp(float(row[ref_tok])), math.exp(float(row[vllm_tok]))
+        assert (d["position"], d["ref_token"], d["vllm_token"]) == (j, ref_tok, vllm_tok)
+        assert d["margin"] == pytest.approx(p_own - p_other, abs=1e-6) and d["margin"] >= 0
+        assert d["kind"] == ("near_tie" if p_own - p_other <= margin else "divergence")
+        returned = pp["vllm_top_logprobs"][j]
+        # vLLM always returns the token it chose; it is greedy, so that token is its most likely one
+        assert d["p_vllm_vllm_token"] == pytest.approx(math.exp(returned[str(vllm_tok)]))
+        assert returned[str(vllm_tok)] == max(returned.values())
+        kinds.append(d["kind"])
+    fr = acc["free_running"]
+    assert (fr["near_ties"], fr["real_divergences"]) == (kinds.count("near_tie"), kinds.count("divergence"))
 
 
 def test_functional_checks_are_measured(run_dir):

@@ -11,12 +11,13 @@ prompts_file = "builtin:default"  # help: JSONL prompt file ({"id","text","chat"
 max_new_tokens = 16  # help: tokens generated per prompt (the seed's 16)
 top_k_logprobs = 20  # help: logprobs vLLM returns per position
 reference_dtype = "float32"  # help: dtype of the transformers reference (the seed's float32)
-min_token_agreement = 0.9  # help: free-running token agreement threshold
+min_token_agreement = 0.9  # help: threshold on the free-running agreement up to the first real divergence
+near_tie_margin = 0.25  # help: a divergence is a near tie when p_ref(own token) - p_ref(vLLM token) is at most this
 min_top1_agreement = 0.95  # help: teacher-forced top-1 agreement threshold
 max_mean_kl = 0.05  # help: teacher-forced mean KL threshold (nats)
 
 # %%
-from studykit.accuracy import per_prompt_table, position_errors_chart, run_accuracy
+from studykit.accuracy import divergence_table, per_prompt_table, position_errors_chart, run_accuracy
 from studykit.bench import effective_params
 from studykit.display import checks_frame, metrics_frame
 from studykit.stage import open_stage
@@ -45,6 +46,15 @@ metrics_frame("accuracy", result)
 
 # %%
 per_prompt_table(result)
+
+# %% [markdown]
+# ## Free-running divergences: near ties and real ones
+# At each prompt's first divergence, the reference's probability of its own token and of vLLM's token on the
+# shared context (the margin), and vLLM's probabilities of both where it returned them. A margin within
+# `near_tie_margin` is a near tie (bf16 against fp32 can flip it); only real divergences count against the gate.
+
+# %%
+divergence_table(result)
 
 # %% [markdown]
 # ## Probability error per position, and the checks
