@@ -127,3 +127,125 @@ def check_jsonl_task(yaml_path: Path) -> dict[str, Any]:
     items = read_items(data_file, output_type)
     return {"task": cfg["task"], "yaml": str(yaml_path), "data_file": str(data_file), "items": len(items),
             "output_type": output_type}
+
+
+# --- the study's task list, resolved before any model loads ------------------------------------------------------
+
+
+def local_dataset_dir(data_dir: str | Path, modelscope_id: str, revision: str) -> Path:
+    """Where `studykit data fetch` puts one dataset: one directory per (id, revision), like the weights cache."""
+    return Path(data_dir).expanduser().resolve() / modelscope_id / revision
+
+
+def _user_task_dirs(include_path: list[str]) -> list[Path]:
+    dirs = []
+    for entry in include_path:
+        path = Path(entry).expanduser()
+        if not path.is_dir():
+            raise TaskInputError(f"tasks.include_path: {entry!r} is not an existing directory of task YAML files")
+        dirs.append(path.resolve())
+    return dirs
+
+
+def _leaves(index: dict, name: str, seen: set[str] | None = None) -> list[str]:
+    """Leaf task names under a task, group or tag of lm-eval's index."""
+    seen = seen if seen is not None else set()
+    if name in seen:
+        return []
+    seen.add(name)
+    entry = index.get(name)
+    if entry is None:
+        return []
+    kind = entry.kind.name
+    if kind in ("TASK", "PY_TASK"):
+        return [name]
+    if kind == "TAG":
+        members = [n for n, e in index.items() if name in (e.tags or ()) and e.kind.name in ("TASK", "PY_TASK")]
+        return sorted(members)
+    out = []
+    for sub in (entry.cfg or {}).get("task", []):
+        sub_name = sub if isinstance(sub, str) else (sub.get("task") if isinstance(sub, dict) else None)
+        if isinstance(sub_name, str):
+            out += _leaves(index, sub_name, seen)
+    return out
+
+
+def resolve_tasks(p) -> dict[str, Any]:
+    """Check every task name, data file and dataset directory of the study's tasks block.
+
+    Returns {"task_dirs", "jsonl": {task: check}, "hub": {task: {"leaves", "overrides": {leaf: (yaml, dir)}}}}.
+    Raises TaskInputError naming the bad value, before anything loads a model. lm-eval's task index (~15 s to
+    build) is only consulted for names the kit's own tasks do not cover."""
+    task_dirs = [KIT_TASKS_DIR, *_user_task_dirs(p.include_path)]
+    jsonl = jsonl_tasks(task_dirs)
+    checked = {name: check_jsonl_task(jsonl[name]) for name in p.tasks if name in jsonl}
+    others = [name for name in p.tasks if name not in jsonl]
+    hub: dict[str, Any] = {}
+    if others:
+        from lm_eval.tasks import TaskManager
+
+        from .lmeval import lm_eval_version
+
+        index = TaskManager(include_path=[str(d) for d in task_dirs]).task_index
+        unknown = [n for n in others if n not in index]
+        if unknown:
+            import difflib
+
+            hints = {n: difflib.get_close_matches(n, list(index), n=3) for n in unknown}
+            raise TaskInputError(
+                "tasks.tasks: lm-eval knows no task, group or tag named "
+                + ", ".join(f"{n!r}" + (f" (close: {', '.join(hints[n])})" if hints[n] else "") for n in unknown)
+                + f"; looked in lm-eval {lm_eval_version()}'s tasks and {', '.join(map(str, task_dirs))}")
+        fetched = {d.dataset_path: d for d in p.datasets}
+        for name in others:
+            leaves = _leaves(index, name)
+            overrides = {}
+            for leaf in leaves:
+                entry = index[leaf]
+                cfg = entry.cfg or {}
+                path = cfg.get("dataset_path")
+                if leaf in jsonl or not path or cfg.get("custom_dataset"):
+                    continue
+                if path not in fetched:
+                    raise TaskInputError(
+                        f"tasks.tasks: {name!r} (task {leaf!r}) reads dataset {path!r} from the hub, and the stage "
+                        f"does not download; add it to tasks.datasets (dataset_path {path!r}, modelscope_id, "
+                        f"revision) and run `studykit data fetch PARAMS`")
+                ds = fetched[path]
+                local = local_dataset_dir(p.data_dir, ds.modelscope_id, ds.revision)
+                if not local.is_dir():
+                    raise TaskInputError(
+                        f"tasks.datasets: {ds.modelscope_id}@{ds.revision} (for {path!r}) is not in {local}; "
+                        f"run `studykit data fetch PARAMS` first")
+                overrides[leaf] = (str(entry.yaml_path), str(local))
+            hub[name] = {"leaves": leaves, "overrides": overrides}
+    unknown_keys = sorted((set(p.metrics) | set(p.baselines)) - set(p.tasks))
+    if unknown_keys:
+        raise TaskInputError(f"tasks.metrics / tasks.baselines name {unknown_keys}, which are not in tasks.tasks "
+                             f"{p.tasks}")
+    for name, spec in p.metrics.items():
+        if spec.count(",") != 1 or not all(spec.split(",")):
+            raise TaskInputError(f"tasks.metrics.{name}: {spec!r} is not 'metric,filter' (e.g. 'acc,none', "
+                                 "'exact_match,strict-match')")
+    return {"task_dirs": [str(d) for d in task_dirs], "jsonl": checked, "hub": hub}
+
+
+def write_task_dir(resolved: dict[str, Any], target: Path) -> Path:
+    """The run's own copy of every task definition it uses, as lm-eval's one --include_path: the kit's and
+    the study's task directories, plus one YAML per hub task pointing it at its local dataset directory."""
+    import shutil
+
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    for i, src in enumerate(resolved["task_dirs"]):
+        shutil.copytree(src, target / f"{i:02d}-{Path(src).name}",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "README*"))
+    local = target / "local-datasets"
+    for info in resolved["hub"].values():
+        for leaf, (yaml_path, dataset_dir) in info["overrides"].items():
+            local.mkdir(exist_ok=True)
+            (local / f"{leaf}.yaml").write_text(
+                yaml.safe_dump({"include": yaml_path, "task": leaf, "dataset_path": dataset_dir},
+                               allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return target
