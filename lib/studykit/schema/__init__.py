@@ -11,10 +11,11 @@ from pydantic import ValidationError
 from .base import Check, StageResult, count_checks
 from .stages import (AccuracyResult, DeployResult, FunctionalResult, LatencyResult, ReportResult, ServeResult,
                      ThroughputResult)
+from .tasks import TasksResult
 
 RESULT_MODELS: dict[str, type[StageResult]] = {
     "deploy": DeployResult, "latency": LatencyResult, "throughput": ThroughputResult, "serve": ServeResult,
-    "accuracy": AccuracyResult, "functional": FunctionalResult, "report": ReportResult,
+    "accuracy": AccuracyResult, "tasks": TasksResult, "functional": FunctionalResult, "report": ReportResult,
 }
 
 

@@ -1,0 +1,49 @@
+# %% [markdown]
+# # Task accuracy: lm-evaluation-harness on vLLM and on the fp32 reference
+# The study's lm-eval tasks run twice with the same command line: on transformers (lm-eval `hf`, CPU, the
+# reference dtype) and on the study's `vllm serve` (lm-eval `local-completions`). Per-item logs of both runs are
+# in `raw/tasks/`; `results/tasks.json` pairs them item by item: each score with a 95 % CI, the paired
+# difference with its CI, McNemar's exact p-value and the discordant items with both answers.
+
+# %% parameters
+run_dir = ""  # help: run directory made by `studykit run`; empty makes a fresh one (stepping by hand)
+params_path = ""  # help: study YAML; empty means the run's params.yaml, or the default study
+tasks = ["studykit_mc", "studykit_gen"]  # help: lm-eval task or group names (the kit's offline tasks by default)
+limit = None  # help: items per task (lm-eval --limit); None: all
+num_fewshot = None  # help: lm-eval --num_fewshot; None: the task own setting
+max_gen_toks = None  # help: cap on generated tokens per item; None: the task own setting
+batch_size = 16  # help: lm-eval --batch_size for both backends
+num_concurrent = 2  # help: concurrent requests lm-eval sends to the vLLM server
+reference_dtype = "float32"  # help: dtype of the transformers reference (lm-eval hf)
+metrics = {}  # help: task -> 'metric,filter' to compare (default: the first of the task)
+max_abs_delta = 0.05  # help: fail when |vLLM score - reference score| exceeds this
+rtol = 0.05  # help: the vllm-ascend tolerance: fail when abs(vLLM score - baseline) exceeds rtol times baseline
+baselines = {}  # help: task -> recorded baseline score (0..1) of vLLM on this model
+include_path = []  # help: more lm-eval task directories (YAML)
+data_dir = None  # help: local dataset directory for hub tasks (filled by `studykit data fetch`)
+datasets = []  # help: hub datasets the tasks read ({dataset_path, modelscope_id, revision}), fetched into data_dir
+
+# %%
+from studykit.params import TasksParams
+from studykit.stage import open_stage
+from studykit.tasks.stage import discordant_table, run_tasks, scores_chart, summary_table
+
+ctx = open_stage("tasks", run_dir, params_path)
+p = TasksParams(tasks=tasks, limit=limit, num_fewshot=num_fewshot, max_gen_toks=max_gen_toks,
+                batch_size=batch_size, num_concurrent=num_concurrent, reference_dtype=reference_dtype,
+                metrics=metrics, max_abs_delta=max_abs_delta, rtol=rtol, baselines=baselines,
+                include_path=include_path, data_dir=data_dir, datasets=datasets)
+
+# %%
+try:
+    result, failures = run_tasks(ctx, p)
+except Exception as err:
+    ctx.fail(err)
+summary_table(result)
+
+# %%
+discordant_table(result)
+
+# %%
+result["charts"] = [scores_chart(result, ctx)]
+ctx.write_results(result, failures=failures)
