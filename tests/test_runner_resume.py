@@ -36,6 +36,15 @@ if mode == "fail":
     ctx.write_results({{"partial_number_ms": 12.5}}, failures=["stub failure for " + {stage!r}])
 if mode == "raise":
     raise RuntimeError("stub exception in " + {stage!r})
+if mode == "leave":
+    # A process group whose owner forgets it, recorded the way VllmServer records a server.
+    import subprocess, sys
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pids = Path(run_dir) / "pids"
+    pids.mkdir(exist_ok=True)
+    (pids / f"{{child.pid}}.pid").write_text(f"{{child.pid}}\\nstub leftover\\n")
+    (Path(run_dir) / "leftover.pid").write_text(str(child.pid))
 ctx.write_results({{"stub_value_ms": 1.25, "checks": [{{"name": "stub check", "passed": True, "detail": "ok"}}]}})
 '''
 
@@ -155,6 +164,30 @@ def test_failure_does_not_stop_later_stages_and_report_is_written(tmp_path, stub
     assert _executions(run_dir) == ["deploy", "latency", "throughput", "latency"]
     assert list((run_dir / "results").glob("latency.attempt-*.json"))
     assert "This stage (latency) failed" not in (run_dir / "report.en.md").read_text()
+
+
+def test_runner_reaps_a_process_group_its_stage_left_behind(tmp_path, stub_notebooks):
+    params = tiny_study(tmp_path, {"stages": ["deploy"]})
+    result = run_cli("run", str(params), env=_env(tmp_path, stub_notebooks, deploy="leave"))
+    run_dir = next((tmp_path / "o").glob("*/*/"))
+    assert (run_dir / "leftover.pid").exists(), result.stdout + result.stderr
+    pid = int((run_dir / "leftover.pid").read_text())
+    try:
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert not _running(pid), f"leftover process {pid} survived the runner"
+        assert not list((run_dir / "pids").glob("*.pid"))
+    finally:
+        if _running(pid):
+            os.killpg(pid, signal.SIGKILL)
+
+
+def _running(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def test_fail_fast_skips_later_stages_but_still_writes_the_report(tmp_path, stub_notebooks):

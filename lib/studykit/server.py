@@ -159,7 +159,8 @@ class VllmServer:
             return
         pid = self.proc.pid
         if group_alive(pid):
-            kill_group(pid, proc=self.proc)
+            # Not our child any more (its owner is gone), so there is no Popen to collect its status.
+            kill_group(pid)
         try:
             self.proc.wait(timeout=5)
         except Exception:
@@ -185,7 +186,8 @@ def reap_leftovers(pid_dir: str | Path) -> list[int]:
     for f in pid_dir.glob("*.pid"):
         pid = int(f.read_text().split()[0])
         if group_alive(pid):
-            kill_group(pid, proc=self.proc)
+            # Not our child any more (its owner is gone), so there is no Popen to collect its status.
+            kill_group(pid)
             killed.append(pid)
         f.unlink(missing_ok=True)
     return killed
