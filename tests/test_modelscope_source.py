@@ -170,11 +170,11 @@ def test_modelscope_study_runs_offline_from_prepared_cache(tmp_path, no_vllm_lef
     from studykit.minicpm_tiny import build_minicpm_tiny
 
     cache = tmp_path / "cache"
-    target = cache / "modelscope" / "OpenBMB" / "MiniCPM-tiny" / "r1"
+    target = cache / "modelscope" / "OpenBMB" / "MiniCPM-tiny" / "v1"
     shutil.copytree(build_minicpm_tiny(log=lambda *_: None), target)
-    weights.write_manifest(target, source="modelscope", id="OpenBMB/MiniCPM-tiny", revision="r1")
+    weights.write_manifest(target, source="modelscope", id="OpenBMB/MiniCPM-tiny", revision="v1")
     params = tiny_study(tmp_path, {
-        "model": {"source": "modelscope", "id": "OpenBMB/MiniCPM-tiny", "revision": "r1", "served_model_name": None},
+        "model": {"source": "modelscope", "id": "OpenBMB/MiniCPM-tiny", "revision": "v1", "served_model_name": None},
         "stages": ["deploy"], "deploy": {"dummy_gate": False}}, base=ROOT / "params" / "minicpm-tiny-cpu.yaml")
     outputs = tmp_path / "outputs"
     from conftest import run_cli
@@ -185,7 +185,7 @@ def test_modelscope_study_runs_offline_from_prepared_cache(tmp_path, no_vllm_lef
     (run_dir,) = (outputs / "minicpm-tiny-cpu").iterdir()
     records = read_commands(run_dir)
     note = next(x for x in records if x["label"] == "modelscope download")
-    assert note["extra"]["cached"] is True and "--revision r1" in note["command"]
+    assert note["extra"]["cached"] is True and "--revision v1" in note["command"]
     serve = next(x for x in records if x["is_vllm"])
     assert serve["env"]["VLLM_USE_MODELSCOPE"] == "True" and serve["env"]["HF_HUB_OFFLINE"] == "1"
     assert str(target) in serve["argv"] and "--served-model-name" in serve["argv"]

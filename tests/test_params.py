@@ -91,3 +91,60 @@ def test_ray_backend_on_cpu_is_a_params_error_exit_2(tmp_path):
     assert parse_study({**yaml.safe_load(path.read_text()), "platform": "npu"}).server.distributed_executor_backend == "ray"
     mp = tiny_study(tmp_path, {"server": {"distributed_executor_backend": "mp", "tensor_parallel_size": 2}})
     assert load_study(mp).server.distributed_executor_backend == "mp"
+
+
+@pytest.mark.parametrize("revision", ["a1b2c3d", "0123456789abcdef0123456789abcdef01234567", "v1.0", "1.2.3",
+                                      "v2", "v1.0-rc1"])
+def test_pinned_modelscope_revision_is_accepted(tmp_path, revision):
+    path = tiny_study(tmp_path, {"model": {"source": "modelscope", "id": "OpenBMB/BitCPM4-0.5B", "revision": revision}})
+    assert load_study(path).model.revision == revision
+
+
+@pytest.mark.parametrize("revision", ["master", "main", "HEAD", "dev", "feature/x", "abc12", "release"])
+def test_branch_revision_is_a_params_error_naming_the_value(tmp_path, revision):
+    path = tiny_study(tmp_path, {"model": {"source": "modelscope", "id": "OpenBMB/BitCPM4-0.5B", "revision": revision}})
+    with pytest.raises(ParamsError) as info:
+        load_study(path)
+    msg = str(info.value)
+    assert f"model.revision {revision!r}" in msg and "commit id" in msg and "allow_unpinned_revision" in msg, msg
+
+
+def test_branch_revision_allowed_when_the_study_says_so(tmp_path):
+    path = tiny_study(tmp_path, {"model": {"source": "modelscope", "id": "OpenBMB/BitCPM4-0.5B", "revision": "master",
+                                           "allow_unpinned_revision": True}})
+    assert load_study(path).model.revision == "master"
+
+
+def test_cli_branch_revision_exits_2(tmp_path):
+    path = tiny_study(tmp_path, {"model": {"source": "modelscope", "id": "OpenBMB/BitCPM4-0.5B", "revision": "main"}})
+    result = run_cli("run", str(path), env={"STUDYKIT_OUTPUTS": str(tmp_path / "o")})
+    assert result.returncode == 2 and "model.revision 'main'" in result.stderr, result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_ascend_profile_says_it_is_unpinned_and_how_to_pin():
+    from conftest import ROOT
+
+    path = ROOT / "params" / "bitcpm4-0.5b-ascend.yaml"
+    study = load_study(path)
+    assert study.model.revision == "master" and study.model.allow_unpinned_revision
+    assert "Files" in path.read_text() and "commit id" in path.read_text()
+
+
+def test_prompts_file_and_reference_resolve_against_params_file(tmp_path, monkeypatch):
+    (tmp_path / "study").mkdir()
+    (tmp_path / "study" / "prompts.jsonl").write_text('{"id": "a", "prompt": "hi"}\n')
+    (tmp_path / "study" / "ref.yaml").write_text("metrics: {}\n")
+    path = tiny_study(tmp_path / "study", {"accuracy": {"prompts_file": "prompts.jsonl"},
+                                           "report": {"reference": "ref.yaml"}})
+    monkeypatch.chdir(tmp_path)  # the working directory must not matter
+    study = load_study(path)
+    assert study.accuracy.prompts_file == str((tmp_path / "study" / "prompts.jsonl").resolve())
+    assert study.report.reference == str((tmp_path / "study" / "ref.yaml").resolve())
+
+
+def test_builtin_prompts_and_kit_root_reference_are_left_as_written():
+    study = load_study(DEFAULT_PARAMS)
+    assert study.accuracy.prompts_file == "builtin:default"
+    # Not beside the params file: left for the report's loader (working directory, then kit root).
+    assert study.report.reference == yaml.safe_load(DEFAULT_PARAMS.read_text())["report"]["reference"]

@@ -32,10 +32,29 @@ if mode == "hang":
     while not release.exists():  # the test kills the runner meanwhile; the file lets an orphan go
         time.sleep(0.1)
     os._exit(0)  # an orphaned kernel must not finish the stage behind the test's back
+attempt = str(len((Path(run_dir) / "executions.log").read_text().split()))
+raw_file = Path(run_dir) / "raw" / {stage!r} / "bench.json"
+raw_file.parent.mkdir(parents=True, exist_ok=True)
+raw_file.write_text(attempt)
+log_file = Path(run_dir) / "logs" / ({stage!r} + "-serve.log")
+log_file.write_text("attempt " + attempt)
+chart_file = Path(run_dir) / "charts" / ({stage!r} + "-bars.png")
+chart_file.write_text("attempt " + attempt)
+files = {{"raw_json": str(raw_file), "raw_dir_relative": "raw/" + {stage!r}, "server_log": str(log_file),
+          "charts": [str(chart_file)], "note": "see logs/" + {stage!r} + "-serve.log"}}
 if mode == "fail":
-    ctx.write_results({{"partial_number_ms": 12.5}}, failures=["stub failure for " + {stage!r}])
+    ctx.write_results({{"partial_number_ms": 12.5, **files}}, failures=["stub failure for " + {stage!r}])
 if mode == "raise":
     raise RuntimeError("stub exception in " + {stage!r})
+if mode == "leave":
+    # A process group whose owner forgets it, recorded the way VllmServer records a server.
+    import subprocess, sys
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pids = Path(run_dir) / "pids"
+    pids.mkdir(exist_ok=True)
+    (pids / f"{{child.pid}}.pid").write_text(f"{{child.pid}}\\nstub leftover\\n")
+    (Path(run_dir) / "leftover.pid").write_text(str(child.pid))
 ctx.write_results({{"stub_value_ms": 1.25, "checks": [{{"name": "stub check", "passed": True, "detail": "ok"}}]}})
 '''
 
@@ -153,8 +172,48 @@ def test_failure_does_not_stop_later_stages_and_report_is_written(tmp_path, stub
     resumed = run_cli("run", "--resume", str(run_dir), env=_env(tmp_path, stub_notebooks))
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert _executions(run_dir) == ["deploy", "latency", "throughput", "latency"]
-    assert list((run_dir / "results").glob("latency.attempt-*.json"))
     assert "This stage (latency) failed" not in (run_dir / "report.en.md").read_text()
+    (attempt,) = (run_dir / "attempts").glob("latency-*/")
+    archived = read_json(attempt / "results" / "latency.json")
+    assert archived["status"] == "failed" and "stub failure for latency" in archived["failures"][0]
+    # The archived results name the archived files, which still hold the failed attempt's content
+    # (attempt 2 of the executions log), while the live files are the new attempt's (4).
+    assert archived["raw_json"] == str(attempt / "raw" / "bench.json")
+    assert archived["server_log"] == str(attempt / "logs" / "latency-serve.log")
+    assert archived["charts"] == [str(attempt / "charts" / "latency-bars.png")]
+    assert archived["raw_dir_relative"] == str((attempt / "raw").relative_to(run_dir))
+    assert archived["note"] == f"see {(attempt / 'logs' / 'latency-serve.log').relative_to(run_dir)}"
+    assert Path(archived["raw_json"]).read_text() == "2"
+    assert Path(archived["server_log"]).read_text() == Path(archived["charts"][0]).read_text() == "attempt 2"
+    assert (run_dir / "raw" / "latency" / "bench.json").read_text() == "4"
+    assert (run_dir / "logs" / "latency-serve.log").read_text() == "attempt 4"
+    assert (attempt / "notebooks" / "latency.ipynb").is_file()
+    assert read_json(attempt / "run-record.json")["status"] == "failed"
+    assert read_json(run_dir / "results" / "latency.json")["status"] == "passed"
+
+
+def test_runner_reaps_a_process_group_its_stage_left_behind(tmp_path, stub_notebooks):
+    params = tiny_study(tmp_path, {"stages": ["deploy"]})
+    result = run_cli("run", str(params), env=_env(tmp_path, stub_notebooks, deploy="leave"))
+    run_dir = next((tmp_path / "o").glob("*/*/"))
+    assert (run_dir / "leftover.pid").exists(), result.stdout + result.stderr
+    pid = int((run_dir / "leftover.pid").read_text())
+    try:
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert not _running(pid), f"leftover process {pid} survived the runner"
+        assert not list((run_dir / "pids").glob("*.pid"))
+    finally:
+        if _running(pid):
+            os.killpg(pid, signal.SIGKILL)
+
+
+def _running(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def test_fail_fast_skips_later_stages_but_still_writes_the_report(tmp_path, stub_notebooks):

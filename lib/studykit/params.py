@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -36,12 +37,26 @@ class Strict(BaseModel):
 
 PositiveInt = Field(gt=0)
 
+# A pinned ModelScope revision names one fixed set of files: a commit id (7-40 hex digits, as ModelScope's
+# Files tab shows it) or a version-like tag (v1.0, 1.2.3, v2-rc1). Anything else (master, main, HEAD, dev, a
+# feature branch) is a branch, whose files can change under the study between two runs.
+COMMIT_ID = re.compile(r"[0-9a-fA-F]{7,40}")
+VERSION_TAG = re.compile(r"v?\d+(\.\d+)*([-+][0-9A-Za-z][0-9A-Za-z.-]*)?")
+PINNED_REVISION_RULE = "a commit id (7-40 hex digits) or a version tag such as v1.0 or 1.2.3"
+
+
+def is_pinned_revision(revision: str) -> bool:
+    return bool(COMMIT_ID.fullmatch(revision) or VERSION_TAG.fullmatch(revision))
+
 
 class ModelParams(Strict):
     source: Literal["local", "modelscope", "builtin"] = Field(
         description="where weights come from: a local directory, ModelScope (id + pinned revision), or a model the kit builds")
     id: str = Field(min_length=1, description="ModelScope model id, builtin name, or a label for a local model")
-    revision: str | None = Field(None, description="ModelScope revision (commit or tag); required for source modelscope")
+    revision: str | None = Field(None, description=f"ModelScope revision, required for source modelscope: "
+                                                   f"{PINNED_REVISION_RULE}")
+    allow_unpinned_revision: bool = Field(
+        False, description="accept a branch name (e.g. master) as model.revision; the files may then change between runs")
     path: Path | None = Field(None, description="checkpoint directory; required for source local")
     served_model_name: str | None = Field(None, description="name the server answers to; defaults to id")
     trust_remote_code: bool = Field(False, description="pass --trust-remote-code (needed when config.json has auto_map)")
@@ -58,7 +73,10 @@ class ModelParams(Strict):
             if not Path(self.path).is_dir():
                 raise ValueError(f"model.path {str(self.path)!r} is not an existing directory")
         if self.source == "modelscope" and not self.revision:
-            raise ValueError("source 'modelscope' needs model.revision pinned (a commit id or tag)")
+            raise ValueError(f"source 'modelscope' needs model.revision pinned ({PINNED_REVISION_RULE})")
+        if self.source == "modelscope" and not self.allow_unpinned_revision and not is_pinned_revision(self.revision):
+            raise ValueError(f"model.revision {self.revision!r} looks like a branch, not a pinned revision; "
+                             f"allowed: {PINNED_REVISION_RULE}, or set model.allow_unpinned_revision: true")
         if self.source == "builtin" and self.id not in BUILTIN_MODELS:
             raise ValueError(f"builtin model {self.id!r} is unknown; allowed: {', '.join(BUILTIN_MODELS)}")
         return self
@@ -366,12 +384,29 @@ def load_study(path: str | Path) -> Study:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise ParamsError(f"{path}: not valid YAML: {err}") from None
-    base = path.parent
-    if isinstance(data, dict) and isinstance(data.get("model"), dict) and data["model"].get("path"):
-        p = Path(str(data["model"]["path"])).expanduser()
-        # Relative paths mean relative to the params file, so a study is portable with its folder.
-        data["model"]["path"] = str(p if p.is_absolute() else (base / p).resolve())
+    if isinstance(data, dict):
+        _resolve_paths(data, path.parent)
     return parse_study(data, str(path))
+
+
+def _resolve_paths(data: dict, base: Path) -> None:
+    """Relative paths mean relative to the params file, so a study is portable with its folder."""
+    def resolved(value) -> str:
+        p = Path(str(value)).expanduser()
+        return str(p if p.is_absolute() else (base / p).resolve())
+
+    model, accuracy, report = (data.get(k) if isinstance(data.get(k), dict) else {} for k in
+                               ("model", "accuracy", "report"))
+    if model.get("path"):
+        model["path"] = resolved(model["path"])
+    prompts = accuracy.get("prompts_file")
+    if isinstance(prompts, str) and prompts and not prompts.startswith("builtin:"):
+        accuracy["prompts_file"] = resolved(prompts)
+    reference = report.get("reference")
+    # report.reference predates this rule and was documented as relative to the working directory or the kit
+    # root: a path that exists beside the params file wins, otherwise the report's loader looks there as before.
+    if isinstance(reference, str) and reference and (base / Path(reference).expanduser()).exists():
+        report["reference"] = resolved(reference)
 
 
 def study_hash(study: Study) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 from datetime import datetime
@@ -189,7 +190,7 @@ def run_study(params_path: str | Path, stages: list[str] | None = None, *, fail_
             if stopped and not derived:
                 continue
             if resume and stage in state["stages"] and not derived:
-                _archive_attempt(layout, stage)
+                _archive_attempt(layout, stage, state["stages"][stage])
             log(f"  {stage:<11} running")
             state["stages"][stage] = {"status": "running", "started_utc": utc_now()}
             write_json(layout.run_json, state)
@@ -324,9 +325,66 @@ def run_matrix(params_paths: list[str], stages: list[str] | None = None, *, fail
     return code, run_dirs, out
 
 
-def _archive_attempt(layout: RunLayout, stage: str) -> None:
-    """Keep a failed attempt's files beside the new one instead of overwriting them."""
+def _archive_attempt(layout: RunLayout, stage: str, record: dict | None = None) -> Path | None:
+    """Move a failed attempt's files into `attempts/<stage>-<UTC>/` so the new attempt cannot overwrite them.
+
+    Everything the attempt wrote goes together (results, notebook, raw/<stage>/, logs/<stage>-*.log,
+    charts/<stage>-*.png), and the archived results JSON is rewritten to point at the archived copies, so the
+    attempt stays readable on its own. `record` is the attempt's run.json entry, kept beside them."""
+    moves = {layout.result(stage): Path("results") / f"{stage}.json",
+             layout.notebooks / f"{stage}.ipynb": Path("notebooks") / f"{stage}.ipynb",
+             layout.raw / stage: Path("raw")}
+    moves.update({p: Path("logs") / p.name for p in layout.logs.glob(f"{stage}-*.log")})
+    moves.update({p: Path("charts") / p.name for p in layout.charts.glob(f"{stage}-*.png")})
+    moves = {src: dst for src, dst in moves.items() if src.exists()}
+    if not moves and not record:
+        return None
+    folder = _new_attempt_folder(layout, stage)
+    renamed: dict[str, str] = {}
+    for src, dst in moves.items():
+        target = folder / dst
+        target.parent.mkdir(parents=True, exist_ok=True)
+        src.rename(target)
+        renamed[str(src)] = str(target)
+        renamed[str(src.relative_to(layout.root))] = str(target.relative_to(layout.root))
+    archived_result = folder / "results" / f"{stage}.json"
+    if archived_result.exists():
+        try:
+            doc = read_json(archived_result)
+        except ValueError:
+            pass  # a result cut short by the kill that ended the attempt: kept as it is
+        else:
+            write_json(archived_result, _repoint(doc, renamed))
+    if record:
+        write_json(folder / "run-record.json", _repoint(record, renamed))
+    return folder
+
+
+def _new_attempt_folder(layout: RunLayout, stage: str) -> Path:
+    base = layout.root / "attempts"
     stamp = utc_stamp()
-    for path in (layout.result(stage), layout.notebooks / f"{stage}.ipynb"):
-        if path.exists():
-            path.rename(path.with_name(f"{path.stem}.attempt-{stamp}{path.suffix}"))
+    for n in range(1, 1000):
+        folder = base / (f"{stage}-{stamp}" if n == 1 else f"{stage}-{stamp}-{n}")
+        try:
+            folder.mkdir(parents=True)
+        except FileExistsError:
+            continue
+        return folder
+    raise RuntimeError(f"could not make a new attempt folder under {base}")
+
+
+def _repoint(value, renamed: dict[str, str]):
+    """Every path string that named a moved file or folder (absolute or run-relative) names its archived copy."""
+    if not renamed:
+        return value
+    # One pass, longest first: an absolute path is replaced whole, never again through its relative tail.
+    pattern = re.compile("|".join(re.escape(old) for old in sorted(renamed, key=len, reverse=True)))
+    def walk(v):
+        if isinstance(v, str):
+            return pattern.sub(lambda m: renamed[m.group(0)], v)
+        if isinstance(v, dict):
+            return {k: walk(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [walk(x) for x in v]
+        return v
+    return walk(value)

@@ -176,6 +176,7 @@ class VllmServer:
             return
         pid = self.proc.pid
         if group_alive(pid):
+            # Not our child any more (its owner is gone), so there is no Popen to collect its status.
             kill_group(pid)
         try:
             self.proc.wait(timeout=5)
@@ -223,6 +224,7 @@ def reap_leftovers(pid_dir: str | Path, keep: set[int] = frozenset()) -> list[in
         if pid in keep:
             continue
         if group_alive(pid):
+            # Not our child any more (its owner is gone), so there is no Popen to collect its status.
             kill_group(pid)
             killed.append(pid)
         f.unlink(missing_ok=True)
