@@ -19,6 +19,8 @@ from ..results import RunLayout, write_text
 
 READER_SUFFIX = ".html"
 FULL_SUFFIX = ".full.html"
+# The keys render_stage may put in a stage's run.json record; a re-render replaces all of them.
+RECORD_FIELDS = ("notebook_html", "notebook_html_seconds", "notebook_html_error")
 
 # The lab template minus its network fetches. require.js only serves widgets, which no stage notebook emits.
 OFFLINE_TEMPLATE_NAME = "studykit_offline.html.j2"
