@@ -125,11 +125,18 @@ def execute_stage(stage: str, run_dir: Path, study: Study, log=print) -> dict:
                                           if not e.get("stopped_utc")})
     error = stage_error(run_dir, stage, exc)
     ended = utc_now()
-    return {"status": "failed" if error else "passed", "started_utc": started, "ended_utc": ended,
-            "wall_seconds": round(time.monotonic() - t0, 3),
-            "vllm_seconds": vllm_seconds(run_dir, stage, (started, ended)),
-            "error": error, "notebook": f"notebooks/{stage}.ipynb",
-            "results": f"results/{stage}.json" if layout.result(stage).exists() else None}
+    rec = {"status": "failed" if error else "passed", "started_utc": started, "ended_utc": ended,
+           "wall_seconds": round(time.monotonic() - t0, 3),
+           "vllm_seconds": vllm_seconds(run_dir, stage, (started, ended)),
+           "error": error, "notebook": f"notebooks/{stage}.ipynb",
+           "results": f"results/{stage}.json" if layout.result(stage).exists() else None}
+    # Also after a failure: the failed notebook is the one a reader most needs to see.
+    from .report.notebook_html import render_stage
+
+    rec.update(render_stage(run_dir, stage))
+    if rec.get("notebook_html_error"):
+        log(f"      notebook HTML not written: {rec['notebook_html_error'][:300]}")
+    return rec
 
 
 def run_study(params_path: str | Path, stages: list[str] | None = None, *, fail_fast: bool = False,
@@ -278,6 +285,17 @@ def report_only(run_dir: str | Path, reference: str | None = None, log=print) ->
     state = read_json(layout.run_json) if layout.run_json.exists() else {"stages": {}}
     state.setdefault("stages", {})
     log(f"studykit: report of {run_dir}")
+    from .report.notebook_html import RECORD_FIELDS, executed_stages, render_run
+
+    # The report stage renders its own notebook when it ends; the others are rebuilt here, before it links them.
+    rendered = render_run(run_dir, [s for s in executed_stages(run_dir) if s != "report"])
+    for stage, fields in rendered.items():
+        if stage in state["stages"]:
+            for stale in RECORD_FIELDS:
+                state["stages"][stage].pop(stale, None)
+            state["stages"][stage].update(fields)
+        if fields.get("notebook_html_error"):
+            log(f"  {stage:<11} notebook HTML not written: {fields['notebook_html_error'][:300]}")
     state["stages"]["report"] = {"status": "running", "started_utc": utc_now()}
     write_json(layout.run_json, state)
     try:
