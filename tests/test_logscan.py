@@ -19,6 +19,11 @@ REAL_LOGS = {
     "torch-npu-rank-c10-glm45-77.log": {"The oprator of MoeInitRouting will be removed": 5},
     # a UserWarning echoed with "  return func(*args, **kwargs)", not "warnings.warn(": 3, not 6
     "torch-npu-userwarning-progress-omni-483.log": {"UserWarning: Cannot create tensor with interal format": 3},
+    # the current c10 format with its rank prefix (vllm-ascend 0.11.0 release check)
+    "torch-npu-c10-rank-4807.log": {"Waiting for pending NCCL work to finish before starting graph capture": 1},
+    # four ranks, the first glued to the end of a tqdm bar that had not ended its line
+    "torch-npu-c10-after-progress-bar-3508.log": {
+        "Waiting for pending NCCL work to finish before starting graph capture": 4},
 }
 
 
