@@ -105,6 +105,13 @@ def test_prefixes_stripped_indentation_kept(prefixed, bare):
     assert strip_prefixes(prefixed) == bare
 
 
+def test_cann_error_behind_a_rank_prefix():
+    # hiyouga/LlamaFactory#7986 (the editor line number the reporter pasted before it left out)
+    line = "[rank3]: [ERROR] 2025-07-17-11:24:32 (PID:2000, Device:3, RankID:3) ERR01100 OPS call acl api failed"
+    (g,) = scan_lines([line])
+    assert g["level"] == "error" and g["pattern"] == "ERR<n> OPS call acl api failed"
+
+
 def test_cann_error_line_still_an_error():
     (g,) = scan_lines(["[ERROR] 2025-05-13-19:24:04 (PID:1, Device:-1, RankID:-1) ERR99999 UNKNOWN applicaiton "
                        "exception"])
