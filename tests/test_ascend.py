@@ -107,18 +107,41 @@ def test_npu_smi_bad_row_names_line_and_expected_columns():
     assert "line 8" in str(info.value) and "HBM-Usage(MB)" in str(info.value)
 
 
+def test_npu_smi_eight_busy_cards_with_ddr_column():
+    # Ascend/mind-cluster fault-diagnosis guide: eight cards (names shown as 'xxx'), each with a python process
+    # holding 30 GB, hugepages in use, a DDR Memory-Usage pair before the HBM one.
+    text = sample("npu-smi-info-8card-busy-ddr-mindcluster.txt")
+    chips = ascend.parse_npu_smi_info(text)
+    assert len(chips) == 8 and [c["hbm_used_mb"] for c in chips][:4] == [30710, 30710, 30710, 30709]
+    assert (chips[3]["memory_used_mb"], chips[3]["memory_total_mb"]) == (3845, 15039)
+    assert (chips[0]["hugepages_used_pages"], chips[0]["hugepages_total_pages"]) == (1123, 1123)
+    assert ascend.parse_npu_smi_version(text) == {"npu_smi_version": "23.0.rc3", "version": "23.0.rc2.3"}
+    procs = ascend.parse_npu_smi_processes(text)
+    assert [p["pid"] for p in procs] == [139667, 139577, 139446, 139372, 139258, 139163, 139126, 139090]
+    assert {p["name"] for p in procs} == {"python"} and procs[1]["memory_mb"] == 30782
+
+
 def test_cann_info_real_files():
+    for arch in ("aarch64", "x86_64"):
+        cann = ascend.parse_cann_info(sample(f"ascend_toolkit_install-8.5.0-{arch}-mindcluster.info"))
+        assert (cann["version"], cann["innerversion"], cann["arch"]) == ("8.5.0", "V100R001C25SPC001B212", arch)
+        assert cann["path"] == f"/usr/local/Ascend/cann-8.5.0/{arch}-linux"
     cann = ascend.parse_cann_info(sample("ascend_toolkit_install-8.3.RC1-3998.info"))
     assert (cann["version"], cann["innerversion"], cann["arch"]) == ("8.3.RC1", "V100R001C23SPC001B235", "aarch64")
     assert cann["path"] == "/usr/local/Ascend/ascend-toolkit/8.3.RC1/aarch64-linux"
     assert ascend.parse_cann_info(sample("ascend_toolkit_install-8.1.RC1.info"))["version"] == "8.1.RC1"
 
 
-def test_driver_info_keys():
-    # No driver version.info was found in the public sources (tests/data/ascend/README.md): these two lines only
-    # exercise which key wins; they are not a recorded file.
-    assert ascend.parse_driver_info("Version=24.1.0\n")["version"] == "24.1.0"
-    assert ascend.parse_driver_info("Version=24.1.0\npackage_version=24.1.0.3\n")["version"] == "24.1.0.3"
+def test_driver_info_real_file():
+    drv = ascend.parse_driver_info(sample("driver-version-24.1.rc1-mindcluster.info"))
+    assert drv == {"version": "24.1.rc1", "innerversion": "V100R001C15SPC006B220", "ascendhal_version": "7.35.19",
+                   "compatible_version_fw": "[7.0.0,7.2.99]"}
+
+
+def test_driver_info_package_version_wins():
+    # newer drivers add package_version (the release, e.g. 24.1.rc2.2) next to Version; a unit check on key order,
+    # not a recorded file
+    assert ascend.parse_driver_info("Version=24.1.rc2\npackage_version=24.1.rc2.2\n")["version"] == "24.1.rc2.2"
 
 
 def test_malformed_info_files_are_clear_errors():
@@ -132,32 +155,31 @@ def test_malformed_info_files_are_clear_errors():
 
 def fake_ascend_root(tmp_path: Path, layout: str) -> Path:
     """Where CANN puts its info file: ascend-toolkit/<version>/<arch>-linux (<= 8.3) or cann-<version>/<arch>-linux
-    (8.5). The content is a real 8.3.RC1 file in both: these tests are about finding it."""
+    (8.5), each with a real file of that version."""
     root = tmp_path / "Ascend"
-    info = sample("ascend_toolkit_install-8.3.RC1-3998.info")
     if layout == "cann-8.5":
         d = root / "cann-8.5.0" / "aarch64-linux"
         d.mkdir(parents=True)
-        (d / "ascend_toolkit_install.info").write_text(info)
+        (d / "ascend_toolkit_install.info").write_text(sample("ascend_toolkit_install-8.5.0-aarch64-mindcluster.info"))
         (root / "ascend-toolkit").mkdir()
         os.symlink(root / "cann-8.5.0", root / "ascend-toolkit" / "latest")
     else:
         d = root / "ascend-toolkit" / "8.3.RC1" / "aarch64-linux"
         d.mkdir(parents=True)
-        (d / "ascend_toolkit_install.info").write_text(info)
+        (d / "ascend_toolkit_install.info").write_text(sample("ascend_toolkit_install-8.3.RC1-3998.info"))
         os.symlink(root / "ascend-toolkit" / "8.3.RC1", root / "ascend-toolkit" / "latest")
     (root / "driver").mkdir()
-    (root / "driver" / "version.info").write_text("Version=24.1.0\n")
+    (root / "driver" / "version.info").write_text(sample("driver-version-24.1.rc1-mindcluster.info"))
     return root
 
 
-@pytest.mark.parametrize("layout", ["cann-8.5", "toolkit-8.3"])
-def test_capture_ascend_on_a_recorded_host(tmp_path, layout):
+@pytest.mark.parametrize("layout,version", [("cann-8.5", "8.5.0"), ("toolkit-8.3", "8.3.RC1")])
+def test_capture_ascend_on_a_recorded_host(tmp_path, layout, version):
     root = fake_ascend_root(tmp_path, layout)
     cap = ascend.capture_ascend(root=root, npu_smi_text=sample("npu-smi-info-8x910b3-busy-container-3998.txt"),
                                 environ={})
-    assert cap["cann"]["version"] == "8.3.RC1"
-    assert cap["driver"]["version"] == "24.1.0"
+    assert cap["cann"]["version"] == version
+    assert cap["driver"]["version"] == "24.1.rc1"
     assert cap["npu_smi"]["version"] == "25.3.rc1" and cap["npu_smi"]["chip_count"] == 8
     assert cap["npu_smi"]["hbm_used_mb_per_chip"][:2] == [4487, 4483]
     assert len(cap["npu_smi"]["processes"]) == 16

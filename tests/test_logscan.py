@@ -19,6 +19,11 @@ REAL_LOGS = {
     "torch-npu-rank-c10-glm45-77.log": {"The oprator of MoeInitRouting will be removed": 5},
     # a UserWarning echoed with "  return func(*args, **kwargs)", not "warnings.warn(": 3, not 6
     "torch-npu-userwarning-progress-omni-483.log": {"UserWarning: Cannot create tensor with interal format": 3},
+    # the current c10 format with its rank prefix (vllm-ascend 0.11.0 release check)
+    "torch-npu-c10-rank-4807.log": {"Waiting for pending NCCL work to finish before starting graph capture": 1},
+    # four ranks, the first glued to the end of a tqdm bar that had not ended its line
+    "torch-npu-c10-after-progress-bar-3508.log": {
+        "Waiting for pending NCCL work to finish before starting graph capture": 4},
 }
 
 
@@ -98,6 +103,13 @@ def test_python_warning_glued_after_progress_bar_and_its_echo():
 ])
 def test_prefixes_stripped_indentation_kept(prefixed, bare):
     assert strip_prefixes(prefixed) == bare
+
+
+def test_cann_error_behind_a_rank_prefix():
+    # hiyouga/LlamaFactory#7986 (the editor line number the reporter pasted before it left out)
+    line = "[rank3]: [ERROR] 2025-07-17-11:24:32 (PID:2000, Device:3, RankID:3) ERR01100 OPS call acl api failed"
+    (g,) = scan_lines([line])
+    assert g["level"] == "error" and g["pattern"] == "ERR<n> OPS call acl api failed"
 
 
 def test_cann_error_line_still_an_error():

@@ -61,7 +61,7 @@ _WARN_ECHO = re.compile(r"^\s+warnings\.warn\(")
 # Python's echo line survives: vLLM's "(EngineCore_DP0 pid=3150) (pid=3212) " and "(VllmWorker rank=0 pid=1) ",
 # torch.distributed's "[rank0]:", "[RAW SERVER] " of test harnesses, docker compose's "service-name  | ".
 _PREFIX = re.compile(r"^(?:\((?:[\w-]+ )?(?:rank=\d+ )?pid=\d+\) ?"  # (EngineCore_DP0 pid=1) / (pid=2)
-                     r"|\[rank\d+\]:"  # [rank0]:
+                     r"|\[rank\d+\]: ?"  # [rank0]: (torch.distributed adds a space before its own lines)
                      r"|\[[A-Z]+ [A-Z ]*[A-Z]\] ?"  # [RAW SERVER]
                      r"|[\w.-]+ *\| ?)")  # compose-service  |
 
