@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-
 from studykit import accuracy_metrics as m
 from studykit.accuracy import accuracy_checks, divergence_rows
 from studykit.params import AccuracyParams, ParamsError, parse_study
@@ -48,7 +47,14 @@ def test_the_issue_example_is_a_near_tie():
     assert d["p_ref_vllm_token"] == pytest.approx(0.469, abs=1e-6)
     assert d["margin"] == pytest.approx(0.010, abs=1e-6)
     assert d["p_vllm_ref_token"] == pytest.approx(0.469) and d["p_vllm_vllm_token"] == pytest.approx(0.481)
-    assert "<=" in d["why"]
+    assert "<=" in d["why"] and "same probability" not in d["why"]
+
+
+def test_an_exact_tie_in_vllms_logits_is_said():
+    # What the default study showed at all three divergences: vLLM gives both tokens the same probability.
+    d = m.first_divergence_detail(0, [A], [B], ref_row({A: 0.1414, B: 0.1334}), vllm_top({A: 0.1353, B: 0.1353}),
+                                  DEFAULT_MARGIN)
+    assert d["kind"] == m.NEAR_TIE and "same probability" in d["why"]
 
 
 def test_a_large_margin_is_a_real_divergence():

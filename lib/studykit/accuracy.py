@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from . import accuracy_metrics as metrics
+from . import engine
 from .checks import check, failed, not_run
 from .deploy import curl_command
-from . import engine
 from .plan import Step, base_url
 from .server import VllmServer, http_post_json
 
@@ -148,7 +148,8 @@ def accuracy_checks(summary: dict, determinism: dict, p) -> list[dict]:
                 for pp in summary["per_prompt"] if (d := pp.get("first_divergence_detail"))
                 and d["kind"] == metrics.DIVERGENCE]
         out = [check(gate, fr["token_agreement_excluding_near_ties"] >= p.min_token_agreement,
-                     f"{fr['agreeing_tokens']}/{fr['comparable_tokens']} tokens before a real divergence; "
+                     f"{fr['agreeing_tokens']}/{fr['comparable_tokens']} comparable tokens agree (tokens after a "
+                     f"near tie are not comparable; after a real divergence they count as wrong); "
                      f"real divergences: {', '.join(real) or 'none'}; near ties (margin <= {p.near_tie_margin:g}): "
                      f"{fr['near_ties']}; raw agreement {fr['equal_tokens']}/{fr['total_tokens']} "
                      f"(not gating); largest teacher-forced top-2 margin shift "

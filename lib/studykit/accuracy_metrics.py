@@ -155,9 +155,13 @@ def first_divergence_detail(position: int | None, ref_tokens: list[int], vllm_to
         kind, why = NEAR_TIE, f"margin {margin:.4f} <= near_tie_margin {near_tie_margin:g}"
     else:
         kind, why = DIVERGENCE, f"margin {margin:.4f} > near_tie_margin {near_tie_margin:g}"
+    p_vllm_ref, p_vllm_vllm = vllm_p(ref_token), vllm_p(vllm_token)
+    if p_vllm_ref is not None and p_vllm_ref == p_vllm_vllm:
+        # Seen on the default study: bf16 rounds both logits to the same value and vLLM's argmax takes one.
+        why += "; vLLM gives both tokens the same probability (an exact tie in its logits)"
     return {"position": position, "kind": kind, "why": why, "ref_token": ref_token, "vllm_token": vllm_token,
             "p_ref_ref_token": p_ref_ref, "p_ref_vllm_token": p_ref_vllm, "margin": margin,
-            "p_vllm_ref_token": vllm_p(ref_token), "p_vllm_vllm_token": vllm_p(vllm_token)}
+            "p_vllm_ref_token": p_vllm_ref, "p_vllm_vllm_token": p_vllm_vllm}
 
 
 def free_running_summary(per_prompt: list[dict]) -> dict:
