@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
 from studykit.report import build_report
 
 DATA = Path(__file__).parent / "data" / "runs"
@@ -93,7 +92,7 @@ def headless(exe: str, profile: Path, *args: str, env: dict | None = None) -> su
     return subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                            "--disable-background-networking", "--disable-component-update", "--disable-sync",
                            "--hide-scrollbars", f"--user-data-dir={profile}", *args],
-                          capture_output=True, text=True, timeout=120, env=env)
+                          check=False, capture_output=True, text=True, timeout=120, env=env)
 
 
 def probe(exe: str, html: str, where: Path, env: dict | None = None) -> dict:
@@ -181,7 +180,8 @@ def test_screenshot_shows_the_charts_in_both_languages(report, probed, tmp_path)
 def _latin_only_fontconfig(where: Path) -> Path:
     """A fontconfig file that knows one installed font without Chinese: Chromium then has no CJK glyph."""
     def files(pattern: str) -> list[str]:
-        return subprocess.run(["fc-list", "-f", "%{file}\n", pattern], capture_output=True, text=True).stdout.split()
+        listed = subprocess.run(["fc-list", "-f", "%{file}\n", pattern], check=False, capture_output=True, text=True)
+        return listed.stdout.split()
 
     with_zh = set(files(":lang=zh"))
     # Plain text fonts only: a symbol font such as Symbola also draws a few CJK-range characters.
