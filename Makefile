@@ -39,14 +39,16 @@ model: setup
 study: model
 	$(BIN)/studykit run $(PARAMS)
 
-# The report's HTML is checked in headless Chromium (Debian's package) with a CJK font, without which the Chinese
-# report is drawn as empty boxes. fonts-wqy-microhei (1.6 MB) covers the report's simplified Chinese, where
-# fonts-noto-cjk is 57 MB. Installed when missing and we may; without Chromium the browser test skips and says
-# why, without the font its CJK check fails.
-CJK_FONT_PACKAGE := fonts-wqy-microhei
+# The report's HTML is checked in headless Chromium (Debian's package) with fonts for every character it shows;
+# without them the browser draws empty boxes. fonts-wqy-microhei (1.6 MB) covers the report's simplified
+# Chinese, where fonts-noto-cjk is 57 MB; fonts-symbola (1.3 MB) draws its status marks (✅ ❌), where
+# fonts-noto-color-emoji is 10 MB. Installed when missing and we may; without Chromium the browser test skips
+# and says why, without a font its glyph check fails and names the characters.
 browser:
 	@missing=""; command -v chromium >/dev/null || missing="chromium"; \
-	{ command -v fc-list >/dev/null && [ -n "$$(fc-list :lang=zh)" ]; } || missing="$$missing $(CJK_FONT_PACKAGE)"; \
+	has() { command -v fc-list >/dev/null && [ -n "$$(fc-list "$$1")" ]; }; \
+	has :lang=zh || missing="$$missing fonts-wqy-microhei"; \
+	has :charset=2705 || missing="$$missing fonts-symbola"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null \

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import base64
 import re
-from html import unescape
 import shutil
+from html import unescape
 from pathlib import Path
 
 import nbformat
 import papermill as pm
 import pytest
-
 from conftest import DEFAULT_PARAMS, ROOT
 from studykit import runner
 from studykit.params import load_study
@@ -67,7 +66,7 @@ def executed(tmp_path_factory) -> Path:
 
 def _visible_text(html: str) -> str:
     """The page's text without markup: highlighted code is split into one <span> per token."""
-    body = re.sub(r"<(style|script)\b.*?</\1>", "", html, flags=re.S)
+    body = re.sub(r"<(style|script)\b.*?</\1>", "", html, flags=re.DOTALL)
     return unescape(re.sub(r"<[^>]+>", "", body))
 
 
