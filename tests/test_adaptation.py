@@ -25,7 +25,7 @@ def test_minicpm_found_in_registry_and_needs_remote_code(minicpm_dir):
     assert notes["trust_remote_code_required"] is True
     assert "auto_map" in notes["trust_remote_code_reason"] and "configuration_minicpm.MiniCPMConfig" in \
         notes["trust_remote_code_reason"]
-    assert notes["custom_code_files"] == ["configuration_minicpm.py"]
+    assert notes["custom_code_files"] == ["configuration_minicpm.py", "modeling_minicpm.py"]
     assert "reused" in notes["summary"] and notes["vllm"].startswith("vllm")
 
 

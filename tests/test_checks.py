@@ -197,13 +197,16 @@ def test_accuracy_checks_fail_and_not_run():
     from studykit.accuracy import accuracy_checks
     from studykit.params import AccuracyParams
 
+    from studykit.accuracy_metrics import free_running_summary
+
     p = AccuracyParams()
-    good = {"free_running": {"token_agreement": 1.0, "equal_tokens": 16, "total_tokens": 16},
+    per_prompt = [{"id": "a", "equal_tokens": 16, "total_tokens": 16, "first_divergence_detail": None}]
+    good = {"per_prompt": per_prompt, "free_running": free_running_summary(per_prompt),
             "teacher_forced": {"positions": 16, "top1_agreement": 1.0, "mean_kl": 0.001}}
     det = {"identical": True, "mismatched": []}
     assert all(c["status"] == "passed" for c in accuracy_checks(good, det, p))
     bad = copy.deepcopy(good)
-    bad["free_running"]["token_agreement"] = 0.5
+    bad["free_running"]["token_agreement_excluding_near_ties"] = 0.5
     bad["teacher_forced"].update(top1_agreement=0.5, mean_kl=1.0)
     res = accuracy_checks(bad, {"identical": False, "mismatched": ["a"]}, p)
     assert [c["status"] for c in res] == ["failed"] * 4

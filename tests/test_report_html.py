@@ -156,8 +156,6 @@ def test_chinese_text_is_drawn_with_real_glyphs(probed, report, tmp_path):
     assert len(without["tofuCjkChars"]) == without["cjkChars"] == probed["cjkChars"], without["tofuCjkChars"][:20]
 
 
-@pytest.mark.xfail(strict=True, reason="PENDING the lead's Summary section (issue 11 item 3): the first ## of "
-                   "each language is 摘要 / Summary. Remove this mark when it lands (strict: an XPASS fails).")
 def test_first_section_of_each_language_is_the_summary(probed):
     # A section number ("1. ") may precede the heading.
     first = {s["id"]: re.sub(r"^\d+(\.\d+)*\.?\s*", "", (s["firstH2"] or "").strip()) for s in probed["sections"]}

@@ -68,7 +68,8 @@ SUMMARY_ROWS = (
     ("sum_latency", "latency", ["latency.avg_latency", "latency.decode_ms_per_token"], None),
     ("sum_throughput", "throughput", ["throughput.requests_per_second", "throughput.output_tokens_per_s"], None),
     ("sum_serve", "serve", ["serve.request_throughput", "serve.mean_ttft_ms", "serve.mean_tpot_ms"], None),
-    ("sum_accuracy", "accuracy", ["accuracy.token_agreement", "accuracy.top1_agreement", "accuracy.mean_kl"], None),
+    ("sum_accuracy", "accuracy", ["accuracy.token_agreement_excluding_near_ties", "accuracy.real_divergences",
+                                  "accuracy.near_ties", "accuracy.top1_agreement", "accuracy.mean_kl"], None),
     ("sum_prefix", "functional", ["functional.prefix_cache_hit_rate"], "prefix cache"),
     ("sum_chunked", "functional", ["functional.chunked_prefill_prompt_tokens"], "max_num_batched_tokens"),
     ("sum_graph", "functional", [], "graph and eager"),
@@ -105,6 +106,12 @@ def s0_summary(ctx: Ctx) -> None:
     if any(BY_ID[i].source == "derived" for _, _, ids, _ in SUMMARY_ROWS for i in ids):
         md.p(f"† {ctx.t('derived_note')} {BY_ID['throughput.output_tokens_per_s'].how}; "
              f"{BY_ID['latency.decode_ms_per_token'].how}")
+    from .notebook_html import notebook_links
+
+    links = notebook_links(run.root)
+    if links:
+        md.p(ctx.t("sum_notebooks") + " " + " · ".join(
+            f"{stage} ([{ctx.t('nb_reader')}]({reader}), [{ctx.t('nb_full')}]({full}))" for stage, reader, full in links))
 
 
 def s1_model(ctx: Ctx) -> None:
@@ -353,6 +360,19 @@ def s6_accuracy(ctx: Ctx) -> None:
                       BY_ID["accuracy.top1_agreement"].en if ctx.lang == "en" else BY_ID["accuracy.top1_agreement"].zh],
                      [[pp.get("id"), fmt(pp.get("token_agreement")), fmt(pp.get("first_divergence")),
                        fmt(dig(pp, "teacher_forced.top1_agreement"))] for pp in per_prompt])
+        from ..accuracy import divergence_rows
+
+        rows = divergence_rows(acc.result)
+        if rows:
+            md.p(ctx.t("a_divergences", margin=fmt(dig(ctx.run.params("accuracy"), "near_tie_margin"))))
+            md.table([ctx.t("col_prompt"), ctx.t("col_position"), ctx.t("col_kind"), ctx.t("col_ref_token"),
+                      ctx.t("col_vllm_token"), "p_ref(ref)", "p_ref(vLLM)", ctx.t("col_margin"), "p_vLLM(ref)",
+                      "p_vLLM(vLLM)"],
+                     [[r["prompt"], r["position"], ctx.t(f"kind_{r['kind']}"),
+                       inline_code(repr(r.get("ref_token_text") or r["ref_token"])),
+                       inline_code(repr(r.get("vllm_token_text") or r["vllm_token"])), fmt(r["p_ref_ref_token"]),
+                       fmt(r["p_ref_vllm_token"]), fmt(r["margin"]), fmt(r["p_vllm_ref_token"]),
+                       fmt(r["p_vllm_vllm_token"])] for r in rows])
         if not checks_table(ctx, ["accuracy"]):
             md.p(ctx.t("a_none"))
         show_charts(ctx, "accuracy")
