@@ -195,17 +195,24 @@ def test_bench_serve_matches_seed(ascend):
         "--save-result": None, "--save-detailed": None, "--result-dir": "RUN_DIR/raw/serve",
         "--result-filename": "rate-10-rep-1.json", "--percentile-metrics": "ttft,tpot,itl,e2el",
         "--metric-percentiles": "50,90,99"}
-    # The server it measures was started before it, with the seed's flags.
+    # The server it measures is the deploy gate's, with the seed's flags, still up (one server, shared).
     serve_steps = [s for s in steps if s.stage == "serve"]
-    assert serve_steps[0].kind == "server" and serve_steps[1] is benches[0]
+    assert serve_steps[0].kind == "shared" and "deploy/real-gate" in serve_steps[0].command
+    assert serve_steps[1] is benches[0]
 
 
-def test_dry_run_order_follows_stages(ascend):
-    _, _, steps, _ = ascend
+def test_dry_run_order_follows_stages_with_shared_server_users_back_to_back(ascend):
+    study, _, steps, _ = ascend
     order = [s.stage for s in steps]
     assert order[0] == "weights"
     seen = list(dict.fromkeys(order))
-    assert seen == ["weights", "deploy", "latency", "throughput", "serve", "accuracy", "functional", "report"]
+    # the stages that use the deploy gate's server run right after deploy, then the rest in the seed's order
+    sharing = [s for s in ("serve", "accuracy", "tasks") if s in study.stages]
+    rest = [s for s in ("latency", "throughput", "functional") if s in study.stages]
+    assert seen == ["weights", "deploy", *sharing, *rest, "report"]
+    servers = [s for s in steps if s.kind == "server"]
+    assert [(s.stage, s.label) for s in servers] == [("deploy", "dummy-gate"), ("deploy", "real-gate"),
+                                                   ("functional", "functional"), ("functional", "functional-eager")]
 
 
 def test_cli_dry_run_prints_everything_and_starts_nothing(tmp_path, no_vllm_left):
@@ -218,8 +225,8 @@ def test_cli_dry_run_prints_everything_and_starts_nothing(tmp_path, no_vllm_left
     for needle in ("modelscope download --model OpenBMB/BitCPM4-0.5B", "vllm serve ", "/v1/chat/completions",
                    "vllm bench latency", "vllm bench throughput", "vllm bench serve"):
         assert needle in out, needle
-    assert out.index("modelscope download") < out.index("vllm serve") < out.index("vllm bench latency") \
-        < out.index("vllm bench throughput") < out.index("vllm bench serve")
+    assert out.index("modelscope download") < out.index("vllm serve") < out.index("vllm bench serve") \
+        < out.index("vllm bench latency") < out.index("vllm bench throughput")
     # Not an Ascend host: said, not fatal for a dry run.
     assert "not a usable Ascend host" in out
     assert not outputs.exists() and not cache.exists()  # nothing created, nothing downloaded or built

@@ -24,10 +24,11 @@ class Step:
     kind: str  # command (runs to completion) | server (start, wait for /health, stop) | http | python
     argv: list[str] = field(default_factory=list)
     text: str = ""  # http/python steps: the request or call, copy-pasteable; else a note shown for argv
+    env: dict[str, str] = field(default_factory=dict)  # added to the platform environment for this command
 
     @property
     def command(self) -> str:
-        return self.text or display_command(self.argv)
+        return self.text or display_command(self.argv, self.env)
 
 
 def raw_dir(run_dir: str | Path, stage: str) -> Path:
@@ -52,6 +53,8 @@ def stage_plan(study, stage: str, model_dir: Path, run_dir: str | Path, port: in
         from .accuracy import plan
     elif stage == "functional":
         from .functional import plan
+    elif stage == "tasks":
+        from .tasks.lmeval import plan
     elif stage == "report":
         return [Step("report", "report", "python", text="# python: report.{zh,en}.md and report.html from results/")]
     else:

@@ -122,8 +122,8 @@ class StageContext:
     def run_step(self, step: Step, timeout: float | None = None) -> CommandRecord:
         if step.kind != "command":
             raise ValueError(f"step {step.label!r} is a {step.kind} step, not a command")
-        return self.commands.run(step.argv, label=step.label, env_extra=self.env(),
-                                 log_path=self.raw_dir / f"{step.label}.log", timeout=timeout)
+        return self.commands.run(step.argv, label=step.label, env_extra={**self.env(), **step.env},
+                                 log_path=self.raw_dir / f"{step.label.replace(' ', '-')}.log", timeout=timeout)
 
     def chart_path(self, name: str) -> Path:
         self.layout.charts.mkdir(parents=True, exist_ok=True)

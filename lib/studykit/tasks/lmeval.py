@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 
 from .. import engine
-from ..commands import display_command
 from ..params import Study
+from ..plan import Step, base_url
 from ..results import RunLayout
 
 STAGE = "tasks"
@@ -28,7 +28,7 @@ BACKENDS = ("reference", "vllm")
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                "TOKENIZERS_PARALLELISM": "false"}
 DEFAULT_MAX_LENGTH = 2048
-SERVER_LABEL = "serve"
+SERVER_LABEL = "tasks"
 
 
 def lm_eval_version() -> str:
@@ -90,26 +90,14 @@ def vllm_argv(study: Study, model_dir: Path, run_dir: str | Path, base_url: str)
             _model_args(pairs), *_common_args(study, run_dir, "vllm")]
 
 
-def _port_of(base_url: str) -> int | str:
-    """The port in base_url; the dry run may pass a placeholder URL ("<auto>"), kept as it is."""
-    tail = base_url.rstrip("/").rsplit(":", 1)[-1]
-    return int(tail) if tail.isdigit() else tail
-
-
-def plan(study: Study, model_dir: Path, run_dir: str | Path, base_url: str) -> list[dict]:
-    """The stage's steps in run order, each {"stage", "label", "kind", "command", "argv"} (dryrun.Step's fields):
-    the reference run, the server, the vLLM run. The server step is what `StageContext.server("tasks")` starts."""
-    env = dict(OFFLINE_ENV)
-    ref = reference_argv(study, model_dir, run_dir)
-    cand = vllm_argv(study, model_dir, run_dir, base_url)
-    serve = engine.serve_argv(study, model_dir, _port_of(base_url))
+def plan(study: Study, model_dir: Path, run_dir: str | Path, port) -> list[Step]:
+    """The stage's steps in run order: the reference run, the server (the same command as the other stages',
+    so a run shares it), the vLLM run."""
+    url = base_url(study.server.host, port)
     return [
-        {"stage": STAGE, "label": "lm-eval reference", "kind": "command", "argv": ref,
-         "command": display_command(ref, env)},
-        {"stage": STAGE, "label": SERVER_LABEL, "kind": "server", "argv": serve,
-         "command": display_command(serve, engine.platform_env(study))},
-        {"stage": STAGE, "label": "lm-eval vllm", "kind": "command", "argv": cand,
-         "command": display_command(cand, env)},
+        Step(STAGE, "lm-eval reference", "command", reference_argv(study, model_dir, run_dir), env=dict(OFFLINE_ENV)),
+        Step(STAGE, SERVER_LABEL, "server", engine.serve_argv(study, model_dir, port)),
+        Step(STAGE, "lm-eval vllm", "command", vllm_argv(study, model_dir, run_dir, url), env=dict(OFFLINE_ENV)),
     ]
 
 

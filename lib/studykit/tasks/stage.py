@@ -154,11 +154,10 @@ def lm_eval_scores(results: dict, tasks: list[dict]) -> dict[str, float | None]:
     return out
 
 
-def run_step(ctx, step: dict, timeout: float | None = None) -> dict:
-    rec = ctx.commands.run(step["argv"], label=step["label"], env_extra={**ctx.env(), **lmeval.OFFLINE_ENV},
-                           log_path=ctx.raw_dir / f"{step['label'].replace(' ', '-')}.log", timeout=timeout)
+def run_step(ctx, step, timeout: float | None = None) -> dict:
+    rec = ctx.run_step(step, timeout=timeout)
     if rec.returncode != 0:
-        raise RuntimeError(f"{step['label']} exited with {rec.returncode}; log: {rec.log}")
+        raise RuntimeError(f"{step.label} exited with {rec.returncode}; log: {rec.log}")
     return {"label": rec.label, "argv": rec.argv, "command": rec.command, "seconds": rec.seconds,
             "returncode": rec.returncode}
 
@@ -167,20 +166,18 @@ def run_tasks(ctx, p) -> tuple[dict, list[str]]:
     """The whole stage. Every input is checked before the reference model or the server starts."""
     resolved = resolve_tasks(p)
     write_task_dir(resolved, lmeval.task_dir(ctx.run_dir))
-    study = ctx.study.model_copy(update={"tasks": p})
-    model_dir = ctx.model_dir
-    placeholder = f"http://{study.server.host}:0"
-    ref_step = lmeval.plan(study, model_dir, ctx.run_dir, placeholder)[0]
+    ctx.study = ctx.study.model_copy(update={"tasks": p})
+    study = ctx.study
+    ref_step, server_step, vllm_step = ctx.plan()
     commands, seconds = [], {}
     t0 = time.monotonic()
     commands.append(run_step(ctx, ref_step))
     seconds["reference"] = round(time.monotonic() - t0, 3)
-    with ctx.server(lmeval.SERVER_LABEL) as srv:
-        steps = lmeval.plan(study, model_dir, ctx.run_dir, srv.base_url)
+    with ctx.server_for(server_step) as srv:
         t0 = time.monotonic()
-        commands.append(run_step(ctx, steps[2]))
+        commands.append(run_step(ctx, vllm_step))
         seconds["vllm"] = round(time.monotonic() - t0, 3)
-        server_command = srv.command
+        server_command, server_label = srv.command, srv.label
     samples, scores_by_backend, result_files = {}, {}, {}
     for backend in lmeval.BACKENDS:
         out_dir = lmeval.output_dir(ctx.run_dir, backend)
@@ -207,6 +204,7 @@ def run_tasks(ctx, p) -> tuple[dict, list[str]]:
         "tasks": tasks,
         "thresholds": {"max_abs_delta": p.max_abs_delta, "rtol": p.rtol, "baselines": dict(p.baselines)},
         "commands": commands,
+        "server": server_label,
         "checks": checks,
         "method": "per-item 0/1 scores from lm-eval's sample logs of both runs, paired by document; scores with "
                   "Wilson 95 % intervals, the paired difference with the Wald interval for paired proportions, "
