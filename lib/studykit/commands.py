@@ -142,28 +142,57 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
-def kill_group(pgid: int, grace_s: float = 15.0, proc: subprocess.Popen | None = None) -> None:
-    """TERM the whole process group, wait up to grace_s, then KILL what is left.
+# How a process group ended when the kit stopped it, as recorded in a server's CommandRecord.extra["stopped_by"].
+ENDED_ALREADY = "already exited"
+ENDED_GRACEFUL = "graceful"      # the leader's SIGTERM was enough: vLLM shut its own engine down
+ENDED_GROUP_TERM = "group-term"  # the group needed its own SIGTERM
+ENDED_KILLED = "killed"          # SIGKILL
+
+
+def kill_group(pgid: int, grace_s: float = 15.0, proc: subprocess.Popen | None = None) -> str:
+    """TERM the whole process group, wait up to grace_s, then KILL what is left. Returns how it ended.
 
     Pass the leader's Popen when there is one, so its exit status is collected by Popen and not lost."""
     try:
         os.killpg(pgid, signal.SIGTERM)
     except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        _reap(pgid, proc)
-        if not group_alive(pgid):
-            return
-        time.sleep(0.1)
+        return ENDED_ALREADY
+    if _wait_group_gone(pgid, proc, grace_s):
+        return ENDED_GROUP_TERM
     try:
         os.killpg(pgid, signal.SIGKILL)
     except ProcessLookupError:
-        return
-    for _ in range(50):
+        return ENDED_GROUP_TERM
+    _wait_group_gone(pgid, proc, 5.0)
+    return ENDED_KILLED
+
+
+def stop_leader_first(proc: subprocess.Popen, leader_grace_s: float, group_grace_s: float = 15.0) -> str:
+    """SIGTERM the group leader alone and give it leader_grace_s to take its children down; only then the group.
+
+    `vllm serve` shuts its engine core down itself on SIGTERM; signalling the whole group at once kills the
+    engine under a still-running API server, which then logs an EngineDeadError traceback."""
+    pgid = proc.pid
+    if proc.poll() is None:
+        try:
+            os.kill(pgid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        if _wait_group_gone(pgid, proc, leader_grace_s):
+            return ENDED_GRACEFUL
+    elif not group_alive(pgid):
+        return ENDED_ALREADY
+    return kill_group(pgid, group_grace_s, proc=proc)
+
+
+def _wait_group_gone(pgid: int, proc: subprocess.Popen | None, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while True:
         _reap(pgid, proc)
         if not group_alive(pgid):
-            return
+            return True
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(0.1)
 
 
