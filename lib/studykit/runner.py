@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .commands import read_commands, utc_now
 from .params import STAGE_ORDER, Study, dump_study, load_study, study_hash
+from .redact import export_study_secrets, redact_file
 from .results import RunLayout, read_json, utc_stamp, write_json, write_text
 from .server import reap_leftovers
 
@@ -108,11 +109,22 @@ def execute_stage(stage: str, run_dir: Path, study: Study, log=print) -> dict:
         exc = err
     finally:
         reap_leftovers(layout.pids)
+        _redact_stage_files(layout, stage)
     error = stage_error(run_dir, stage, exc)
     return {"status": "failed" if error else "passed", "started_utc": started, "ended_utc": utc_now(),
             "wall_seconds": round(time.monotonic() - t0, 3), "vllm_seconds": vllm_seconds(run_dir, stage),
             "error": error, "notebook": f"notebooks/{stage}.ipynb",
             "results": f"results/{stage}.json" if layout.result(stage).exists() else None}
+
+
+def _redact_stage_files(layout: RunLayout, stage: str) -> None:
+    """Mask secrets in what the kit did not write itself: the executed notebook (papermill), server and
+    bench logs and raw outputs (vLLM)."""
+    files = [layout.notebooks / f"{stage}.ipynb", *layout.logs.glob(f"{stage}-*.log")]
+    if (layout.raw / stage).is_dir():
+        files += [p for p in (layout.raw / stage).rglob("*") if p.is_file()]
+    for path in files:
+        redact_file(path)
 
 
 def run_study(params_path: str | Path, stages: list[str] | None = None, *, fail_fast: bool = False,
@@ -134,6 +146,9 @@ def run_study(params_path: str | Path, stages: list[str] | None = None, *, fail_
         state.setdefault("stages", {})
     else:
         study = load_study(params_path)  # raises ParamsError before anything is created
+    # Before anything is written: the writers mask the secret values they find in this environment.
+    export_study_secrets(study.server.env)
+    if not resume:
         run_dir = new_run_dir(study)
         layout = RunLayout(run_dir)
         write_text(layout.params, dump_study(study))

@@ -181,7 +181,8 @@ class VllmServer:
             env=shown_env(self.env_extra), started_utc=self._started_utc, ended_utc=utc_now(),
             seconds=round(time.monotonic() - self._t0, 3), returncode=self.proc.returncode, is_vllm=True,
             log=str(self.log_path), extra={"ready_seconds": self.ready_seconds, "port": self.port,
-                                           "stop_signal_utc": stop_signal_utc, "stopped_by": stopped_by}))
+                                           "stop_signal_utc": stop_signal_utc, "stopped_by": stopped_by}),
+            self.env_extra)
         self.proc = None
 
 
