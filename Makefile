@@ -46,7 +46,9 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || echo "make: chromium not installed; the report HTML browser test will be skipped"; }
 
+# ruff first: an undefined name or an unused import fails `make test` before any vLLM starts.
 test: setup browser
+	$(BIN)/ruff check lib tests tools benchmarks notebooks/src
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lab: setup

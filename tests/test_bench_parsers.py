@@ -12,7 +12,7 @@ from studykit.bench import BenchParseError, BenchRunError, check_ran
 from studykit.bench.latency import derive, latency_args, parse_latency_json
 from studykit.bench.serve import parse_serve_json, points, serve_args, summarise
 from studykit.bench.throughput import parse_throughput_json, stdout_totals, throughput_args
-from studykit.params import LatencyParams, ServeParams, ThroughputParams, parse_study
+from studykit.params import LatencyParams, ThroughputParams, parse_study
 
 DATA = Path(__file__).parent / "data" / "bench"
 

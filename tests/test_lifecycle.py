@@ -10,8 +10,8 @@ import time
 import psutil
 import pytest
 
-from conftest import DEFAULT_PARAMS, ROOT, tiny_study, vllm_processes
-from studykit.commands import CommandLog, group_alive, read_commands
+from conftest import DEFAULT_PARAMS, ROOT, tiny_study
+from studykit.commands import group_alive, read_commands
 from studykit.params import load_study
 from studykit.results import read_json
 from studykit.stage import StageContext

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import engine, weights
-from .commands import display_command, vllm_argv
+from .commands import display_command
 from .params import STAGE_ORDER, Study, load_study
 
 PORT_PLACEHOLDER = "PORT"  # server.port: auto picks a free port at run time

@@ -8,7 +8,6 @@ and a pid file under `<run_dir>/pids/` lets the runner reap a group whose owner 
 from __future__ import annotations
 
 import json
-import os
 import socket
 import time
 import urllib.error
