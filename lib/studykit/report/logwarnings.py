@@ -83,7 +83,10 @@ def _log_key(root: Path, log: str) -> str:
     for anchor in ("logs", "raw"):
         if anchor in parts:
             return str(Path(*parts[len(parts) - parts[::-1].index(anchor) - 1:]))
-    return str(p if not p.is_absolute() else p.relative_to(root))
+    try:
+        return str(p.relative_to(root) if p.is_absolute() else p)
+    except ValueError:
+        return str(p)  # outside the run: matches no log of it
 
 
 def _line_time(stamp: str, year: int) -> datetime:
