@@ -78,9 +78,19 @@ def write_text(path: str | Path, text: str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(redact_text(text), encoding="utf-8")
+    tmp.write_text(_redact_text_file(path, text), encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+def _redact_text_file(path: Path, text: str) -> str:
+    redacted = redact_text(text)
+    if redacted == text or path.suffix not in (".yaml", ".yml"):
+        return redacted
+    # A bare *** is a YAML alias: mask the parsed values instead, so the file stays loadable.
+    import yaml
+
+    return yaml.safe_dump(redact_data(yaml.safe_load(text)), sort_keys=False, allow_unicode=True)
 
 
 def read_json(path: str | Path) -> Any:
