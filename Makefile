@@ -57,7 +57,9 @@ browser:
 	  fi; \
 	fi
 
+# ruff first: an undefined name or an unused import fails `make test` before any vLLM starts.
 test: setup browser
+	$(BIN)/ruff check lib tests tools benchmarks notebooks/src
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lab: setup

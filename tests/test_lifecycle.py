@@ -10,8 +10,8 @@ import time
 import psutil
 import pytest
 
-from conftest import DEFAULT_PARAMS, ROOT, tiny_study, vllm_processes
-from studykit.commands import CommandLog, group_alive, read_commands
+from conftest import DEFAULT_PARAMS, ROOT, tiny_study
+from studykit.commands import group_alive, read_commands
 from studykit.params import load_study
 from studykit.results import read_json
 from studykit.stage import StageContext
@@ -111,3 +111,19 @@ def test_sigint_to_runner_leaves_no_server(tmp_path, default_model_dir, no_vllm_
     run_dir = next(outputs.glob("*/*/"))
     state = read_json(run_dir / "run.json")
     assert state["stages"]["deploy"]["status"] == "interrupted"
+
+
+def test_stop_lets_vllm_shut_its_engine_down_itself(tmp_path, default_model_dir, no_vllm_left):
+    """SIGTERM to the API server first: the log ends without an EngineDeadError traceback."""
+    ctx = StageContext("serve", tmp_path, load_study(DEFAULT_PARAMS))
+    with ctx.server("clean", load_format="dummy") as server:
+        pid = server.proc.pid
+        children = psutil.Process(pid).children(recursive=True)
+    assert not group_alive(pid)
+    assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    rec = [r for r in read_commands(tmp_path) if r["label"] == "clean"][0]
+    assert rec["extra"]["stopped_by"] == "graceful", rec["extra"]
+    assert rec["extra"]["stop_signal_utc"] <= rec["ended_utc"]
+    log = server.log_path.read_text(errors="replace")
+    assert "[shutdown] API server: shutdown triggered" in log
+    assert "EngineDeadError" not in log and "Traceback" not in log

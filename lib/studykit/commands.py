@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .redact import redact_argv, redact_data, redact_env, secret_values, unmask_env
+
 LAUNCHER_MODULE = "studykit.vllm_launcher"
 # Variables worth showing next to a command: the ones that change what vLLM or the accelerator does.
 SHOWN_ENV_PREFIXES = ("VLLM_", "ASCEND_", "HCCL_", "PYTORCH_NPU", "TASK_QUEUE", "HF_", "MODELSCOPE", "OMP_")
@@ -28,11 +30,12 @@ def vllm_argv(*args: str) -> list[str]:
 
 
 def display_command(argv: list[str], env_extra: dict[str, str] | None = None) -> str:
-    """The command as a person would type it: the launcher shown as `vllm`."""
-    shown = list(argv)
+    """The command as a person would type it: the launcher shown as `vllm`, secrets as ***."""
+    secrets = secret_values(extra=env_extra)
+    shown = redact_argv(argv, secrets)
     if len(shown) >= 3 and shown[1] == "-m" and shown[2] == LAUNCHER_MODULE:
         shown = ["vllm", *shown[3:]]
-    prefix = [f"{k}={shlex.quote(v)}" for k, v in sorted((env_extra or {}).items())]
+    prefix = [f"{k}={shlex.quote(v)}" for k, v in sorted(redact_env(env_extra or {}).items())]
     return " ".join(prefix + [shlex.join(shown)])
 
 
@@ -64,10 +67,17 @@ class CommandLog:
         self.stage = stage
         self.path = self.run_dir / "commands.jsonl"
 
-    def append(self, record: CommandRecord) -> None:
+    def append(self, record: CommandRecord, env_extra: dict[str, str] | None = None) -> None:
+        """Journal one command; secrets (by name, and the values of this process's and env_extra's secret
+        variables) are *** in the journal only."""
+        secrets = secret_values(extra=env_extra)
+        doc = asdict(record)
+        doc["argv"] = redact_argv(doc["argv"], secrets)
+        doc["env"] = redact_env(doc["env"])
+        doc = redact_data(doc, secrets)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(asdict(record), ensure_ascii=False) + "\n")
+            fh.write(json.dumps(doc, ensure_ascii=False) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
 
@@ -104,7 +114,7 @@ class CommandLog:
                     seconds=round(time.monotonic() - t0, 3), returncode=proc.returncode,
                     is_vllm=is_vllm_argv(argv), log=str(log_path) if log_path else None,
                     extra={"timed_out_after_s": timeout} if timed_out else {})
-                self.append(rec)
+                self.append(rec, env_extra)
         return rec
 
 
@@ -118,7 +128,7 @@ def shown_env(env_extra: dict[str, str]) -> dict[str, str]:
 
 def child_env(env_extra: dict[str, str], die_with_parent: bool = True) -> dict[str, str]:
     env = os.environ.copy()
-    env.update(env_extra)
+    env.update(unmask_env(env_extra))
     env["STUDYKIT_DIE_WITH_PARENT"] = "1" if die_with_parent else "0"
     if not die_with_parent:
         # outlives this process (a stage kernel) but not the run: the runner is this process's parent
@@ -145,28 +155,57 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
-def kill_group(pgid: int, grace_s: float = 15.0, proc: subprocess.Popen | None = None) -> None:
-    """TERM the whole process group, wait up to grace_s, then KILL what is left.
+# How a process group ended when the kit stopped it, as recorded in a server's CommandRecord.extra["stopped_by"].
+ENDED_ALREADY = "already exited"
+ENDED_GRACEFUL = "graceful"      # the leader's SIGTERM was enough: vLLM shut its own engine down
+ENDED_GROUP_TERM = "group-term"  # the group needed its own SIGTERM
+ENDED_KILLED = "killed"          # SIGKILL
+
+
+def kill_group(pgid: int, grace_s: float = 15.0, proc: subprocess.Popen | None = None) -> str:
+    """TERM the whole process group, wait up to grace_s, then KILL what is left. Returns how it ended.
 
     Pass the leader's Popen when there is one, so its exit status is collected by Popen and not lost."""
     try:
         os.killpg(pgid, signal.SIGTERM)
     except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        _reap(pgid, proc)
-        if not group_alive(pgid):
-            return
-        time.sleep(0.1)
+        return ENDED_ALREADY
+    if _wait_group_gone(pgid, proc, grace_s):
+        return ENDED_GROUP_TERM
     try:
         os.killpg(pgid, signal.SIGKILL)
     except ProcessLookupError:
-        return
-    for _ in range(50):
+        return ENDED_GROUP_TERM
+    _wait_group_gone(pgid, proc, 5.0)
+    return ENDED_KILLED
+
+
+def stop_leader_first(proc: subprocess.Popen, leader_grace_s: float, group_grace_s: float = 15.0) -> str:
+    """SIGTERM the group leader alone and give it leader_grace_s to take its children down; only then the group.
+
+    `vllm serve` shuts its engine core down itself on SIGTERM; signalling the whole group at once kills the
+    engine under a still-running API server, which then logs an EngineDeadError traceback."""
+    pgid = proc.pid
+    if proc.poll() is None:
+        try:
+            os.kill(pgid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        if _wait_group_gone(pgid, proc, leader_grace_s):
+            return ENDED_GRACEFUL
+    elif not group_alive(pgid):
+        return ENDED_ALREADY
+    return kill_group(pgid, group_grace_s, proc=proc)
+
+
+def _wait_group_gone(pgid: int, proc: subprocess.Popen | None, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while True:
         _reap(pgid, proc)
         if not group_alive(pgid):
-            return
+            return True
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(0.1)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import psutil
 
 from .params import Study, study_hash
+from .redact import redact_env
 from .weights import sha256_file
 
 ENV_PREFIXES = ("VLLM_", "ASCEND_", "HF_", "MODELSCOPE_", "HCCL_", "PYTORCH_NPU", "TASK_QUEUE_ENABLE", "OMP_")
@@ -68,7 +69,8 @@ def git_commit(repo: Path) -> dict:
 
 
 def relevant_env(environ=os.environ) -> dict[str, str]:
-    return {k: v for k, v in sorted(environ.items()) if k.startswith(ENV_PREFIXES)}
+    """The variables that change what vLLM, the hubs or the accelerator do; secrets (HF_TOKEN, ...) as ***."""
+    return redact_env({k: v for k, v in sorted(environ.items()) if k.startswith(ENV_PREFIXES)})
 
 
 def capture_environment(study: Study, params_path: str | Path | None = None) -> dict:

@@ -9,6 +9,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .redact import redact_data, redact_text
+
 
 class RunLayout:
     """Paths inside one run directory `outputs/<study>/<UTC time>/`."""
@@ -57,12 +59,13 @@ def _jsonable(obj: Any) -> Any:
 
 
 def write_json(path: str | Path, data: Any) -> Path:
-    """Write via a temporary file and rename, so a reader never sees half a file."""
+    """Write via a temporary file and rename, so a reader never sees half a file. Secret values of the
+    process environment are written as *** (studykit.redact), wherever they slipped in."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(_jsonable(data), fh, indent=2, ensure_ascii=False, allow_nan=False)
+        json.dump(redact_data(_jsonable(data)), fh, indent=2, ensure_ascii=False, allow_nan=False)
         fh.write("\n")
         fh.flush()
         os.fsync(fh.fileno())
@@ -71,12 +74,23 @@ def write_json(path: str | Path, data: Any) -> Path:
 
 
 def write_text(path: str | Path, text: str) -> Path:
+    """Like write_json: atomic, secrets of the process environment as ***."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
+    tmp.write_text(_redact_text_file(path, text), encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+def _redact_text_file(path: Path, text: str) -> str:
+    redacted = redact_text(text)
+    if redacted == text or path.suffix not in (".yaml", ".yml"):
+        return redacted
+    # A bare *** is a YAML alias: mask the parsed values instead, so the file stays loadable.
+    import yaml
+
+    return yaml.safe_dump(redact_data(yaml.safe_load(text)), sort_keys=False, allow_unicode=True)
 
 
 def read_json(path: str | Path) -> Any:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .commands import read_commands, utc_now
 from .params import STAGE_ORDER, Study, dump_study, load_study, study_hash
+from .redact import export_study_secrets, redact_file
 from .results import RunLayout, read_json, utc_stamp, write_json, write_text
 from .server import reap_leftovers
 from .shared import STAGES_ENV, execution_order, load_registry, stop_finished
@@ -121,8 +122,9 @@ def execute_stage(stage: str, run_dir: Path, study: Study, log=print) -> dict:
         exc = err
     finally:
         # a shared server outlives the stage that started it; the runner stops it after its last user
-        reap_leftovers(layout.pids, keep={e["pid"] for e in load_registry(run_dir).values()
-                                          if not e.get("stopped_utc")})
+        live = [e for e in load_registry(run_dir).values() if not e.get("stopped_utc")]
+        reap_leftovers(layout.pids, keep={e["pid"] for e in live})
+        _redact_stage_files(layout, stage, skip={Path(e["log"]) for e in live})
     error = stage_error(run_dir, stage, exc)
     ended = utc_now()
     rec = {"status": "failed" if error else "passed", "started_utc": started, "ended_utc": ended,
@@ -137,6 +139,17 @@ def execute_stage(stage: str, run_dir: Path, study: Study, log=print) -> dict:
     if rec.get("notebook_html_error"):
         log(f"      notebook HTML not written: {rec['notebook_html_error'][:300]}")
     return rec
+
+
+def _redact_stage_files(layout: RunLayout, stage: str, skip: set[Path] = frozenset()) -> None:
+    """Mask secrets in what the kit did not write itself: the executed notebook (papermill), server and
+    bench logs and raw outputs (vLLM). A shared server still writing its log is swept when it stops."""
+    files = [layout.notebooks / f"{stage}.ipynb", *layout.logs.glob(f"{stage}-*.log")]
+    if (layout.raw / stage).is_dir():
+        files += [p for p in (layout.raw / stage).rglob("*") if p.is_file()]
+    for path in files:
+        if path not in skip:
+            redact_file(path)
 
 
 def run_study(params_path: str | Path, stages: list[str] | None = None, *, fail_fast: bool = False,
@@ -158,6 +171,9 @@ def run_study(params_path: str | Path, stages: list[str] | None = None, *, fail_
         state.setdefault("stages", {})
     else:
         study = load_study(params_path)  # raises ParamsError before anything is created
+    # Before anything is written: the writers mask the secret values they find in this environment.
+    export_study_secrets(study.server.env)
+    if not resume:
         run_dir = new_run_dir(study)
         layout = RunLayout(run_dir)
         write_text(layout.params, dump_study(study))

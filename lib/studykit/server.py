@@ -8,7 +8,6 @@ and a pid file under `<run_dir>/pids/` lets the runner reap a group whose owner 
 from __future__ import annotations
 
 import json
-import os
 import socket
 import time
 import urllib.error
@@ -16,7 +15,12 @@ import urllib.request
 from collections import deque
 from pathlib import Path
 
-from .commands import CommandLog, CommandRecord, display_command, kill_group, group_alive, shown_env, spawn, utc_now
+from .commands import (ENDED_ALREADY, CommandLog, CommandRecord, display_command, group_alive, kill_group,
+                       shown_env, spawn, stop_leader_first, utc_now)
+
+# vLLM's API server needs a few seconds after SIGTERM to stop its engine core and workers (measured on CPU:
+# well under 10 s); the group is signalled only after this.
+SERVER_STOP_GRACE_S = 20.0
 
 
 class ServerError(RuntimeError):
@@ -175,9 +179,11 @@ class VllmServer:
         if self.proc is None:
             return
         pid = self.proc.pid
-        if group_alive(pid):
-            # Not our child any more (its owner is gone), so there is no Popen to collect its status.
-            kill_group(pid)
+        stop_signal_utc = None
+        stopped_by = ENDED_ALREADY
+        if self.proc.poll() is None or group_alive(pid):
+            stop_signal_utc = utc_now()  # what the log scanner uses to tell shutdown messages from errors
+            stopped_by = stop_leader_first(self.proc, SERVER_STOP_GRACE_S)
         try:
             self.proc.wait(timeout=5)
         except Exception:
@@ -190,7 +196,9 @@ class VllmServer:
             stage=self.commands.stage, label=self.label, argv=self.argv, command=self.command,
             env=shown_env(self.env_extra), started_utc=self._started_utc, ended_utc=utc_now(),
             seconds=round(time.monotonic() - self._t0, 3), returncode=self.proc.returncode, is_vllm=True,
-            log=str(self.log_path), extra={"ready_seconds": self.ready_seconds, "port": self.port}))
+            log=str(self.log_path), extra={"ready_seconds": self.ready_seconds, "port": self.port,
+                                           "stop_signal_utc": stop_signal_utc, "stopped_by": stopped_by}),
+            self.env_extra)
         self.proc = None
 
 

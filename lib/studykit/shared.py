@@ -21,6 +21,7 @@ from typing import Any
 
 from .commands import CommandLog, CommandRecord, group_alive, utc_now
 from .plan import PORT_PLACEHOLDER, RUN_DIR_PLACEHOLDER, stage_plan
+from .redact import redact_file
 from .results import RunLayout, read_json, write_json
 
 REGISTRY = "shared-servers.json"
@@ -153,6 +154,7 @@ def stop_finished(run_dir: str | Path, remaining: list[str], log=print) -> list[
             extra={"ready_seconds": entry.get("ready_seconds"), "port": entry["port"], "shared_by": entry["users"],
                    "stopped_by": "runner", "stop": how}))
         (RunLayout(run_dir).pids / f"{entry['pid']}.pid").unlink(missing_ok=True)
+        redact_file(Path(entry["log"]))  # the stage sweeps skipped it while the server was writing it
         stopped.append(entry["label"])
         log(f"  shared server {entry['stage']}/{entry['label']} stopped ({how}); used by {', '.join(entry['users'])}")
     if stopped:
