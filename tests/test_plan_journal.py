@@ -52,7 +52,7 @@ def test_one_server_for_the_stages_with_identical_serve_commands():
     (shared,) = [r for r in servers if r["extra"].get("shared_by")]
     assert (shared["stage"], shared["label"]) == ("deploy", "real-gate")
     assert shared["extra"]["shared_by"] == ["deploy", "serve", "accuracy"]
-    assert shared["extra"]["ready_seconds"] > 0 and shared["extra"]["stop"] == "graceful"
+    assert shared["extra"]["ready_seconds"] > 0 and shared["extra"]["stopped_by"] == "graceful"
     for stage in ("serve", "accuracy"):
         assert json.loads((GOLDEN / "results" / f"{stage}.json").read_text())["server"] == "deploy/real-gate"
     engine_starts = servers + [r for r in records if r["argv"][3:5] in (["bench", "latency"], ["bench", "throughput"])]

@@ -180,13 +180,15 @@ def kill_group(pgid: int, grace_s: float = 15.0, proc: subprocess.Popen | None =
     return ENDED_KILLED
 
 
-def stop_leader_first(proc: subprocess.Popen, leader_grace_s: float, group_grace_s: float = 15.0) -> str:
+def stop_leader_first(proc: subprocess.Popen | None, leader_grace_s: float, group_grace_s: float = 15.0,
+                      pid: int | None = None) -> str:
     """SIGTERM the group leader alone and give it leader_grace_s to take its children down; only then the group.
+    Without a Popen (a shared server another process started), pass the leader's pid.
 
     `vllm serve` shuts its engine core down itself on SIGTERM; signalling the whole group at once kills the
     engine under a still-running API server, which then logs an EngineDeadError traceback."""
-    pgid = proc.pid
-    if proc.poll() is None:
+    pgid = proc.pid if proc is not None else pid
+    if (proc.poll() is None) if proc is not None else group_alive(pgid):
         try:
             os.kill(pgid, signal.SIGTERM)
         except ProcessLookupError:

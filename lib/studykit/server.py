@@ -202,22 +202,10 @@ class VllmServer:
         self.proc = None
 
 
-def stop_group(pid: int, grace_s: float = 20.0) -> str:
-    """Stop a server by its pid (the group leader) when we hold no Popen for it: TERM the API server first so
-    vLLM shuts its engine down itself, then the group, then KILL. Returns how it ended."""
-    import signal
-
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return "already exited"
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        if not group_alive(pid):
-            return "graceful"
-        time.sleep(0.2)
-    kill_group(pid)
-    return "group-term"
+def stop_group(pid: int) -> str:
+    """Stop a server by its leader's pid when we hold no Popen for it (a shared server a stage kernel started):
+    the API server first, the group after the grace period. Returns how it ended."""
+    return stop_leader_first(None, SERVER_STOP_GRACE_S, pid=pid)
 
 
 def reap_leftovers(pid_dir: str | Path, keep: set[int] = frozenset()) -> list[int]:

@@ -142,6 +142,7 @@ def stop_finished(run_dir: str | Path, remaining: list[str], log=print) -> list[
     for key, entry in reg.items():
         if entry.get("stopped_utc") or any(s in remaining for s in entry["users"]):
             continue
+        entry["stop_signal_utc"] = utc_now()  # lines the server logs after this are its shutdown, not errors
         how = stop_group(entry["pid"]) if group_alive(entry["pid"]) else "already exited"
         entry["stopped_utc"] = utc_now()
         entry["stop"] = how
@@ -152,7 +153,7 @@ def stop_finished(run_dir: str | Path, remaining: list[str], log=print) -> list[
             env=entry["env"], started_utc=started, ended_utc=entry["stopped_utc"], seconds=seconds,
             returncode=None, is_vllm=True, log=entry["log"],
             extra={"ready_seconds": entry.get("ready_seconds"), "port": entry["port"], "shared_by": entry["users"],
-                   "stopped_by": "runner", "stop": how}))
+                   "stop_signal_utc": entry["stop_signal_utc"], "stopped_by": how}))
         (RunLayout(run_dir).pids / f"{entry['pid']}.pid").unlink(missing_ok=True)
         redact_file(Path(entry["log"]))  # the stage sweeps skipped it while the server was writing it
         stopped.append(entry["label"])
