@@ -60,6 +60,25 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 1800) -> subpr
                           env=full_env, timeout=timeout, cwd=ROOT)
 
 
+# A real secret never reaches a file of the run: the default run is made with these set (redaction test).
+CANARY = "sk-canary-4f1d2e9b7c"
+
+
+@pytest.fixture(scope="session")
+def default_run(tmp_path_factory, default_model_dir) -> Path:
+    """One real run of the default study (every stage, vLLM on CPU), shared by the end-to-end tests: every
+    engine start costs ~30 s on 2 cores, so tests read this run instead of starting their own."""
+    outputs = tmp_path_factory.mktemp("default-run") / "outputs"
+    result = run_cli("run", str(DEFAULT_PARAMS), env={"STUDYKIT_OUTPUTS": str(outputs), "VLLM_TEST_MARKER": "e2e",
+                                                      "HF_TOKEN": CANARY, "MODELSCOPE_API_TOKEN": CANARY},
+                     timeout=3600)
+    runs = list(outputs.glob("smollm2-135m-cpu/*/run.json"))
+    assert result.returncode == 0 and len(runs) == 1, (result.stdout[-4000:], result.stderr[-4000:])
+    run_dir = runs[0].parent
+    (run_dir / "cli.stdout.txt").write_text(result.stdout)
+    return run_dir
+
+
 @pytest.fixture
 def outputs(tmp_path, monkeypatch) -> Path:
     """Run directories go under tmp_path, not the repo's outputs/."""

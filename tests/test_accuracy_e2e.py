@@ -5,25 +5,15 @@ import math
 import numpy as np
 import pytest
 
-from conftest import run_cli, tiny_study
 from studykit.results import read_json
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, default_model_dir):
-    tmp = tmp_path_factory.mktemp("acc")
-    prompts = tmp / "p.jsonl"
-    prompts.write_text('{"id": "en", "text": "What is the capital of France?", "chat": true}\n'
-                       '{"id": "zh", "text": "北京是中国的首都,也是", "chat": false}\n', encoding="utf-8")
-    params = tiny_study(tmp, {"stages": ["accuracy", "functional"],
-                              "accuracy": {"prompts_file": str(prompts), "max_new_tokens": 8},
-                              "functional": {"prefix_tokens": 256, "prefix_requests": 3}})
-    outputs = tmp / "outputs"
-    result = run_cli("run", str(params), env={"STUDYKIT_OUTPUTS": str(outputs)})
-    assert result.returncode == 0, result.stdout + result.stderr
-    return next(outputs.glob("*/*/"))
+def run_dir(default_run):
+    """The session's real default run: 9 built-in zh/en prompts x 16 tokens, and the functional stage."""
+    return default_run
 
 
 def test_accuracy_results_have_every_metric(run_dir, no_vllm_left):
@@ -33,7 +23,8 @@ def test_accuracy_results_have_every_metric(run_dir, no_vllm_left):
                                         "near_ties", "real_divergences", "agreeing_tokens", "comparable_tokens"}
     assert set(acc["teacher_forced"]) >= {"top1_agreement", "prob_mae", "prob_max_error", "mean_topk_overlap",
                                           "mean_kl", "max_kl", "ref_token_outside_cand_topk"}
-    assert acc["free_running"]["prompts"] == 2 and acc["teacher_forced"]["positions"] == 16
+    n = acc["params"]["max_new_tokens"]
+    assert acc["teacher_forced"]["positions"] == acc["free_running"]["prompts"] * n
     assert acc["determinism"]["identical"] is True
     assert (run_dir / "charts" / "accuracy-prob-error.png").stat().st_size > 0
 
@@ -101,7 +92,8 @@ def test_functional_checks_are_measured(run_dir):
     pc = f["prefix_caching"]
     assert pc["enabled"] == "True" and pc["block_size"]
     # Whole blocks of the shared prefix are reused by every request after the first.
-    assert pc["hit_tokens"] == pc["expected_hit_tokens"] == 2 * (256 // pc["block_size"]) * pc["block_size"]
+    later = pc["requests"] - 1
+    assert pc["hit_tokens"] == pc["expected_hit_tokens"] == later * (pc["prefix_tokens"] // pc["block_size"]) * pc["block_size"]
     assert 0 < pc["hit_rate"] < 1
     cp = f["chunked_prefill"]
     assert cp["completed"] and cp["prompt_tokens"] > cp["max_num_batched_tokens"] and cp["enabled"] is True

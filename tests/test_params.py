@@ -148,3 +148,13 @@ def test_builtin_prompts_and_kit_root_reference_are_left_as_written():
     assert study.accuracy.prompts_file == "builtin:default"
     # Not beside the params file: left for the report's loader (working directory, then kit root).
     assert study.report.reference == yaml.safe_load(DEFAULT_PARAMS.read_text())["report"]["reference"]
+
+
+def test_infinite_request_rate_survives_params_yaml_and_notebook_injection(tmp_path):
+    """The run's params.yaml and papermill's injected values are JSON: inf must come back as inf, not null."""
+    from studykit.params import dump_study
+
+    study = load_study(tiny_study(tmp_path, {"serve": {"request_rates": [4, float("inf")]}}))
+    again = parse_study(yaml.safe_load(dump_study(study)))
+    assert again.serve.request_rates == [4.0, float("inf")]
+    assert study.stage_params("serve")["request_rates"] == [4.0, "Infinity"]

@@ -23,18 +23,27 @@ def normalise(text: str, model_dirs: list[str]) -> str:
     return re.sub(r"http://127\.0\.0\.1:\d+", "http://127.0.0.1:PORT", text)
 
 
-def test_dry_run_equals_the_commands_the_real_run_recorded():
-    info = json.loads((GOLDEN / "golden.json").read_text())
-    study = load_study(GOLDEN / "params.yaml")
+def assert_dry_run_equals_journal(run_dir: Path, recorded_model_dir: str, run_dir_prefix: str = "") -> None:
+    """Every command the dry run prints (servers, benches, lm-eval runs) is the one the run journaled, in order."""
+    study = load_study(run_dir / "params.yaml")
     _, steps = plan(study)
-    dirs = [str(model_dir_for(study)), info["model_dir"]]
-    planned = [(s.stage, s.label, normalise(" ".join(s.argv[1:]), dirs)) for s in steps
+    dirs = [str(model_dir_for(study)), recorded_model_dir]
+
+    def norm(text: str) -> str:
+        return normalise(text.replace(run_dir_prefix, "") if run_dir_prefix else text, dirs)
+
+    planned = [(s.stage, s.label, norm(" ".join(s.argv[1:]))) for s in steps
                if s.kind in ("server", "command") and s.stage != "weights"]
-    recorded = [(r["stage"], r["label"], normalise(" ".join(r["argv"][1:]), dirs))
-                for r in read_commands(GOLDEN) if r.get("is_vllm")]
+    recorded = [(r["stage"], r["label"], norm(" ".join(r["argv"][1:]))) for r in read_commands(run_dir)
+                if r.get("is_vllm") or str(r.get("label", "")).startswith("lm-eval")]
     assert len(planned) == len(recorded) > 10
     for want, got in zip(planned, recorded):
         assert want == got
+
+
+def test_dry_run_equals_the_commands_the_real_run_recorded():
+    info = json.loads((GOLDEN / "golden.json").read_text())
+    assert_dry_run_equals_journal(GOLDEN, info["model_dir"])
 
 
 def test_every_request_the_dry_run_describes_was_made():

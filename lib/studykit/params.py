@@ -32,7 +32,9 @@ def _no_repeats(values: list, what: str) -> list:
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    # inf is a valid value (serve.request_rates): the JSON that papermill injects and params.yaml is written from
+    # keeps it as "Infinity" (null would lose it); the setting of the model being dumped is the one that counts
+    model_config = ConfigDict(extra="forbid", validate_default=True, ser_json_inf_nan="strings")
 
 
 PositiveInt = Field(gt=0)

