@@ -25,13 +25,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from studykit.commands import LAUNCHER_MODULE
+from studykit.commands import read_commands
 from studykit.runner import vllm_seconds
-from studykit.startup import startup_breakdown
+from studykit.startup import engine_starts
 
 ROOT = Path(__file__).resolve().parents[1]
 PERF_STAGES = ("latency", "throughput", "serve")
-ENGINE_BENCHES = ("latency", "throughput")  # `vllm bench serve` is a client of a server, not an engine
 TARGET_STUDY_WALL_S = 6 * 60
 TARGET_ENGINE_STARTS = 6
 TARGET_OVERHEAD = 1.05
@@ -43,47 +42,12 @@ def _utc(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
-def read_commands(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "commands.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
-
-
-def engine_kind(record: dict[str, Any]) -> str | None:
-    """'serve' or 'bench latency' / 'bench throughput' when the command starts an engine, else None."""
-    argv = record.get("argv") or []
-    if LAUNCHER_MODULE not in argv:
-        return None
-    sub = argv[argv.index(LAUNCHER_MODULE) + 1:]
-    if sub[:1] == ["serve"]:
-        return "serve"
-    if len(sub) >= 2 and sub[0] == "bench" and sub[1] in ENGINE_BENCHES:
-        return f"bench {sub[1]}"
-    return None
-
-
-def engine_starts(run_dir: Path) -> list[dict[str, Any]]:
-    """One row per engine start in commands.jsonl, with its seconds to ready and vLLM's logged parts."""
-    rows = []
-    for rec in read_commands(run_dir):
-        kind = engine_kind(rec)
-        if kind is None:
-            continue
-        log = rec.get("log")
-        parts = startup_breakdown(log, started_at=_utc(rec["started_utc"])) if log and Path(log).is_file() else {}
-        if kind == "serve":
-            ready_s, how = (rec.get("extra") or {}).get("ready_seconds"), "kit ready_seconds"
-        else:
-            ready_s, how = parts.get("process_to_ready_s"), "log: start to init-engine line"
-        rows.append({"stage": rec["stage"], "label": rec["label"], "kind": kind, "ready_s": ready_s, "how": how,
-                     "command_s": rec.get("seconds"), **{k: parts.get(k) for k, _ in PARTS}})
-    return rows
-
-
 def stage_rows(run: dict[str, Any], run_dir: Path) -> list[dict[str, Any]]:
     rows = []
     for stage, info in run.get("stages", {}).items():
         wall = info.get("wall_seconds")
-        inside = vllm_seconds(run_dir, stage)
+        # the runner's figure: clipped to the stage's window, shared servers included
+        inside = info.get("vllm_seconds") if info.get("vllm_seconds") is not None else vllm_seconds(run_dir, stage)
         rows.append({"stage": stage, "status": info.get("status"), "wall_s": wall, "vllm_s": inside,
                      "ratio": wall / inside if wall and inside else None})
     return rows

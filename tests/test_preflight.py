@@ -31,7 +31,7 @@ def test_missing_trust_remote_code_caught_with_reason(tmp_path, minicpm_dir):
         check_model(_study(tmp_path, False), minicpm_dir)
     msg = str(info.value)
     assert "needs trust_remote_code" in msg and "model.trust_remote_code: false" in msg
-    assert "auto_map (AutoConfig -> configuration_minicpm.MiniCPMConfig)" in msg
+    assert "auto_map (AutoConfig -> configuration_minicpm.MiniCPMConfig, AutoModelForCausalLM -> " in msg
     assert "configuration_minicpm.py" in msg and "model.trust_remote_code: true" in msg
 
 

@@ -179,3 +179,51 @@ def parse_startup_bench_json(path: str | Path) -> dict[str, Any]:
             out[f"{phase}_{name}_s"] = float(data[f"avg_{phase}_{what}_time"])
             out[f"{phase}_{name}_s_each"] = [float(v) for v in values]
     return out
+
+
+ENGINE_BENCHES = ("latency", "throughput")  # `vllm bench serve` is a client of a server, not an engine
+
+
+def engine_kind(record: dict[str, Any]) -> str | None:
+    """'serve' or 'bench latency' / 'bench throughput' when a journaled command starts an engine, else None."""
+    from .commands import LAUNCHER_MODULE
+
+    argv = record.get("argv") or []
+    if LAUNCHER_MODULE not in argv:
+        return None
+    sub = argv[argv.index(LAUNCHER_MODULE) + 1:]
+    if sub[:1] == ["serve"]:
+        return "serve"
+    if len(sub) >= 2 and sub[0] == "bench" and sub[1] in ENGINE_BENCHES:
+        return f"bench {sub[1]}"
+    return None
+
+
+def engine_starts(run_dir: str | Path) -> list[dict[str, Any]]:
+    """One row per engine start in the run's commands.jsonl, in start order: stage, label, kind, seconds to ready
+    (a server: the kit's process start to /health; a bench: process start to vLLM's init-engine line) and the
+    parts vLLM's own log lines give. Read from the journal and the logs: nothing is measured here."""
+    from .commands import read_commands
+
+    run_dir = Path(run_dir)
+    rows = []
+    for rec in read_commands(run_dir):
+        kind = engine_kind(rec)
+        if kind is None:
+            continue
+        log = Path(rec["log"]) if rec.get("log") else None
+        if log is not None and not log.is_absolute():
+            log = run_dir / log
+        started = datetime.fromisoformat(rec["started_utc"].replace("Z", "+00:00"))
+        parts = startup_breakdown(log, started_at=started) if log is not None and log.is_file() else {}
+        if kind == "serve":
+            ready_s, how = (rec.get("extra") or {}).get("ready_seconds"), "process start to /health"
+        else:
+            ready_s, how = parts.get("process_to_ready_s"), "process start to vLLM's init-engine line"
+        rows.append({"stage": rec["stage"], "label": rec["label"], "kind": kind, "ready_s": ready_s, "how": how,
+                     "command_s": rec.get("seconds"), "shared_by": (rec.get("extra") or {}).get("shared_by"),
+                     **{k: parts.get(k) for k in STARTUP_PARTS}})
+    return rows
+
+
+STARTUP_PARTS = ("weights_load_s", "engine_init_s", "graph_capture_s", "torch_compile_s")

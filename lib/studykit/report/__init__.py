@@ -67,10 +67,17 @@ def build_report(run_dir: str | Path, reference: str | None = None,
             ref_error = str(err)
     adaptation, adaptation_source = adaptation_for(run, run.model_dir)
     warnings = collect_warnings(run.root)
+    from ..startup import engine_starts
+
+    try:
+        startup = engine_starts(run.root)
+    except Exception as err:  # noqa: BLE001 - the report is written even when a log cannot be read
+        startup, run.problems = [], run.problems + [f"engine start-up table: {type(err).__name__}: {err}"]
     texts = {}
     files = {}
     for lang in languages:
-        ctx = new_ctx(run, lang, model=model, ref=ref, ref_error=ref_error, adaptation=adaptation, warnings=warnings)
+        ctx = new_ctx(run, lang, model=model, ref=ref, ref_error=ref_error, adaptation=adaptation, warnings=warnings,
+                      startup=startup)
         texts[lang] = report_markdown(ctx)
         files[f"report.{lang}.md"] = str(write_text(run.root / f"report.{lang}.md", texts[lang]))
     title = texts[languages[0]].splitlines()[0].lstrip("# ").strip()
@@ -85,6 +92,7 @@ def build_report(run_dir: str | Path, reference: str | None = None,
         "adaptation": adaptation,
         "adaptation_source": adaptation_source,
         "warning_groups": len(warnings or []),
+        "startup": startup,
         "checks_count": {k: sum(1 for _, c in checks if c.get("status") == k) for k in ("passed", "failed", "not_run")},
         "checks_failed": [f"{s}: {c.get('name')}" for s, c in checks if c.get("status") == "failed"],
         "stage_status": {name: st.status for name, st in run.stages.items() if name != "report"},

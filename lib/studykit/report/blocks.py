@@ -28,6 +28,7 @@ class Ctx:
     ref_error: str | None = None
     adaptation: dict | None = None
     warnings: list[dict] | None = None
+    startup: list[dict] = field(default_factory=list)
     md: Md = field(default_factory=Md)
 
     def t(self, key: str, **kw) -> str:

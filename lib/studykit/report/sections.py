@@ -325,6 +325,25 @@ def s5_performance(ctx: Ctx) -> None:
                    fmt(r.get("efficiency_percent"))] for r in serve_roof])
     if dig(lat, "roofline.efficiency_percent") is None and not serve_roof:
         md.p(ctx.t("p_roofline_none"))
+    s5_startup(ctx)
+
+
+def s5_startup(ctx: Ctx) -> None:
+    """Every engine start of the run once: what start-up costs on this platform, in vLLM's own log lines."""
+    md = ctx.md
+    md.h(3, ctx.t("s5_6"))
+    if not ctx.startup:
+        md.p(ctx.t("st_none"))
+        return
+    md.p(ctx.t("st_intro"))
+    md.table([ctx.t("col_stage"), ctx.t("col_engine"), f"{ctx.t('q_ready')} (s)", f"{ctx.t('st_weights')} (s)",
+              f"{ctx.t('st_init')} (s)", f"{ctx.t('st_graph')} (s)", ctx.t("col_note")],
+             [[r["stage"], f"{r['label']} ({r['kind']})", fmt(r["ready_s"]), fmt(r["weights_load_s"]),
+               fmt(r["engine_init_s"]), fmt(r["graph_capture_s"]),
+               (ctx.t("st_shared", users=", ".join(r["shared_by"])) if r.get("shared_by") else "")]
+              for r in ctx.startup])
+    total = sum(r["ready_s"] or 0 for r in ctx.startup)
+    md.p(ctx.t("st_total", n=len(ctx.startup), s=fmt(total)))
 
 
 def checks_table(ctx: Ctx, stages: list[str]) -> int:

@@ -299,6 +299,22 @@ class FunctionalResult(StageResult):
 # --- report --------------------------------------------------------------------------------------------------
 
 
+class EngineStart(Record):
+    """One engine start of the run (a server, or a bench that starts its own engine), from the journal and logs."""
+
+    stage: str
+    label: str
+    kind: str
+    ready_s: float | None = None
+    how: str
+    command_s: float | None = None
+    shared_by: list[str] | None = None
+    weights_load_s: float | None = None
+    engine_init_s: float | None = None
+    graph_capture_s: float | None = None
+    torch_compile_s: float | None = None
+
+
 class ReportResult(StageResult):
     files: dict[str, str] = Field(default_factory=dict)
     languages: list[str] = Field(default_factory=list)
@@ -307,6 +323,7 @@ class ReportResult(StageResult):
     adaptation: dict[str, Any] | None = None
     adaptation_source: str | None = None
     warning_groups: int = 0
+    startup: list[EngineStart] = Field(default_factory=list)
     checks_count: dict[str, int] = Field(default_factory=dict)
     checks_failed: list[str] = Field(default_factory=list)
     stage_status: dict[str, str] = Field(default_factory=dict)
