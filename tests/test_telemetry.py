@@ -5,10 +5,12 @@ fake `npu-smi` on PATH, one output per call, while the CPU part samples real pro
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
+from datetime import timezone
 from pathlib import Path
 
 import psutil
@@ -138,3 +140,28 @@ def test_real_cpu_bench_sampled_with_replayed_npu_smi(tmp_path, fake_bin, defaul
                 and p.status() != psutil.STATUS_ZOMBIE and "vllm" in " ".join(p.cmdline()).lower()]
     print(f"\nreal CPU bench: {len(tel.series)} samples, max cpu {s['max_cpu_percent']} %, "
           f"max rss {s['max_rss_mib']} MiB, python {sys.version.split()[0]}")
+
+
+def test_engine_window_from_the_recorded_bench_log_and_the_chart_shades_it(tmp_path):
+    """The measured part of a bench's telemetry starts at vLLM's init-engine line (engine start-up is shaded
+    apart); a log without that line gives no window rather than a guess."""
+    from datetime import datetime, timedelta
+
+    from studykit.bench import engine_window
+    from studykit.commands import CommandRecord
+    from studykit.telemetry import chart
+
+    log = Path(__file__).parent / "data" / "logs" / "startup" / "cpu-bench-latency.log"
+    ready_line = next(line for line in log.read_text().splitlines() if "init engine" in line)
+    stamp = datetime.strptime(re.search(r"(\d\d-\d\d \d\d:\d\d:\d\d)", ready_line).group(1), "%m-%d %H:%M:%S")
+    ready_local = stamp.replace(year=2026).astimezone()
+    started = ready_local - timedelta(seconds=31)
+    rec = CommandRecord("latency", "bench-latency-latency", [], "", {},
+                        started.astimezone(timezone.utc).isoformat().replace("+00:00", "Z"), seconds=60.0, log=str(log))
+    window = engine_window(rec)
+    assert window["window_s"] == [31.0, 60.0] and "init-engine" in window["window_how"]
+    assert engine_window(CommandRecord("x", "y", [], "", {}, rec.started_utc, seconds=60.0,
+                                       log=str(tmp_path / "none.log"))) == {}
+    series = [{"t_s": t, "cpu_percent": 50.0, "rss_mib": 900.0} for t in range(0, 60, 5)]
+    path = chart([{"label": "latency", "series": series, **window}], tmp_path / "t.png")
+    assert Path(path).stat().st_size > 0

@@ -167,13 +167,19 @@ def chart(telemetries: list[dict[str, Any]], path) -> str | None:
 
     panels = [(m, title) for m, title in PANELS if any(keys_of(t, m) for t in tels)]
     fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.6 * len(panels)), sharex=True, squeeze=False)
-    for ax, (metric, title) in zip(axes[:, 0], panels):
+    for row, (ax, (metric, title)) in enumerate(zip(axes[:, 0], panels)):
         for t in tels:
+            color = None
             for key in keys_of(t, metric):
                 pts = [(smp["t_s"], smp[key]) for smp in t["series"] if isinstance(smp.get(key), (int, float))]
                 chip = key[: -len(metric) - 1]
                 label = " ".join(x for x in (t.get("label") or "", chip) if x)
-                ax.plot([a for a, _ in pts], [b for _, b in pts], label=label)
+                (line,) = ax.plot([a for a, _ in pts], [b for _, b in pts], label=label)
+                color = color or line.get_color()
+            # the measured window, apart from engine start-up (window_how says where its ends come from)
+            if t.get("window_s") and color:
+                ax.axvspan(*t["window_s"], color=color, alpha=0.12,
+                           label=f"{t.get('label') or ''} measured".strip() if row == 0 else None)
         ax.set_ylabel(title, fontsize=8)
         ax.grid(alpha=0.3)
     axes[-1, 0].set_xlabel("seconds since bench start")

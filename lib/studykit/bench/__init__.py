@@ -99,3 +99,20 @@ def telemetry_charts(ctx, telemetry: list[dict[str, Any]]) -> list[str]:
     path = chart(telemetry or [], ctx.chart_path("telemetry"))
     show_png(path)
     return [path] if path else []
+
+
+def engine_window(rec) -> dict[str, Any]:
+    """For a bench that starts its own engine: the measured window of its telemetry, from vLLM's init-engine line
+    (engine ready) to the end of the command. Empty when the log has no such line."""
+    from datetime import datetime
+
+    from ..startup import startup_breakdown
+
+    if not rec.log or not Path(rec.log).is_file() or rec.seconds is None:
+        return {}
+    started = datetime.fromisoformat(rec.started_utc.replace("Z", "+00:00"))
+    ready = startup_breakdown(rec.log, started_at=started).get("process_to_ready_s")
+    if ready is None or not 0 <= ready <= rec.seconds:
+        return {}
+    return {"window_s": [round(ready, 3), rec.seconds],
+            "window_how": "engine ready (vLLM's init-engine log line) to the end of the bench"}

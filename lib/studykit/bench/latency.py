@@ -13,7 +13,7 @@ from .. import engine
 from ..params import LatencyParams
 from ..telemetry import Telemetry
 from ..plan import Step, raw_dir
-from . import NUM, BenchParseError, check_ran, command_entry, load_bench_json
+from . import NUM, BenchParseError, check_ran, command_entry, engine_window, load_bench_json
 
 
 def latency_args(p: LatencyParams, output_len: int | None = None, output_json: str | Path | None = None) -> list[str]:
@@ -72,7 +72,7 @@ def run_latency(ctx, p: LatencyParams, result: dict[str, Any] | None = None) -> 
         out_json = ctx.raw_dir / f"{name}.json"
         with Telemetry(ctx.study.platform, label=name) as tel:
             rec = ctx.run_step(step)
-        result["telemetry"].append(tel.to_dict())
+        result["telemetry"].append({**tel.to_dict(), **engine_window(rec)})
         result["commands"].append(command_entry(rec))
         check_ran(rec, out_json)
         result["runs"][name] = {"output_len": out_len or p.output_len, "raw": str(out_json),

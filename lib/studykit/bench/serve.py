@@ -175,12 +175,16 @@ def _run_points(ctx, pts: list[dict[str, Any]], steps: list[Step], result: dict[
         with Telemetry(ctx.study.platform, label=pt["name"]) as tel:
             rec = ctx.run_step(step, timeout=BENCH_TIMEOUT_S)
         result["telemetry"].append(tel.to_dict())
+        telemetry = result["telemetry"][-1]
         result["commands"].append(command_entry(rec, **pt, request_rate_arg=fmt_rate(pt["request_rate"])))
         if server is not None:
             server.check_alive()  # a dead server: ServerError with its log tail
         check_ran(rec, out_json)
         run = {**pt, "raw": str(out_json), **parse_serve_json(out_json)}
         run["request_rate"] = fmt_rate(pt["request_rate"])  # JSON has no inf
+        if rec.seconds and run.get("duration") and run["duration"] <= rec.seconds:
+            telemetry.update(window_s=[round(rec.seconds - run["duration"], 3), rec.seconds],
+                             window_how="the last `duration` seconds of the bench (vLLM's benchmark duration)")
         result["runs"].append(run)
 
 

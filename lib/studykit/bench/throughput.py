@@ -15,7 +15,7 @@ from .. import engine
 from ..params import ThroughputParams
 from ..telemetry import Telemetry
 from ..plan import Step, raw_dir
-from . import NUM, BenchParseError, check_ran, command_entry, load_bench_json
+from . import NUM, BenchParseError, check_ran, command_entry, engine_window, load_bench_json
 
 
 def throughput_args(p: ThroughputParams, output_json: str | Path | None = None) -> list[str]:
@@ -66,7 +66,7 @@ def run_throughput(ctx, p: ThroughputParams, result: dict[str, Any] | None = Non
     (step,) = ctx.plan()
     with Telemetry(ctx.study.platform, label="throughput") as tel:
         rec = ctx.run_step(step)
-    result["telemetry"].append(tel.to_dict())
+    result["telemetry"].append({**tel.to_dict(), **engine_window(rec)})
     result["commands"].append(command_entry(rec))
     check_ran(rec, out_json)
     result["raw"] = str(out_json)

@@ -57,6 +57,9 @@ class TelemetrySeries(Record):
     platform: str = "cpu"
     summary: dict[str, Any] = Field(default_factory=dict)
     series: list[dict[str, Any]] = Field(default_factory=list)
+    window_s: list[float] | None = Field(None, description="[start, end] of the measured part, seconds since the "
+                                                           "sampling started (the rest is engine start-up)")
+    window_how: str | None = None
 
 
 class StageResult(Record):
