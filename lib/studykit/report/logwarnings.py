@@ -133,6 +133,22 @@ def split_log(lines: list[str], stop: datetime | None = None) -> SplitLog:
     return split
 
 
+# Raised in the API server because the engine died: a consequence, never the cause.
+CONSEQUENCES = ("EngineDeadError", "vllm.v1.engine.exceptions.EngineDeadError")
+
+
+def root_cause(log_path: str | Path) -> str | None:
+    """The exception line of the first traceback in a server's log that is not a consequence of the engine's
+    death (e.g. the engine core's own KeyError), else the first one; None when the log holds no traceback."""
+    try:
+        lines = Path(log_path).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    found = [tb.exception for tb in split_log(lines).tracebacks]
+    causes = [e for e in found if not e.startswith(CONSEQUENCES)]
+    return (causes or found or [None])[0]
+
+
 def _traceback_end(parsed: list[LogLine], start: int) -> int:
     """Index of the traceback's last line: its exception line, following chained tracebacks to the last one."""
     i = start + 1
