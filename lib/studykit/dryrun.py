@@ -60,6 +60,10 @@ def plan(study: Study, stages: list[str] | None = None) -> tuple[dict[str, str],
     model_dir = model_dir_for(study)
     shared = server_users(study, wanted, model_dir)
     steps = _weights_steps(study, model_dir)
+    if study.ray is not None:
+        from .ray_cluster import cluster_steps
+
+        steps += cluster_steps(study)
     started: dict[str, Step] = {}
     for stage in execution_order(study, wanted, model_dir):
         for step in stage_plan(study, stage, model_dir, RUN_DIR_PLACEHOLDER, _port(study)):

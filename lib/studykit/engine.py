@@ -69,6 +69,10 @@ def platform_env(study: Study, allowed_cores: list[int] | None = None) -> dict[s
             env[THREADS_BIND] = bind
     else:
         env["ASCEND_RT_VISIBLE_DEVICES"] = study.npu.visible_devices
+        if study.server.distributed_executor_backend == "ray":
+            from .ray_cluster import NOSET
+
+            env.update(NOSET)
         if study.npu.pytorch_npu_alloc_conf:
             env["PYTORCH_NPU_ALLOC_CONF"] = study.npu.pytorch_npu_alloc_conf
         if study.npu.task_queue_enable:

