@@ -13,6 +13,9 @@ too) and returns the seconds vLLM itself printed for each part of the start it r
     graph_capture_gib    G of the line above
     engine_init_s        "init engine (profile, create kv cache, warmup model) took X s|seconds"
     log_span_s           first timestamped line to the ready line (see log_span_end), from log timestamps
+    process_first_log_s  per process vLLM names in its prefix ("APIServer", "EngineCore", "Worker", "Worker_TP1"):
+                         seconds from the first log line to that process's first line. Each process imports vLLM
+                         before it logs, so the gaps show how much of a start goes to spawning and importing
 
 A line that is not in the log leaves its field None: this never estimates a part vLLM did not report. Where several
 ranks or data-parallel engines print the same line, the largest value is kept, since the start waits for the
@@ -58,6 +61,8 @@ _INIT_COMPILATION = re.compile(rf"init engine \(profile, create kv cache, warmup
                                rf"\(compilation: {_NUM} s")
 
 # vLLM's prefix: "INFO 11-26 07:26:48 [file.py:12]" (optionally with fractions of a second).
+# "(EngineCore_DP0 pid=299) INFO ..." -> EngineCore_DP0
+_PROCESS = re.compile(r"^\((?P<name>[\w.-]+) pid=\d+\)")
 _STAMP = re.compile(r"\b(?:DEBUG|INFO|WARNING|ERROR|CRITICAL)\s+(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.\d+)?\s")
 # Ready lines, in the order of preference: a server is ready when uvicorn has started (that line has no
 # timestamp of its own: the last vLLM timestamp before it stands for it); an offline engine (bench latency or
@@ -103,11 +108,15 @@ def startup_breakdown(log_path: str | Path, started_at: datetime | None = None) 
 
     first_stamp = last_stamp = None
     ready_stamps: dict[str, datetime] = {}
+    process_first: dict[str, datetime] = {}
     for line in lines:
         stamp = _stamp(line)
         if stamp is not None:
             last_stamp = stamp
             first_stamp = first_stamp or stamp
+            proc = _PROCESS.match(line)
+            if proc:
+                process_first.setdefault(proc.group("name"), stamp)
         for marker, regex in _READY:
             if marker not in ready_stamps and last_stamp is not None and regex.search(line):
                 ready_stamps[marker] = last_stamp
@@ -115,6 +124,7 @@ def startup_breakdown(log_path: str | Path, started_at: datetime | None = None) 
     ready_stamp = ready_stamps.get(ready_end)
     out["log_span_end"] = ready_end
     out["log_span_s"] = _span_seconds(first_stamp, ready_stamp)
+    out["process_first_log_s"] = {name: _span_seconds(first_stamp, t) for name, t in process_first.items()} or None
     out["process_to_ready_s"] = None
     if started_at is not None and ready_stamp is not None:
         # the stamp has no year: take the one that puts it nearest the start (a start on 12-31 may be ready on 01-01)
