@@ -74,8 +74,11 @@ def engine_starts(run_dir: Path) -> list[dict[str, Any]]:
             ready_s, how = (rec.get("extra") or {}).get("ready_seconds"), "kit ready_seconds"
         else:
             ready_s, how = parts.get("process_to_ready_s"), "log: start to init-engine line"
+        firsts = parts.get("process_first_log_s") or {}
         rows.append({"stage": rec["stage"], "label": rec["label"], "kind": kind, "ready_s": ready_s, "how": how,
-                     "command_s": rec.get("seconds"), **{k: parts.get(k) for k, _ in PARTS}})
+                     "command_s": rec.get("seconds"), "to_first_log_s": parts.get("process_to_first_log_s"),
+                     "worker_first_log_s": max(firsts.values()) if firsts else None,
+                     **{k: parts.get(k) for k, _ in PARTS}})
     return rows
 
 
@@ -120,12 +123,15 @@ def report(run_dir: Path, out=print) -> dict[str, Any]:
         out(f"{r['stage']:<11} {str(r['status']):<8} {_fmt(r['wall_s'])} {_fmt(r['vllm_s'])} {_fmt(r['ratio'], 9, 3)}")
 
     out(f"\nengine starts: {len(starts)}")
-    out(f"{'stage':<11} {'label':<24} {'kind':<17} {'ready s':>7}  " + " ".join(f"{name:>13}" for _, name in PARTS))
+    out(f"{'stage':<11} {'label':<24} {'kind':<17} {'ready s':>7} {'1st log':>7} {'last proc':>9}  "
+        + " ".join(f"{name:>13}" for _, name in PARTS))
     for r in starts:
-        out(f"{r['stage']:<11} {r['label'][:24]:<24} {r['kind']:<17} {_fmt(r['ready_s'])}  "
-            + " ".join(_fmt(r[k], 13, 2) for k, _ in PARTS))
+        out(f"{r['stage']:<11} {r['label'][:24]:<24} {r['kind']:<17} {_fmt(r['ready_s'])} {_fmt(r['to_first_log_s'])} "
+            f"{_fmt(r['worker_first_log_s'], 9)}  " + " ".join(_fmt(r[k], 13, 2) for k, _ in PARTS))
     out("ready s: servers = kit ready_seconds (process start to /health); benches = process start to vLLM's "
-        "'init engine ... took' line; parts as vLLM logs them, '-' = not in the log")
+        "'init engine ... took' line.\n1st log: process start to vLLM's first log line (importing vLLM); last proc: "
+        "first log line to the first line of the last vLLM process to speak (spawn + import of engine core and "
+        "worker).\nParts as vLLM logs them; '-' = not in the log")
 
     startup_s = sum(r["ready_s"] for r in starts if r["ready_s"] is not None)
     unmeasured = sum(r["ready_s"] is None for r in starts)

@@ -93,7 +93,8 @@ def startup_breakdown(log_path: str | Path, started_at: datetime | None = None) 
     """Seconds vLLM reports for one engine start in `log_path` (fields in the module doc; None when not logged).
 
     `started_at`: when the process was started (an aware datetime, e.g. a command's started_utc); adds
-    `process_to_ready_s`, the wall time from there to the ready line."""
+    `process_to_first_log_s` (Python importing vLLM before it logs) and `process_to_ready_s`, the wall time from
+    the start to the ready line."""
     path = Path(log_path)
     if not path.is_file():
         raise FileNotFoundError(f"startup_breakdown: no log file at {path}")
@@ -125,19 +126,25 @@ def startup_breakdown(log_path: str | Path, started_at: datetime | None = None) 
     out["log_span_end"] = ready_end
     out["log_span_s"] = _span_seconds(first_stamp, ready_stamp)
     out["process_first_log_s"] = {name: _span_seconds(first_stamp, t) for name, t in process_first.items()} or None
-    out["process_to_ready_s"] = None
-    if started_at is not None and ready_stamp is not None:
-        # the stamp has no year: take the one that puts it nearest the start (a start on 12-31 may be ready on 01-01)
-        year = started_at.astimezone().year
-        candidates = []
-        for y in (year - 1, year, year + 1):
-            try:
-                candidates.append(ready_stamp.replace(year=y).astimezone())
-            except ValueError:  # 02-29 outside a leap year
-                continue
-        ready_local = min(candidates, key=lambda t: abs((t - started_at).total_seconds()))
-        out["process_to_ready_s"] = round((ready_local - started_at).total_seconds(), 3)
+    out["process_to_first_log_s"] = out["process_to_ready_s"] = None
+    if started_at is not None:
+        for key, stamp in (("process_to_first_log_s", first_stamp), ("process_to_ready_s", ready_stamp)):
+            if stamp is not None:
+                out[key] = round((_near(stamp, started_at) - started_at).total_seconds(), 3)
     return out
+
+
+def _near(stamp: datetime, started_at: datetime) -> datetime:
+    """A log stamp (no year, this machine's zone) as an aware time, in the year that puts it nearest started_at
+    (a start on 12-31 may be ready on 01-01)."""
+    year = started_at.astimezone().year
+    candidates = []
+    for y in (year - 1, year, year + 1):
+        try:
+            candidates.append(stamp.replace(year=y).astimezone())
+        except ValueError:  # 02-29 outside a leap year
+            continue
+    return min(candidates, key=lambda t: abs((t - started_at).total_seconds()))
 
 
 def _span_seconds(first: datetime | None, last: datetime | None) -> float | None:
