@@ -120,7 +120,7 @@ def report(run_dir: Path, out=print) -> dict[str, Any]:
     out(f"run {run_dir}")
     out(f"\n{'stage':<11} {'status':<8} {'wall s':>7} {'vllm s':>7} {'wall/vllm':>9}")
     for r in stages:
-        out(f"{r['stage']:<11} {str(r['status']):<8} {_fmt(r['wall_s'])} {_fmt(r['vllm_s'])} {_fmt(r['ratio'], 9, 3)}")
+        out(f"{r['stage']:<11} {r['status']!s:<8} {_fmt(r['wall_s'])} {_fmt(r['vllm_s'])} {_fmt(r['ratio'], 9, 3)}")
 
     out(f"\nengine starts: {len(starts)}")
     out(f"{'stage':<11} {'label':<24} {'kind':<17} {'ready s':>7} {'1st log':>7} {'last proc':>9}  "
@@ -156,8 +156,10 @@ def report(run_dir: Path, out=print) -> dict[str, Any]:
 def run_study(params: str, stages: str | None) -> Path | None:
     argv = [sys.executable, "-m", "studykit.cli", "run", params] + (["--stages", stages] if stages else [])
     t0 = time.perf_counter()
-    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
-    print(proc.stdout[-2000:], proc.stderr[-2000:], sep="\n")
+    proc = subprocess.run(argv, check=False, cwd=ROOT, capture_output=True, text=True)
+    print(proc.stdout[-2000:])
+    if proc.returncode != 0:  # stderr is mostly kernel chatter; it matters when the run failed
+        print(proc.stderr[-2000:])
     print(f"studykit run: exit {proc.returncode}, {time.perf_counter() - t0:.1f} s")
     found = [line.split()[-1] for line in (proc.stdout + proc.stderr).splitlines() if "run directory" in line]
     candidates = [Path(x) for x in found if (Path(x) / "run.json").is_file()]

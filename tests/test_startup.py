@@ -7,9 +7,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-
 from studykit.params import load_study
-from studykit.startup import BREAKDOWN_FIELDS, startup_breakdown, startup_bench_argv
+from studykit.startup import BREAKDOWN_FIELDS, startup_bench_argv, startup_breakdown
 
 LOGS = Path(__file__).parent / "data" / "logs" / "startup"
 ROOT = Path(__file__).resolve().parents[1]
