@@ -81,15 +81,18 @@ def report(run_dir: Path, out=print) -> dict[str, Any]:
     out(f"run {run_dir}")
     out(f"\n{'stage':<11} {'status':<8} {'wall s':>7} {'vllm s':>7} {'wall/vllm':>9}")
     for r in stages:
-        out(f"{r['stage']:<11} {str(r['status']):<8} {_fmt(r['wall_s'])} {_fmt(r['vllm_s'])} {_fmt(r['ratio'], 9, 3)}")
+        out(f"{r['stage']:<11} {r['status']!s:<8} {_fmt(r['wall_s'])} {_fmt(r['vllm_s'])} {_fmt(r['ratio'], 9, 3)}")
 
     out(f"\nengine starts: {len(starts)}")
-    out(f"{'stage':<11} {'label':<24} {'kind':<17} {'ready s':>7}  " + " ".join(f"{name:>13}" for _, name in PARTS))
+    out(f"{'stage':<11} {'label':<24} {'kind':<17} {'ready s':>7} {'1st log':>7} {'last proc':>9}  "
+        + " ".join(f"{name:>13}" for _, name in PARTS))
     for r in starts:
-        out(f"{r['stage']:<11} {r['label'][:24]:<24} {r['kind']:<17} {_fmt(r['ready_s'])}  "
-            + " ".join(_fmt(r[k], 13, 2) for k, _ in PARTS))
+        out(f"{r['stage']:<11} {r['label'][:24]:<24} {r['kind']:<17} {_fmt(r['ready_s'])} {_fmt(r['to_first_log_s'])} "
+            f"{_fmt(r['worker_first_log_s'], 9)}  " + " ".join(_fmt(r[k], 13, 2) for k, _ in PARTS))
     out("ready s: servers = kit ready_seconds (process start to /health); benches = process start to vLLM's "
-        "'init engine ... took' line; parts as vLLM logs them, '-' = not in the log")
+        "'init engine ... took' line.\n1st log: process start to vLLM's first log line (importing vLLM); last proc: "
+        "first log line to the first line of the last vLLM process to speak (spawn + import of engine core and "
+        "worker).\nParts as vLLM logs them; '-' = not in the log")
 
     startup_s = sum(r["ready_s"] for r in starts if r["ready_s"] is not None)
     unmeasured = sum(r["ready_s"] is None for r in starts)
@@ -114,8 +117,10 @@ def report(run_dir: Path, out=print) -> dict[str, Any]:
 def run_study(params: str, stages: str | None) -> Path | None:
     argv = [sys.executable, "-m", "studykit.cli", "run", params] + (["--stages", stages] if stages else [])
     t0 = time.perf_counter()
-    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
-    print(proc.stdout[-2000:], proc.stderr[-2000:], sep="\n")
+    proc = subprocess.run(argv, check=False, cwd=ROOT, capture_output=True, text=True)
+    print(proc.stdout[-2000:])
+    if proc.returncode != 0:  # stderr is mostly kernel chatter; it matters when the run failed
+        print(proc.stderr[-2000:])
     print(f"studykit run: exit {proc.returncode}, {time.perf_counter() - t0:.1f} s")
     found = [line.split()[-1] for line in (proc.stdout + proc.stderr).splitlines() if "run directory" in line]
     candidates = [Path(x) for x in found if (Path(x) / "run.json").is_file()]

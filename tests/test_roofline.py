@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from studykit import roofline as rl
 from studykit.params import parse_study
 from studykit.schema.stages import BandwidthLimit, LatencyRoofline, ServeRoofline

@@ -7,23 +7,30 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-
 from studykit.params import load_study
-from studykit.startup import BREAKDOWN_FIELDS, startup_breakdown, startup_bench_argv
+from studykit.startup import BREAKDOWN_FIELDS, startup_bench_argv, startup_breakdown
 
 LOGS = Path(__file__).parent / "data" / "logs" / "startup"
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def reported(result: dict) -> dict:
-    """The fields the log reported (the rest must be None)."""
-    return {k: v for k, v in result.items() if v is not None and k != "log"}
+    """The timed parts the log reported (the rest must be None); process_first_log_s is tested on its own."""
+    return {k: v for k, v in result.items()
+            if v is not None and k not in ("log", "process_first_log_s", "process_to_first_log_s")}
 
 
 def test_cpu_serve_real_gate():
     out = startup_breakdown(LOGS / "cpu-serve-real-gate.log")
     assert reported(out) == {"weights_load_s": 1.59, "model_init_s": 0.291476, "engine_init_s": 10.66,
                              "log_span_end": "application startup complete", "log_span_s": 54.0}
+
+
+def test_each_process_first_log_line_shows_spawn_and_import_time():
+    # vllm serve on CPU: API server, then the engine core process, then its worker, each importing vLLM first
+    out = startup_breakdown(LOGS / "cpu-serve-real-gate.log")
+    assert out["process_first_log_s"] == {"APIServer": 0.0, "EngineCore": 17.0, "VllmWorker-0": 34.0, "Worker": 34.0}
+    assert startup_breakdown(LOGS / "npu-vllm-ascend-1487-qwen3-8b.log")["process_first_log_s"] is None  # no prefixes
 
 
 def test_cpu_dummy_weights_have_no_weight_loading_line():
@@ -45,7 +52,8 @@ def test_process_to_ready_counts_the_import_time_before_the_first_log_line():
     started = datetime(2026, 11, 26, 7, 26, 27, 652000).astimezone()
     out = startup_breakdown(LOGS / "cpu-serve-real-gate.log", started_at=started)
     assert out["process_to_ready_s"] == pytest.approx(74.348)
-    assert out["process_to_ready_s"] > out["log_span_s"]
+    assert out["process_to_first_log_s"] == pytest.approx(20.348)  # first stamp 07:26:48
+    assert out["process_to_ready_s"] == pytest.approx(out["process_to_first_log_s"] + out["log_span_s"])
 
 
 @pytest.mark.parametrize("name, expected", [

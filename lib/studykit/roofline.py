@@ -16,6 +16,7 @@ efficiency also reflects Python/engine overhead per step.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import statistics
@@ -55,7 +56,7 @@ def _numpy_threads_copy_s(src, dst, threads: int) -> float:
         start.wait()
         np.copyto(dst[a:b], src[a:b])
 
-    workers = [threading.Thread(target=copy_slice, args=(int(a), int(b))) for a, b in zip(bounds, bounds[1:])]
+    workers = [threading.Thread(target=copy_slice, args=(int(a), int(b))) for a, b in itertools.pairwise(bounds)]
     for w in workers:
         w.start()
     start.wait()

@@ -13,6 +13,9 @@ too) and returns the seconds vLLM itself printed for each part of the start it r
     graph_capture_gib    G of the line above
     engine_init_s        "init engine (profile, create kv cache, warmup model) took X s|seconds"
     log_span_s           first timestamped line to the ready line (see log_span_end), from log timestamps
+    process_first_log_s  per process vLLM names in its prefix ("APIServer", "EngineCore", "Worker", "Worker_TP1"):
+                         seconds from the first log line to that process's first line. Each process imports vLLM
+                         before it logs, so the gaps show how much of a start goes to spawning and importing
 
 A line that is not in the log leaves its field None: this never estimates a part vLLM did not report. Where several
 ranks or data-parallel engines print the same line, the largest value is kept, since the start waits for the
@@ -58,6 +61,8 @@ _INIT_COMPILATION = re.compile(rf"init engine \(profile, create kv cache, warmup
                                rf"\(compilation: {_NUM} s")
 
 # vLLM's prefix: "INFO 11-26 07:26:48 [file.py:12]" (optionally with fractions of a second).
+# "(EngineCore_DP0 pid=299) INFO ..." -> EngineCore_DP0
+_PROCESS = re.compile(r"^\((?P<name>[\w.-]+) pid=\d+\)")
 _STAMP = re.compile(r"\b(?:DEBUG|INFO|WARNING|ERROR|CRITICAL)\s+(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.\d+)?\s")
 # Ready lines, in the order of preference: a server is ready when uvicorn has started (that line has no
 # timestamp of its own: the last vLLM timestamp before it stands for it); an offline engine (bench latency or
@@ -88,7 +93,8 @@ def startup_breakdown(log_path: str | Path, started_at: datetime | None = None) 
     """Seconds vLLM reports for one engine start in `log_path` (fields in the module doc; None when not logged).
 
     `started_at`: when the process was started (an aware datetime, e.g. a command's started_utc); adds
-    `process_to_ready_s`, the wall time from there to the ready line."""
+    `process_to_first_log_s` (Python importing vLLM before it logs) and `process_to_ready_s`, the wall time from
+    the start to the ready line."""
     path = Path(log_path)
     if not path.is_file():
         raise FileNotFoundError(f"startup_breakdown: no log file at {path}")
@@ -103,11 +109,15 @@ def startup_breakdown(log_path: str | Path, started_at: datetime | None = None) 
 
     first_stamp = last_stamp = None
     ready_stamps: dict[str, datetime] = {}
+    process_first: dict[str, datetime] = {}
     for line in lines:
         stamp = _stamp(line)
         if stamp is not None:
             last_stamp = stamp
             first_stamp = first_stamp or stamp
+            proc = _PROCESS.match(line)
+            if proc:
+                process_first.setdefault(proc.group("name"), stamp)
         for marker, regex in _READY:
             if marker not in ready_stamps and last_stamp is not None and regex.search(line):
                 ready_stamps[marker] = last_stamp
@@ -115,19 +125,26 @@ def startup_breakdown(log_path: str | Path, started_at: datetime | None = None) 
     ready_stamp = ready_stamps.get(ready_end)
     out["log_span_end"] = ready_end
     out["log_span_s"] = _span_seconds(first_stamp, ready_stamp)
-    out["process_to_ready_s"] = None
-    if started_at is not None and ready_stamp is not None:
-        # the stamp has no year: take the one that puts it nearest the start (a start on 12-31 may be ready on 01-01)
-        year = started_at.astimezone().year
-        candidates = []
-        for y in (year - 1, year, year + 1):
-            try:
-                candidates.append(ready_stamp.replace(year=y).astimezone())
-            except ValueError:  # 02-29 outside a leap year
-                continue
-        ready_local = min(candidates, key=lambda t: abs((t - started_at).total_seconds()))
-        out["process_to_ready_s"] = round((ready_local - started_at).total_seconds(), 3)
+    out["process_first_log_s"] = {name: _span_seconds(first_stamp, t) for name, t in process_first.items()} or None
+    out["process_to_first_log_s"] = out["process_to_ready_s"] = None
+    if started_at is not None:
+        for key, stamp in (("process_to_first_log_s", first_stamp), ("process_to_ready_s", ready_stamp)):
+            if stamp is not None:
+                out[key] = round((_near(stamp, started_at) - started_at).total_seconds(), 3)
     return out
+
+
+def _near(stamp: datetime, started_at: datetime) -> datetime:
+    """A log stamp (no year, this machine's zone) as an aware time, in the year that puts it nearest started_at
+    (a start on 12-31 may be ready on 01-01)."""
+    year = started_at.astimezone().year
+    candidates = []
+    for y in (year - 1, year, year + 1):
+        try:
+            candidates.append(stamp.replace(year=y).astimezone())
+        except ValueError:  # 02-29 outside a leap year
+            continue
+    return min(candidates, key=lambda t: abs((t - started_at).total_seconds()))
 
 
 def _span_seconds(first: datetime | None, last: datetime | None) -> float | None:
@@ -220,8 +237,11 @@ def engine_starts(run_dir: str | Path) -> list[dict[str, Any]]:
             ready_s, how = (rec.get("extra") or {}).get("ready_seconds"), "process start to /health"
         else:
             ready_s, how = parts.get("process_to_ready_s"), "process start to vLLM's init-engine line"
+        firsts = parts.get("process_first_log_s") or {}
         rows.append({"stage": rec["stage"], "label": rec["label"], "kind": kind, "ready_s": ready_s, "how": how,
                      "command_s": rec.get("seconds"), "shared_by": (rec.get("extra") or {}).get("shared_by"),
+                     "to_first_log_s": parts.get("process_to_first_log_s"),
+                     "worker_first_log_s": max(firsts.values()) if firsts else None,
                      **{k: parts.get(k) for k in STARTUP_PARTS}})
     return rows
 

@@ -309,6 +309,8 @@ class EngineStart(Record):
     how: str
     command_s: float | None = None
     shared_by: list[str] | None = None
+    to_first_log_s: float | None = Field(None, description="process start to vLLM's first log line (imports)")
+    worker_first_log_s: float | None = Field(None, description="process start to the last vLLM process's first line")
     weights_load_s: float | None = None
     engine_init_s: float | None = None
     graph_capture_s: float | None = None
