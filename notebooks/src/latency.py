@@ -47,7 +47,9 @@ metrics_frame("latency", result).loc[lambda df: ~df.index.str.startswith(("Decod
 # traffic decode achieves, against the bandwidth limit (a copy probe on CPU, the card's spec on NPU).
 
 # %%
-result["roofline"] = roofline.latency_roofline(ctx.study, ctx.model_dir, result.get("decode_ms_per_token"))
+# the probe runs on the cores the engine was bound to (read from its log)
+result["roofline"] = roofline.latency_roofline(ctx.study, ctx.model_dir, result.get("decode_ms_per_token"),
+                                               engine_log=ctx.raw_dir / "bench-latency-latency.log")
 metrics_frame("latency", result, prefix="roofline")
 
 # %% [markdown]

@@ -54,7 +54,8 @@ serve_table(result)
 # traffic each point achieves against the bandwidth limit (a lower bound: prefill shares those steps).
 
 # %%
-result["roofline"] = roofline.serve_roofline(ctx.study, ctx.model_dir, result["points"])
+result["roofline"] = roofline.serve_roofline(ctx.study, ctx.model_dir, result["points"],
+                                             engine_log=result.get("server_log"))
 pd.DataFrame(result["roofline"]["points"])
 
 # %% [markdown]

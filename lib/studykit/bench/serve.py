@@ -146,6 +146,7 @@ def run_serve(ctx, result: dict[str, Any]) -> dict[str, Any]:
             result["server"] = srv.label
             result["server_ready_s"] = srv.ready_seconds
             result["base_url"] = srv.base_url
+            result["server_log"] = str(srv.log_path)
             _run_all(ctx, result, srv)
     else:
         result["base_url"] = ctx.study.serve.base_url

@@ -318,7 +318,8 @@ def s5_performance(ctx: Ctx) -> None:
     if dig(lat, "roofline.efficiency_percent") is not None:
         metrics_table(ctx, roof)
         limit = dig(lat, "roofline.limit") or {}
-        md.p(f"{limit.get('source') or DASH}; {dig(lat, 'roofline.assumes') or ''}")
+        how = ", ".join(f"{k} {limit[k]}" for k in ("method", "threads", "cores") if limit.get(k) is not None)
+        md.p(f"{limit.get('source') or DASH}" + (f" ({how})" if how else "") + f"; {dig(lat, 'roofline.assumes') or ''}")
     if serve_roof:
         md.table([ctx.t("col_point"), "mean TPOT (ms)", "GB/s", "%"],
                  [[point_label(ctx, r), fmt(r.get("mean_tpot_ms")), fmt(r.get("achieved_gbps")),

@@ -176,6 +176,7 @@ class Sweep(Record):
 
 class ServeResult(StageResult):
     base_url: str | None = None
+    server_log: str | None = None
     server_ready_s: float | None = None
     sweep: Sweep | None = None
     runs: list[ServeRun] = Field(default_factory=list)
