@@ -155,7 +155,7 @@ def test_report_opens_with_the_summary(built, lang):
     assert re.findall(r"^## (.+)$", text, re.M)[0] == SECTIONS[lang][0]
     rows = tables(section(text, SECTIONS[lang][0]))[0]
     claim = "测评项" if lang == "zh" else "Claim"
-    assert len(rows) == 8  # deploy, latency, throughput, serve, accuracy, 3 functional claims
+    assert len(rows) == 9  # deploy, latency, throughput, serve, accuracy, tasks, 3 functional claims
     serve = next(r for r in rows if "serve" in r[claim])
     stat = result(built["golden"], "serve")["points"][0]["metrics"]["mean_ttft_ms"]
     assert fmt(stat["mean"]) in serve["主要数字" if lang == "zh" else "Headline figures"]

@@ -42,6 +42,16 @@ def _figures(ctx: Ctx, ids: list[str]) -> str:
     return "; ".join(parts) or DASH
 
 
+def _task_figures(ctx: Ctx) -> str:
+    """Per task: both scores, the paired difference and McNemar's p."""
+    parts = []
+    for t in (ctx.run.stages["tasks"].result or {}).get("tasks") or []:
+        parts.append(ctx.t("sum_task", task=t["task"], ref=fmt(t["reference"]["score"]),
+                           vllm=fmt(t["candidate"]["score"]), delta=fmt(t["delta"]["value"]),
+                           p=fmt(t["mcnemar_exact_p"])))
+    return "; ".join(parts) or DASH
+
+
 def _check_counts(ctx: Ctx, checks: list[dict]) -> str:
     n = {k: sum(1 for c in checks if c.get("status") == k) for k in ("passed", "failed", "not_run")}
     return ctx.t("sum_checks", **n) if checks else DASH
@@ -70,6 +80,7 @@ SUMMARY_ROWS = (
     ("sum_serve", "serve", ["serve.request_throughput", "serve.mean_ttft_ms", "serve.mean_tpot_ms"], None),
     ("sum_accuracy", "accuracy", ["accuracy.token_agreement_excluding_near_ties", "accuracy.real_divergences",
                                   "accuracy.near_ties", "accuracy.top1_agreement", "accuracy.mean_kl"], None),
+    ("sum_tasks", "tasks", [], None),
     ("sum_prefix", "functional", ["functional.prefix_cache_hit_rate"], "prefix cache"),
     ("sum_chunked", "functional", ["functional.chunked_prefill_prompt_tokens"], "max_num_batched_tokens"),
     ("sum_graph", "functional", [], "graph and eager"),
@@ -97,7 +108,7 @@ def s0_summary(ctx: Ctx) -> None:
                 figures = _figures(ctx, ids) if ids else (checks[0].get("detail") or DASH)
         else:
             status = status_text(ctx, st.status)
-            figures = _figures(ctx, ids)
+            figures = _task_figures(ctx) if stage == "tasks" else _figures(ctx, ids)
         row = [ctx.t(key), status, figures, _check_counts(ctx, checks)]
         if ctx.ref:
             row.append(_like_for_like(ctx, stage) if stage in ("latency", "throughput", "serve") else "")
@@ -396,6 +407,47 @@ def s6_accuracy(ctx: Ctx) -> None:
         if not checks_table(ctx, ["accuracy"]):
             md.p(ctx.t("a_none"))
         show_charts(ctx, "accuracy")
+    s6_tasks(ctx)
+
+
+def s6_tasks(ctx: Ctx) -> None:
+    """Task accuracy: lm-eval scores on vLLM and on the fp32 reference, paired item by item."""
+    md = ctx.md
+    st = ctx.run.stages.get("tasks")
+    if st is None or not (st.requested or st.ran):
+        return
+    md.h(3, ctx.t("s6_3"))
+    if not stage_banner(ctx, "tasks"):
+        return
+    res = st.result
+    md.p(ctx.t("t_intro", version=res.get("lm_eval_version") or DASH, method=res.get("method") or ""))
+    rows = []
+    for t in res.get("tasks") or []:
+        ref, cand, delta = t["reference"], t["candidate"], t["delta"]
+        rows.append([t["task"], t["metric"], t["items"],
+                     f"{fmt(ref['score'])} [{fmt(ref['ci95_low'])}, {fmt(ref['ci95_high'])}]",
+                     f"{fmt(cand['score'])} [{fmt(cand['ci95_low'])}, {fmt(cand['ci95_high'])}]",
+                     f"{fmt(delta['value'])} [{fmt(delta['ci95_low'])}, {fmt(delta['ci95_high'])}]",
+                     f"{t['only_reference_correct']} / {t['only_candidate_correct']}", fmt(t["mcnemar_exact_p"])])
+    md.table([ctx.t("t_task"), ctx.t("t_metric"), ctx.t("t_items"), ctx.t("t_reference"), ctx.t("t_vllm"),
+              ctx.t("t_delta"), ctx.t("t_discordant"), ctx.t("t_p")], rows)
+    for t in res.get("tasks") or []:
+        if t.get("discordant"):
+            md.p(ctx.t("t_discordant_items", task=t["task"], n=len(t["discordant"])))
+            md.table([ctx.t("t_item"), ctx.t("t_target"), ctx.t("t_reference"), ctx.t("t_vllm")],
+                     [[f"{d['task']}#{d['doc_id']}", inline_code(_answer_text(d.get("target"))),
+                       inline_code(_answer_text(d["reference"]["answer"])) + f" ({fmt(d['reference']['score'])})",
+                       inline_code(_answer_text(d["candidate"]["answer"])) + f" ({fmt(d['candidate']['score'])})"]
+                      for d in t["discordant"][:20]])
+    if not checks_table(ctx, ["tasks"]):
+        md.p(ctx.t("a_none"))
+    show_charts(ctx, "tasks")
+
+
+def _answer_text(answer) -> str:
+    if isinstance(answer, dict):
+        answer = answer.get("text", answer.get("choice"))
+    return str(answer)[:80].replace("|", "/").replace("`", "'").replace("\n", " ")
 
 
 def deploy_gates(ctx: Ctx) -> None:
