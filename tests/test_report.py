@@ -180,7 +180,8 @@ def test_i18n_twins_have_the_same_placeholders():
 
 # ------------------------------------------------------------------ numbers come from the JSON
 
-PERF = [("latency", "5.2"), ("throughput", "5.3"), ("serve", "5.4"), ("accuracy", "6.2"), ("functional", "6.1")]
+PERF = [("latency", "5.2"), ("throughput", "5.3"), ("serve", "5.4"), ("accuracy", "6.2"), ("functional", "6.1"),
+        ("tasks", "6.3")]
 
 
 @pytest.mark.parametrize("lang", ["zh", "en"])
@@ -190,7 +191,10 @@ def test_every_table_number_equals_the_json(built, name, lang):
     text = read(run, lang)
     checked = 0
     for stage, num in PERF:
-        heading = next(h for h in re.findall(r"^### (.+)$", text, re.M) if h.startswith(num + " "))
+        heading = next((h for h in re.findall(r"^### (.+)$", text, re.M) if h.startswith(num + " ")), None)
+        if heading is None:
+            assert stage == "tasks" and not (run / "results" / "tasks.json").exists()
+            continue
         body = section(text, heading)
         path = run / "results" / f"{stage}.json"
         numbers = json_numbers(json.loads(path.read_text())) if path.exists() else []
