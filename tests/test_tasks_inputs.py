@@ -243,3 +243,45 @@ def test_result_fits_the_schema():
     model = validate_result("tasks", json.loads(json.dumps(doc)))
     assert model.tasks[0].only_candidate_correct == 1
     assert model.tasks[0].per_item[1].candidate.answer["choice"] == 0
+
+
+# --- a hub task reads its fetched local directory ---------------------------------------------------------------
+
+
+def _fake_gsm8k(root: Path) -> None:
+    """A dataset directory laid out like the hub's openai/gsm8k (config 'main', parquet splits)."""
+    import datasets
+
+    (root / "main").mkdir(parents=True)
+    rows = [{"question": f"What is {i} + {i}?", "answer": f"{i} + {i} = {2 * i}\n#### {2 * i}"} for i in range(8)]
+    for split in ("train", "test"):
+        datasets.Dataset.from_list(rows).to_parquet(str(root / "main" / f"{split}-00000-of-00001.parquet"))
+    (root / "README.md").write_text("---\nconfigs:\n- config_name: main\n  data_files:\n"
+                                    "  - split: train\n    path: main/train-*\n"
+                                    "  - split: test\n    path: main/test-*\n---\n", encoding="utf-8")
+
+
+def test_hub_task_is_pointed_at_its_local_dataset(tmp_path, monkeypatch):
+    from studykit.params import TaskDataset
+    from studykit.tasks.data import local_dataset_dir
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+    data_dir = tmp_path / "datasets"
+    p = TasksParams(tasks=["gsm8k"], data_dir=str(data_dir),
+                    datasets=[TaskDataset(dataset_path="openai/gsm8k", modelscope_id="modelscope/gsm8k",
+                                          revision="v1")])
+    with pytest.raises(TaskInputError, match=r"modelscope/gsm8k@v1 \(for 'openai/gsm8k'\) is not in .*run "
+                                             r"`studykit data fetch PARAMS` first"):
+        resolve_tasks(p)
+    local = local_dataset_dir(data_dir, "modelscope/gsm8k", "v1")
+    _fake_gsm8k(local)
+    resolved = resolve_tasks(p)
+    assert resolved["hub"]["gsm8k"]["leaves"] == ["gsm8k"]
+    target = write_task_dir(resolved, tmp_path / "taskdefs")
+    from lm_eval.tasks import TaskManager
+
+    task = TaskManager(include_path=str(target)).load_task_or_group(["gsm8k"])["gsm8k"]
+    docs = list(task.eval_docs)
+    assert len(docs) == 8 and docs[3]["question"] == "What is 3 + 3?"
