@@ -4,7 +4,6 @@ recomputation of its numbers from the per-sample logs lm-eval wrote."""
 import json
 
 import pytest
-
 from conftest import run_cli, tiny_study
 from studykit.results import read_json
 from studykit.schema import validate_result

@@ -9,11 +9,16 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from studykit.params import Study, TasksParams, load_study
 from studykit.schema import validate_result
 from studykit.tasks import defaults, lmeval
-from studykit.tasks.data import KIT_TASKS_DIR, TaskInputError, read_items, resolve_tasks, write_task_dir
+from studykit.tasks.data import (
+    KIT_TASKS_DIR,
+    TaskInputError,
+    read_items,
+    resolve_tasks,
+    write_task_dir,
+)
 from studykit.tasks.stage import compare_task, run_tasks, task_checks
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -222,7 +222,7 @@ class TasksParams(Strict):
         return v
 
     @model_validator(mode="after")
-    def _datasets_need_a_dir(self) -> "TasksParams":
+    def _datasets_need_a_dir(self) -> TasksParams:
         if self.datasets and not self.data_dir:
             raise ValueError("tasks.datasets needs tasks.data_dir (where `studykit data fetch` puts them)")
         return self

@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from . import lmeval
-from .data import TaskInputError, resolve_tasks, write_task_dir
+from .data import resolve_tasks, write_task_dir
 from .stats import parity
 
 # One record per (document, filter) in lm-eval's sample logs; scores keyed by metric name.
@@ -205,6 +205,7 @@ def run_tasks(ctx, p) -> tuple[dict, list[str]]:
                                                                                 in v["overrides"].items()}}
                                  for k, v in resolved["hub"].items()}},
         "tasks": tasks,
+        "params": json.loads(p.model_dump_json()),
         "thresholds": {"max_abs_delta": p.max_abs_delta, "rtol": p.rtol, "baselines": dict(p.baselines)},
         "commands": commands,
         "checks": checks,
@@ -255,5 +256,3 @@ def discordant_table(result: dict):
                          "reference_correct": it["reference"]["score"], "vllm_correct": it["candidate"]["score"]})
     return pd.DataFrame(rows)
 
-
-__all__ = ["TaskInputError", "run_tasks", "summary_table", "scores_chart", "discordant_table"]
