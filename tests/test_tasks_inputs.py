@@ -182,8 +182,9 @@ def test_plan_runs_the_same_tasks_on_both_backends(tmp_path):
 
 def _mc_sample(doc_id: int, lls: list[float], gold: int) -> dict:
     best = max(range(len(lls)), key=lls.__getitem__)
-    return {"doc_id": doc_id, "doc": {"id": f"q{doc_id}", "choices": [f" c{i}" for i in range(len(lls))]},
-            "target": str(gold), "filtered_resps": [[str(x), "False"] for x in lls], "filter": "none",
+    return {"doc_id": doc_id, "doc": {"id": f"q{doc_id}"}, "target": str(gold),
+            "arguments": {f"gen_args_{i}": {"arg_0": "Q?", "arg_1": f" c{i}"} for i in range(len(lls))},
+            "filtered_resps": [[str(x), "False"] for x in lls], "filter": "none",
             "metrics": ["acc"], "acc": float(best == gold), "doc_hash": f"d{doc_id}", "prompt_hash": f"p{doc_id}"}
 
 
