@@ -113,9 +113,11 @@ def test_hub_task_without_a_fetched_dataset_is_refused():
         resolve_tasks(TasksParams(tasks=["gsm8k"]))
 
 
-def test_metrics_for_a_task_not_in_the_list():
-    with pytest.raises(TaskInputError, match=r"name \['gsm8k'\], which are not in tasks.tasks"):
-        resolve_tasks(TasksParams(tasks=["studykit_mc"], baselines={"gsm8k": 0.5}))
+def test_metrics_and_baselines_must_name_listed_tasks_in_params():
+    with pytest.raises(ValueError, match=r"name \['gsm8k'\], which are not in tasks \['studykit_mc'\]"):
+        TasksParams(tasks=["studykit_mc"], baselines={"gsm8k": 0.5})
+    with pytest.raises(ValueError, match=r"metrics are 'metric,filter'.*'studykit_mc': 'acc'"):
+        TasksParams(metrics={"studykit_mc": "acc"})
 
 
 def test_baseline_outside_0_1_is_a_params_error():
