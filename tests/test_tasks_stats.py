@@ -1,8 +1,12 @@
 """Parity statistics against values worked out by hand (arithmetic in the comments)."""
 
 import pytest
-
-from studykit.tasks.stats import mcnemar_exact_p, paired_difference_ci95, parity, wilson_ci95
+from studykit.tasks.stats import (
+    mcnemar_exact_p,
+    paired_difference_ci95,
+    parity,
+    wilson_ci95,
+)
 
 
 def test_wilson_8_of_10():

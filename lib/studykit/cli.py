@@ -69,6 +69,22 @@ def _cmd_env(args) -> int:
     return 0
 
 
+def _cmd_data(args) -> int:
+    from .params import load_study
+    from .tasks.fetch import fetch_study_datasets
+    from .weights import WeightsError
+
+    study = load_study(args.params)
+    try:
+        fetched = fetch_study_datasets(study)
+    except WeightsError as err:
+        print(f"studykit: {err}", file=sys.stderr)
+        return 1
+    for row in fetched:
+        print(f"{row['dataset_path']}: {row['modelscope_id']}@{row['revision']} -> {row['dir']}\n  {row['command']}")
+    return 0
+
+
 def _stages(text: str) -> list[str]:
     names = [s.strip() for s in text.split(",") if s.strip()]
     bad = [s for s in names if s not in STAGE_ORDER]
@@ -101,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--dtype", choices=["bfloat16", "float32"], default="bfloat16")
     model.add_argument("--force", action="store_true", help="rebuild even if the cached copy is intact")
     model.set_defaults(func=_cmd_model)
+
+    data = sub.add_parser("data", help="datasets of a study's lm-eval tasks")
+    data_sub = data.add_subparsers(dest="data_cmd", required=True)
+    fetch = data_sub.add_parser("fetch", help="download tasks.datasets from ModelScope (pinned revisions) into "
+                                              "tasks.data_dir; the tasks stage itself never downloads")
+    fetch.add_argument("params", help="study YAML file")
+    fetch.set_defaults(func=_cmd_data)
 
     env = sub.add_parser("env", help="print the environment capture for a study")
     env.add_argument("params")

@@ -287,10 +287,21 @@ class TasksParams(Strict):
             raise ValueError(f"baseline scores must be within 0..1; got {bad}")
         return v
 
+    @field_validator("metrics")
+    @classmethod
+    def _metric_filter_pairs(cls, v):
+        bad = {k: x for k, x in v.items() if x.count(",") != 1 or not all(x.split(","))}
+        if bad:
+            raise ValueError(f"metrics are 'metric,filter' (e.g. 'acc,none', 'exact_match,strict-match'); got {bad}")
+        return v
+
     @model_validator(mode="after")
-    def _datasets_need_a_dir(self) -> "TasksParams":
+    def _consistent(self) -> TasksParams:
         if self.datasets and not self.data_dir:
             raise ValueError("tasks.datasets needs tasks.data_dir (where `studykit data fetch` puts them)")
+        strays = sorted((set(self.metrics) | set(self.baselines)) - set(self.tasks))
+        if strays:
+            raise ValueError(f"metrics / baselines name {strays}, which are not in tasks {self.tasks}")
         return self
 
 

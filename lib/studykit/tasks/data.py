@@ -219,14 +219,6 @@ def resolve_tasks(p) -> dict[str, Any]:
                         f"run `studykit data fetch PARAMS` first")
                 overrides[leaf] = (str(entry.yaml_path), str(local))
             hub[name] = {"leaves": leaves, "overrides": overrides}
-    unknown_keys = sorted((set(p.metrics) | set(p.baselines)) - set(p.tasks))
-    if unknown_keys:
-        raise TaskInputError(f"tasks.metrics / tasks.baselines name {unknown_keys}, which are not in tasks.tasks "
-                             f"{p.tasks}")
-    for name, spec in p.metrics.items():
-        if spec.count(",") != 1 or not all(spec.split(",")):
-            raise TaskInputError(f"tasks.metrics.{name}: {spec!r} is not 'metric,filter' (e.g. 'acc,none', "
-                                 "'exact_match,strict-match')")
     return {"task_dirs": [str(d) for d in task_dirs], "jsonl": checked, "hub": hub}
 
 

@@ -11,10 +11,8 @@ import time
 from typing import Any
 
 from . import lmeval
-from .data import TaskInputError, resolve_tasks, write_task_dir
+from .data import resolve_tasks, write_task_dir
 from .stats import parity
-
-# One record per (document, filter) in lm-eval's sample logs; scores keyed by metric name.
 
 
 def _metric_of(samples: list[dict], spec: str | None, where: str) -> tuple[str, str]:
@@ -34,17 +32,18 @@ def _metric_of(samples: list[dict], spec: str | None, where: str) -> tuple[str, 
 def _answer(sample: dict) -> Any:
     """What the backend answered: the chosen choice (highest log-likelihood) or the filtered generation."""
     resp = sample.get("filtered_resps")
-    if sample.get("doc", {}).get("choices") is not None or (
-            isinstance(resp, list) and resp and isinstance(resp[0], list) and len(resp[0]) == 2):
+    # a log-likelihood answer is one [loglikelihood, is_greedy] pair per choice
+    if isinstance(resp, list) and resp and isinstance(resp[0], list) and len(resp[0]) == 2:
         lls = [float(r[0]) for r in resp]
         best = max(range(len(lls)), key=lls.__getitem__)
-        choices = sample.get("doc", {}).get("choices")
-        text = choices[best] if isinstance(choices, list) and best < len(choices) else None
+        # the continuation lm-eval scored for that choice: the choice text as the model saw it
+        text = (sample.get("arguments") or {}).get(f"gen_args_{best}", {}).get("arg_1")
         return {"choice": best, "text": text, "loglikelihoods": lls}
     return resp[0] if isinstance(resp, list) and len(resp) == 1 else resp
 
 
 def item_records(samples: list[dict], metric: str, filt: str) -> dict[int, dict]:
+    """{doc_id: record} from one sample log (lm-eval logs a document once per filter; keep the one compared)."""
     out = {}
     for s in samples:
         if s.get("filter") != filt or metric not in s:
@@ -202,6 +201,7 @@ def run_tasks(ctx, p) -> tuple[dict, list[str]]:
                                                                                 in v["overrides"].items()}}
                                  for k, v in resolved["hub"].items()}},
         "tasks": tasks,
+        "params": json.loads(p.model_dump_json()),
         "thresholds": {"max_abs_delta": p.max_abs_delta, "rtol": p.rtol, "baselines": dict(p.baselines)},
         "commands": commands,
         "server": server_label,
@@ -253,5 +253,3 @@ def discordant_table(result: dict):
                          "reference_correct": it["reference"]["score"], "vllm_correct": it["candidate"]["score"]})
     return pd.DataFrame(rows)
 
-
-__all__ = ["TaskInputError", "run_tasks", "summary_table", "scores_chart", "discordant_table"]

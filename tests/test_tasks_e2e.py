@@ -1,0 +1,73 @@
+"""The tasks stage for real (lm-eval on transformers and on vllm serve, small limit), and an independent
+recomputation of its numbers from the per-sample logs lm-eval wrote."""
+
+import json
+
+import pytest
+from conftest import run_cli, tiny_study
+from studykit.results import read_json
+from studykit.schema import validate_result
+from studykit.tasks.stats import mcnemar_exact_p
+
+pytestmark = pytest.mark.e2e
+
+LIMIT = 12
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, default_model_dir):
+    tmp = tmp_path_factory.mktemp("tasks")
+    # max_abs_delta 1: this test is about the stage's machinery, not about how close bf16 is to fp32 on 12 items
+    params = tiny_study(tmp, {"stages": ["tasks"], "tasks": {"limit": LIMIT, "max_abs_delta": 1.0}})
+    outputs = tmp / "outputs"
+    result = run_cli("run", str(params), env={"STUDYKIT_OUTPUTS": str(outputs)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    return next(outputs.glob("*/*/"))
+
+
+def test_results_hold_scores_cis_delta_p_and_items(run_dir, no_vllm_left):
+    data = read_json(run_dir / "results" / "tasks.json")
+    validate_result("tasks", data)
+    assert data["status"] == "passed"
+    assert [t["task"] for t in data["tasks"]] == ["studykit_mc", "studykit_gen"]
+    for t in data["tasks"]:
+        assert t["items"] == LIMIT and len(t["per_item"]) == LIMIT and not t["unpaired"]
+        for side in ("reference", "candidate"):
+            s = t[side]
+            assert 0 <= s["ci95_low"] <= s["score"] <= s["ci95_high"] <= 1
+        assert t["delta"]["ci95_low"] <= t["delta"]["value"] <= t["delta"]["ci95_high"]
+        assert 0 < t["mcnemar_exact_p"] <= 1
+    mc = data["tasks"][0]
+    # the two engines see the same tokens: log-likelihoods differ by bf16 noise, not by a shifted input
+    assert mc["loglikelihood"]["mean_max_abs_delta_nats"] < 0.5
+    labels = [c["label"] for c in data["commands"]]
+    assert labels == ["lm-eval reference", "lm-eval vllm"]
+    assert (run_dir / "charts" / "tasks-scores.png").stat().st_size > 0
+
+
+def test_numbers_recomputed_from_lm_evals_sample_logs(run_dir):
+    data = read_json(run_dir / "results" / "tasks.json")
+    logs = {}
+    for backend in ("reference", "vllm"):
+        for path in (run_dir / "raw" / "tasks" / backend).rglob("samples_*.jsonl"):
+            task = "studykit_mc" if "studykit_mc" in path.name else "studykit_gen"
+            metric = "acc" if task == "studykit_mc" else "exact_match"
+            logs[backend, task] = {json.loads(line)["doc_id"]: json.loads(line)[metric]
+                                   for line in path.read_text(encoding="utf-8").splitlines()}
+    for t in data["tasks"]:
+        ref, cand = logs["reference", t["task"]], logs["vllm", t["task"]]
+        assert sorted(ref) == sorted(cand) == list(range(LIMIT))
+        assert t["reference"]["score"] == pytest.approx(sum(ref.values()) / LIMIT)
+        assert t["candidate"]["score"] == pytest.approx(sum(cand.values()) / LIMIT)
+        b = sum(1 for d in ref if cand[d] and not ref[d])
+        c = sum(1 for d in ref if ref[d] and not cand[d])
+        assert t["mcnemar_exact_p"] == pytest.approx(mcnemar_exact_p(b, c))
+        assert len(t["discordant"]) == b + c
+
+
+def test_commands_are_journaled(run_dir):
+    lines = [json.loads(x) for x in (run_dir / "commands.jsonl").read_text(encoding="utf-8").splitlines()]
+    tasks = [r for r in lines if r["stage"] == "tasks"]
+    assert any("lm_eval run --model hf" in r["command"] for r in tasks)
+    assert any("lm_eval run --model local-completions" in r["command"] for r in tasks)
+    assert any(r["label"] == "serve" and "vllm serve" in r["command"] for r in tasks)

@@ -1,0 +1,295 @@
+"""The tasks stage without a model: bad input stops it before any model loads, the shipped items are what the
+generator makes, the lm-eval command lines, and every check can pass, fail or not run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from studykit.params import Study, TasksParams, load_study
+from studykit.schema import validate_result
+from studykit.tasks import defaults, lmeval
+from studykit.tasks.data import (
+    KIT_TASKS_DIR,
+    TaskInputError,
+    read_items,
+    resolve_tasks,
+    write_task_dir,
+)
+from studykit.tasks.stage import compare_task, run_tasks, task_checks
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --- the shipped tasks -------------------------------------------------------------------------------------------
+
+
+def test_committed_items_are_the_generators_output():
+    for path, items in defaults.build().items():
+        assert path.read_text(encoding="utf-8") == defaults.render(items), \
+            f"{path.name} differs from the generator: run `python -m studykit.tasks.defaults`"
+
+
+@pytest.mark.parametrize("path,output_type", [(defaults.MC_FILE, "multiple_choice"),
+                                              (defaults.GEN_FILE, "generate_until")])
+def test_shipped_tasks_have_100_items_in_both_languages(path, output_type):
+    items = read_items(path, output_type)
+    assert len(items) >= 100
+    assert {i["lang"] for i in items} == {"en", "zh"}
+    assert min(sum(i["lang"] == lang for i in items) for lang in ("en", "zh")) >= 40
+
+
+def test_multiple_choice_answers_are_right_by_construction():
+    # spot-check the generator's certainty: the keyed choice of every sum is the sum
+    for item in read_items(defaults.MC_FILE):
+        if item["kind"] == "addition" and item["lang"] == "en":
+            a, b = (int(x) for x in item["question"].split("What is ")[1].split("?")[0].split(" + "))
+            assert item["choices"][item["answer"]].strip() == str(a + b)
+
+
+def test_chinese_numerals():
+    assert [defaults.number_zh(n) for n in (7, 10, 11, 20, 63, 99)] == ["七", "十", "十一", "二十", "六十三", "九十九"]
+    assert defaults.number_en(62) == "sixty-two"
+
+
+# --- bad input ---------------------------------------------------------------------------------------------------
+
+
+def _task_dir(tmp_path: Path, lines: list[str], name: str = "my_mc") -> Path:
+    d = tmp_path / "mytasks"
+    d.mkdir()
+    shutil.copy(KIT_TASKS_DIR / "utils.py", d / "utils.py")
+    yaml_text = (KIT_TASKS_DIR / "studykit_mc.yaml").read_text(encoding="utf-8")
+    (d / f"{name}.yaml").write_text(yaml_text.replace("task: studykit_mc", f"task: {name}")
+                                    .replace("data_files: studykit_mc.jsonl", f"data_files: {name}.jsonl"),
+                                    encoding="utf-8")
+    (d / f"{name}.jsonl").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return d
+
+
+GOOD = json.dumps({"id": "a", "question": "Q?", "choices": [" x", " y"], "answer": 0})
+
+
+def test_malformed_jsonl_line_names_file_line_and_value(tmp_path):
+    d = _task_dir(tmp_path, [GOOD, json.dumps({"id": "b", "question": "Q?", "choices": [" x", " y"], "answer": 1}),
+                             '{"id": "c", "question": "Q?", "choices": [" x"'])
+    with pytest.raises(TaskInputError) as err:
+        resolve_tasks(TasksParams(tasks=["my_mc"], include_path=[str(d)]))
+    msg = str(err.value)
+    assert f"{d / 'my_mc.jsonl'}, line 3" in msg and "not valid JSON" in msg and '"id": "c"' in msg
+
+
+def test_answer_key_outside_the_choices(tmp_path):
+    d = _task_dir(tmp_path, [GOOD, json.dumps({"id": "b", "question": "Q?", "choices": [" x", " y"], "answer": 2})])
+    with pytest.raises(TaskInputError, match=r"line 2: item 'b': answer key 2 is outside the choices; "
+                                             r"allowed: an index 0\.\.1"):
+        resolve_tasks(TasksParams(tasks=["my_mc"], include_path=[str(d)]))
+
+
+def test_missing_data_file(tmp_path):
+    d = _task_dir(tmp_path, [GOOD])
+    (d / "my_mc.jsonl").unlink()
+    with pytest.raises(TaskInputError, match=r"task data file '.*my_mc\.jsonl' does not exist"):
+        resolve_tasks(TasksParams(tasks=["my_mc"], include_path=[str(d)]))
+
+
+def test_missing_include_path(tmp_path):
+    with pytest.raises(TaskInputError, match=r"tasks.include_path: '.*nowhere' is not an existing directory"):
+        resolve_tasks(TasksParams(tasks=["studykit_mc"], include_path=[str(tmp_path / "nowhere")]))
+
+
+def test_unknown_task_name_is_named_with_close_matches():
+    with pytest.raises(TaskInputError) as err:
+        resolve_tasks(TasksParams(tasks=["studykit_mc", "gsm8kk"]))
+    msg = str(err.value)
+    assert "lm-eval knows no task, group or tag named 'gsm8kk'" in msg and "gsm8k" in msg
+
+
+def test_hub_task_without_a_fetched_dataset_is_refused():
+    with pytest.raises(TaskInputError, match=r"'gsm8k' \(task 'gsm8k'\) reads dataset 'openai/gsm8k' from the hub"):
+        resolve_tasks(TasksParams(tasks=["gsm8k"]))
+
+
+def test_metrics_and_baselines_must_name_listed_tasks_in_params():
+    with pytest.raises(ValueError, match=r"name \['gsm8k'\], which are not in tasks \['studykit_mc'\]"):
+        TasksParams(tasks=["studykit_mc"], baselines={"gsm8k": 0.5})
+    with pytest.raises(ValueError, match=r"metrics are 'metric,filter'.*'studykit_mc': 'acc'"):
+        TasksParams(metrics={"studykit_mc": "acc"})
+
+
+def test_baseline_outside_0_1_is_a_params_error():
+    with pytest.raises(ValueError, match="baseline scores must be within 0..1"):
+        TasksParams(baselines={"studykit_mc": 45.0})
+
+
+class _NoModelContext:
+    """A stage context whose model must not be touched: bad input has to stop the stage first."""
+
+    def __init__(self, run_dir: Path, study: Study):
+        self.run_dir, self.study = run_dir, study
+
+    @property
+    def model_dir(self):
+        raise AssertionError("the model was resolved before the inputs were checked")
+
+
+def test_bad_input_stops_the_stage_before_any_model_loads(tmp_path):
+    d = _task_dir(tmp_path, [GOOD, '{"id": "x", "question": "Q?", "choices": [" x", " y"], "answer": "y"}'])
+    study = load_study(ROOT / "params" / "smollm2-135m-cpu.yaml")
+    p = TasksParams(tasks=["my_mc"], include_path=[str(d)])
+    with pytest.raises(TaskInputError, match="line 2: item 'x': answer key 'y' is outside the choices"):
+        run_tasks(_NoModelContext(tmp_path / "run", study), p)
+
+
+# --- the run's task directory and the command lines ---------------------------------------------------------------
+
+
+def test_task_dir_is_a_self_contained_copy(tmp_path):
+    resolved = resolve_tasks(TasksParams())
+    target = write_task_dir(resolved, tmp_path / "taskdefs")
+    copied = sorted(p.name for p in target.rglob("*") if p.is_file())
+    assert copied == ["studykit_gen.jsonl", "studykit_gen.yaml", "studykit_mc.jsonl", "studykit_mc.yaml", "utils.py"]
+
+
+def test_plan_runs_the_same_tasks_on_both_backends(tmp_path):
+    study = load_study(ROOT / "params" / "smollm2-135m-cpu.yaml").model_copy(
+        update={"tasks": TasksParams(limit=7, max_gen_toks=4)})
+    steps = lmeval.plan(study, Path("/m/model"), tmp_path, "http://127.0.0.1:8123")
+    assert [(s["label"], s["kind"]) for s in steps] == [("lm-eval reference", "command"), ("serve", "server"),
+                                                       ("lm-eval vllm", "command")]
+    ref, serve, cand = (s["argv"] for s in steps)
+    assert ref[:4] == [sys.executable, "-m", "lm_eval", "run"]
+
+    def opts(argv):
+        return {a: argv[i + 1] for i, a in enumerate(argv) if a.startswith("--") and i + 1 < len(argv)
+                and a not in ("--model_args", "--output_path", "--model")}
+
+    assert opts(ref) | {"--device": None} == opts(cand) | {"--device": None}
+    assert opts(ref)["--limit"] == "7" and opts(ref)["--gen_kwargs"] == "max_gen_toks=4"
+    assert ref[ref.index("--model") + 1] == "hf" and cand[cand.index("--model") + 1] == "local-completions"
+    ref_args = ref[ref.index("--model_args") + 1]
+    cand_args = cand[cand.index("--model_args") + 1]
+    assert "pretrained=/m/model" in ref_args and "dtype=float32" in ref_args and "add_bos_token" not in ref_args
+    assert "base_url=http://127.0.0.1:8123/v1/completions" in cand_args and "tokenizer=/m/model" in cand_args
+    assert "add_bos_token=True" in cand_args and "tokenized_requests=True" in cand_args
+    assert serve[serve.index("--port") + 1] == "8123"
+    assert all(s["command"] for s in steps) and "HF_DATASETS_OFFLINE=1" in steps[0]["command"]
+
+
+# --- pairing and checks -------------------------------------------------------------------------------------------
+
+
+def _mc_sample(doc_id: int, lls: list[float], gold: int) -> dict:
+    best = max(range(len(lls)), key=lls.__getitem__)
+    return {"doc_id": doc_id, "doc": {"id": f"q{doc_id}"}, "target": str(gold),
+            "arguments": {f"gen_args_{i}": {"arg_0": "Q?", "arg_1": f" c{i}"} for i in range(len(lls))},
+            "filtered_resps": [[str(x), "False"] for x in lls], "filter": "none",
+            "metrics": ["acc"], "acc": float(best == gold), "doc_hash": f"d{doc_id}", "prompt_hash": f"p{doc_id}"}
+
+
+def _paired(ref_right: list[int], cand_right: list[int]) -> tuple[list[dict], list[dict]]:
+    ref = [_mc_sample(i, [-1.0, -2.0] if r else [-2.0, -1.0], 0) for i, r in enumerate(ref_right)]
+    cand = [_mc_sample(i, [-1.1, -2.1] if c else [-2.1, -1.1], 0) for i, c in enumerate(cand_right)]
+    return ref, cand
+
+
+def _statuses(checks: list[dict]) -> dict[str, str]:
+    return {c["name"].split(": ", 1)[1]: c["status"] for c in checks}
+
+
+def test_checks_pass_when_the_backends_agree():
+    ref, cand = _paired([1, 1, 0, 1], [1, 1, 0, 1])
+    t = compare_task("t", ["t"], {"t": ref}, {"t": cand}, None)
+    assert t["metric"] == "acc,none" and t["mcnemar_exact_p"] == 1.0 and not t["discordant"]
+    assert t["loglikelihood"]["max_abs_delta_nats"] == pytest.approx(0.1)
+    p = TasksParams(tasks=["t"], baselines={"t": 0.75})
+    got = _statuses(task_checks(t, p, {"reference": {"t": 0.75}, "vllm": {"t": 0.75}}))
+    assert set(got.values()) == {"passed"}, got
+
+
+def test_each_check_can_fail():
+    ref, cand = _paired([1, 1, 1, 1, 1, 1, 0, 0], [0, 0, 0, 1, 1, 1, 0, 0])
+    cand = cand[:-1]  # one item the vLLM run did not log
+    t = compare_task("t", ["t"], {"t": ref}, {"t": cand}, None)
+    assert t["only_reference_correct"] == 3 and len(t["discordant"]) == 3
+    assert t["discordant"][0]["reference"]["answer"]["text"] == " c0"
+    assert t["discordant"][0]["candidate"]["answer"]["text"] == " c1"
+    p = TasksParams(tasks=["t"], max_abs_delta=0.1, baselines={"t": 0.9})
+    checks = task_checks(t, p, {"reference": {"t": 0.75}, "vllm": {"t": 0.375}})
+    got = _statuses(checks)
+    assert got == {"both backends scored the same items": "failed",
+                   "reference score from per-item logs = lm-eval's score": "not_run",
+                   "vllm score from per-item logs = lm-eval's score": "not_run",
+                   "|vLLM - reference| <= max_abs_delta": "failed",
+                   "vLLM score within rtol of the recorded baseline": "failed"}
+
+
+def test_lm_eval_score_disagreeing_with_the_item_logs_fails():
+    ref, cand = _paired([1, 0], [1, 0])
+    t = compare_task("t", ["t"], {"t": ref}, {"t": cand}, None)
+    got = _statuses(task_checks(t, TasksParams(tasks=["t"]), {"reference": {"t": 0.5}, "vllm": {"t": 0.6}}))
+    assert got["reference score from per-item logs = lm-eval's score"] == "passed"
+    assert got["vllm score from per-item logs = lm-eval's score"] == "failed"
+    assert got["vLLM score within rtol of the recorded baseline"] == "not_run"
+
+
+def test_a_named_metric_that_was_not_logged_is_an_error():
+    ref, cand = _paired([1], [1])
+    with pytest.raises(ValueError, match=r"no samples scored by 'exact_match' with filter 'strict-match'; "
+                                         r"logged: \['acc,none'\]"):
+        compare_task("t", ["t"], {"t": ref}, {"t": cand}, "exact_match,strict-match")
+
+
+def test_result_fits_the_schema():
+    ref, cand = _paired([1, 0, 1], [1, 1, 1])
+    t = compare_task("t", ["t"], {"t": ref}, {"t": cand}, None)
+    doc = {"stage": "tasks", "study": "s", "status": "passed", "started_utc": "x", "ended_utc": "y",
+           "wall_seconds": 1.0, "tasks": [t], "checks": task_checks(t, TasksParams(tasks=["t"]), {})}
+    model = validate_result("tasks", json.loads(json.dumps(doc)))
+    assert model.tasks[0].only_candidate_correct == 1
+    assert model.tasks[0].per_item[1].candidate.answer["choice"] == 0
+
+
+# --- a hub task reads its fetched local directory ---------------------------------------------------------------
+
+
+def _fake_gsm8k(root: Path) -> None:
+    """A dataset directory laid out like the hub's openai/gsm8k (config 'main', parquet splits)."""
+    import datasets
+
+    (root / "main").mkdir(parents=True)
+    rows = [{"question": f"What is {i} + {i}?", "answer": f"{i} + {i} = {2 * i}\n#### {2 * i}"} for i in range(8)]
+    for split in ("train", "test"):
+        datasets.Dataset.from_list(rows).to_parquet(str(root / "main" / f"{split}-00000-of-00001.parquet"))
+    (root / "README.md").write_text("---\nconfigs:\n- config_name: main\n  data_files:\n"
+                                    "  - split: train\n    path: main/train-*\n"
+                                    "  - split: test\n    path: main/test-*\n---\n", encoding="utf-8")
+
+
+def test_hub_task_is_pointed_at_its_local_dataset(tmp_path, monkeypatch):
+    from studykit.params import TaskDataset
+    from studykit.tasks.data import local_dataset_dir
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+    data_dir = tmp_path / "datasets"
+    p = TasksParams(tasks=["gsm8k"], data_dir=str(data_dir),
+                    datasets=[TaskDataset(dataset_path="openai/gsm8k", modelscope_id="modelscope/gsm8k",
+                                          revision="v1")])
+    with pytest.raises(TaskInputError, match=r"modelscope/gsm8k@v1 \(for 'openai/gsm8k'\) is not in .*run "
+                                             r"`studykit data fetch PARAMS` first"):
+        resolve_tasks(p)
+    local = local_dataset_dir(data_dir, "modelscope/gsm8k", "v1")
+    _fake_gsm8k(local)
+    resolved = resolve_tasks(p)
+    assert resolved["hub"]["gsm8k"]["leaves"] == ["gsm8k"]
+    target = write_task_dir(resolved, tmp_path / "taskdefs")
+    from lm_eval.tasks import TaskManager
+
+    task = TaskManager(include_path=str(target)).load_task_or_group(["gsm8k"])["gsm8k"]
+    docs = list(task.eval_docs)
+    assert len(docs) == 8 and docs[3]["question"] == "What is 3 + 3?"
