@@ -32,6 +32,7 @@ class Telemetry:
         # vLLM names its processes (VLLM::EngineCore, VLLM::Worker_TP0, ...): the names seen show which ranks
         # the sampled tree covered.
         self.vllm_process_titles: set[str] = set()
+        self._titled: set[int] = set()
         self._t0 = 0.0
 
     def __enter__(self) -> "Telemetry":
@@ -66,13 +67,14 @@ class Telemetry:
         cpu = 0.0
         rss = 0
         for pid, proc in current.items():
-            fresh = pid not in self._procs
             kept = self._procs.setdefault(pid, proc)
             try:
-                if fresh:
+                if pid not in self._titled:
+                    # Asked again each sample until set: a new process renames itself only after it starts.
                     title = " ".join(kept.cmdline()).strip()
                     if title.startswith("VLLM::"):
                         self.vllm_process_titles.add(title.split()[0])
+                        self._titled.add(pid)
                 with kept.oneshot():
                     c = kept.cpu_percent(None)
                     rss += kept.memory_info().rss
