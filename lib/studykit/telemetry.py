@@ -32,7 +32,6 @@ class Telemetry:
         # vLLM names its processes (VLLM::EngineCore, VLLM::Worker_TP0, ...): the names seen show which ranks
         # the sampled tree covered.
         self.vllm_process_titles: set[str] = set()
-        self._titled: set[int] = set()
         self._t0 = 0.0
 
     def __enter__(self) -> "Telemetry":
@@ -69,12 +68,11 @@ class Telemetry:
         for pid, proc in current.items():
             kept = self._procs.setdefault(pid, proc)
             try:
-                if pid not in self._titled:
-                    # Asked again each sample until set: a new process renames itself only after it starts.
-                    title = " ".join(kept.cmdline()).strip()
-                    if title.startswith("VLLM::"):
-                        self.vllm_process_titles.add(title.split()[0])
-                        self._titled.add(pid)
+                # Read every sample: a vLLM worker starts as python, becomes VLLM::Worker, and only after the
+                # parallel groups exist VLLM::Worker_TP<rank>.
+                title = " ".join(kept.cmdline()).strip()
+                if title.startswith("VLLM::"):
+                    self.vllm_process_titles.add(title.split()[0])
                 with kept.oneshot():
                     c = kept.cpu_percent(None)
                     rss += kept.memory_info().rss
