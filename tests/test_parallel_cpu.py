@@ -3,6 +3,7 @@ reports, and (e2e) a real TP=2 engine start with both ranks bound and recorded."
 
 import json
 import os
+
 import pytest
 
 from conftest import ROOT, run_cli, tiny_study
@@ -137,3 +138,21 @@ def test_tp2_deploy_binds_both_ranks_for_real(tmp_path, no_vllm_left):
         seen = tel["summary"].get("vllm_processes_seen", [])
         assert {"VLLM::Worker_TP0", "VLLM::Worker_TP1"} <= set(seen), tel["summary"]
         assert tel["summary"]["max_processes"] >= 3  # the bench, its engine core, two rank workers at least
+
+
+def test_telemetry_records_vllm_titles_set_after_the_process_started():
+    """vLLM workers rename themselves twice after they start (VLLM::Worker, then VLLM::Worker_TP<rank>);
+    telemetry must see the rank names."""
+    import subprocess
+    import sys
+
+    from studykit.telemetry import Telemetry
+
+    script = ("import time, setproctitle; time.sleep(0.8); setproctitle.setproctitle('VLLM::Worker'); "
+              "time.sleep(0.8); setproctitle.setproctitle('VLLM::Worker_TP1'); time.sleep(1.0)")
+    with Telemetry("cpu", interval_s=0.2) as tel:
+        child = subprocess.Popen([sys.executable, "-c", script])
+        child.wait(timeout=30)
+    summary = tel.summary()
+    assert summary["vllm_processes_seen"] == ["VLLM::Worker", "VLLM::Worker_TP1"], summary
+    assert summary["max_processes"] >= 1

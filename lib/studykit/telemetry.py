@@ -97,13 +97,13 @@ class Telemetry:
         cpu = 0.0
         rss = 0
         for pid, proc in current.items():
-            fresh = pid not in self._procs
             kept = self._procs.setdefault(pid, proc)
             try:
-                if fresh:
-                    title = " ".join(kept.cmdline()).strip()
-                    if title.startswith("VLLM::"):
-                        self.vllm_process_titles.add(title.split()[0])
+                # Read every sample: a vLLM worker starts as python, becomes VLLM::Worker, and only after the
+                # parallel groups exist VLLM::Worker_TP<rank>.
+                title = " ".join(kept.cmdline()).strip()
+                if title.startswith("VLLM::"):
+                    self.vllm_process_titles.add(title.split()[0])
                 with kept.oneshot():
                     c = kept.cpu_percent(None)
                     rss += kept.memory_info().rss
