@@ -157,10 +157,10 @@ def test_task_dir_is_a_self_contained_copy(tmp_path):
 def test_plan_runs_the_same_tasks_on_both_backends(tmp_path):
     study = load_study(ROOT / "params" / "smollm2-135m-cpu.yaml").model_copy(
         update={"tasks": TasksParams(limit=7, max_gen_toks=4)})
-    steps = lmeval.plan(study, Path("/m/model"), tmp_path, "http://127.0.0.1:8123")
-    assert [(s["label"], s["kind"]) for s in steps] == [("lm-eval reference", "command"), ("serve", "server"),
-                                                       ("lm-eval vllm", "command")]
-    ref, serve, cand = (s["argv"] for s in steps)
+    steps = lmeval.plan(study, Path("/m/model"), tmp_path, 8123)
+    assert [(s.label, s.kind) for s in steps] == [("lm-eval reference", "command"), ("tasks", "server"),
+                                                 ("lm-eval vllm", "command")]
+    ref, serve, cand = (s.argv for s in steps)
     assert ref[:4] == [sys.executable, "-m", "lm_eval", "run"]
 
     def opts(argv):
@@ -176,7 +176,7 @@ def test_plan_runs_the_same_tasks_on_both_backends(tmp_path):
     assert "base_url=http://127.0.0.1:8123/v1/completions" in cand_args and "tokenizer=/m/model" in cand_args
     assert "add_bos_token=True" in cand_args and "tokenized_requests=True" in cand_args
     assert serve[serve.index("--port") + 1] == "8123"
-    assert all(s["command"] for s in steps) and "HF_DATASETS_OFFLINE=1" in steps[0]["command"]
+    assert all(s.command for s in steps) and "HF_DATASETS_OFFLINE=1" in steps[0].command
 
 
 # --- pairing and checks -------------------------------------------------------------------------------------------
