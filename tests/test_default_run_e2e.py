@@ -173,3 +173,16 @@ def test_report_command_rebuilds_the_report_and_the_notebooks(default_run, tmp_p
     en = (run / "report.en.md").read_text()
     assert en.split("\n## ")[1].startswith("Summary")
     assert "notebooks/latency.html" in en
+
+
+@pytest.mark.parametrize("stage", ["latency", "throughput", "serve", "accuracy", "tasks"])
+def test_executed_notebooks_show_tables_and_charts_and_are_rendered(default_run, stage):
+    nb = json.loads((default_run / "notebooks" / f"{stage}.ipynb").read_text())
+    kinds = {k for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
+             for k in o.get("data", {})}
+    assert {"image/png", "text/html"} <= kinds, kinds
+    reader = (default_run / "notebooks" / f"{stage}.html").read_text()
+    full = (default_run / "notebooks" / f"{stage}.full.html").read_text()
+    assert "data:image/png;base64," in reader and "<table" in reader
+    assert "open_stage(" in full and "open_stage(" not in reader  # the reader view hides the code
+    assert f"notebooks/{stage}.html" in (default_run / "report.html").read_text()
