@@ -24,15 +24,19 @@ data_dir = None  # help: local dataset directory for hub tasks (filled by `study
 datasets = []  # help: hub datasets the tasks read ({dataset_path, modelscope_id, revision}), fetched into data_dir
 
 # %%
-from studykit.params import TasksParams
+from studykit.bench import effective_params
+from studykit.display import checks_frame
 from studykit.stage import open_stage
 from studykit.tasks.stage import discordant_table, run_tasks, scores_chart, summary_table
 
 ctx = open_stage("tasks", run_dir, params_path)
-p = TasksParams(tasks=tasks, limit=limit, num_fewshot=num_fewshot, max_gen_toks=max_gen_toks,
-                batch_size=batch_size, num_concurrent=num_concurrent, reference_dtype=reference_dtype,
-                metrics=metrics, max_abs_delta=max_abs_delta, rtol=rtol, baselines=baselines,
-                include_path=include_path, data_dir=data_dir, datasets=datasets)
+p = effective_params(ctx, "tasks", globals())
+print("\n".join(step.command for step in ctx.plan()))
+
+# %% [markdown]
+# ## Both backends, then the paired comparison
+# One row per task: each backend's score with its 95 % interval (Wilson), the paired difference vLLM − reference
+# with its interval, the items only one backend got right, and McNemar's exact p on those.
 
 # %%
 try:
@@ -41,9 +45,18 @@ except Exception as err:
     ctx.fail(err)
 summary_table(result)
 
+# %% [markdown]
+# ## The items the two backends answer differently
+
 # %%
 discordant_table(result)
 
+# %% [markdown]
+# ## Scores with their intervals, and the checks
+
 # %%
 result["charts"] = [scores_chart(result, ctx)]
+checks_frame(result["checks"])
+
+# %%
 ctx.write_results(result, failures=failures)
