@@ -42,8 +42,11 @@ chart_file = Path(run_dir) / "charts" / ({stage!r} + "-bars.png")
 chart_file.write_text("attempt " + attempt)
 files = {{"raw_json": str(raw_file), "raw_dir_relative": "raw/" + {stage!r}, "server_log": str(log_file),
           "charts": [str(chart_file)], "note": "see logs/" + {stage!r} + "-serve.log"}}
+# a number the stage's results model defines (latency: vLLM's avg_latency), and the file paths under params
+number = {{"avg_latency": 12.5}} if {stage!r} == "latency" else {{}}
 if mode == "fail":
-    ctx.write_results({{"partial_number_ms": 12.5, **files}}, failures=["stub failure for " + {stage!r}])
+    ctx.write_results({{**number, "params": files, "charts": files["charts"]}},
+                      failures=["stub failure for " + {stage!r}])
 if mode == "raise":
     raise RuntimeError("stub exception in " + {stage!r})
 if mode == "leave":
@@ -55,7 +58,8 @@ if mode == "leave":
     pids.mkdir(exist_ok=True)
     (pids / f"{{child.pid}}.pid").write_text(f"{{child.pid}}\\nstub leftover\\n")
     (Path(run_dir) / "leftover.pid").write_text(str(child.pid))
-ctx.write_results({{"stub_value_ms": 1.25, "checks": [{{"name": "stub check", "passed": True, "detail": "ok"}}]}})
+ctx.write_results({{**{{k: 1.25 for k in number}}, "params": files, "charts": files["charts"],
+                   "checks": [{{"name": "stub check", "status": "passed", "detail": "ok"}}]}})
 '''
 
 MEASURING = ["deploy", "latency", "throughput", "serve", "accuracy", "functional"]
@@ -178,13 +182,14 @@ def test_failure_does_not_stop_later_stages_and_report_is_written(tmp_path, stub
     assert archived["status"] == "failed" and "stub failure for latency" in archived["failures"][0]
     # The archived results name the archived files, which still hold the failed attempt's content
     # (attempt 2 of the executions log), while the live files are the new attempt's (4).
-    assert archived["raw_json"] == str(attempt / "raw" / "bench.json")
-    assert archived["server_log"] == str(attempt / "logs" / "latency-serve.log")
-    assert archived["charts"] == [str(attempt / "charts" / "latency-bars.png")]
-    assert archived["raw_dir_relative"] == str((attempt / "raw").relative_to(run_dir))
-    assert archived["note"] == f"see {(attempt / 'logs' / 'latency-serve.log').relative_to(run_dir)}"
-    assert Path(archived["raw_json"]).read_text() == "2"
-    assert Path(archived["server_log"]).read_text() == Path(archived["charts"][0]).read_text() == "attempt 2"
+    files = archived["params"]
+    assert files["raw_json"] == str(attempt / "raw" / "bench.json")
+    assert files["server_log"] == str(attempt / "logs" / "latency-serve.log")
+    assert archived["charts"] == files["charts"] == [str(attempt / "charts" / "latency-bars.png")]
+    assert files["raw_dir_relative"] == str((attempt / "raw").relative_to(run_dir))
+    assert files["note"] == f"see {(attempt / 'logs' / 'latency-serve.log').relative_to(run_dir)}"
+    assert Path(files["raw_json"]).read_text() == "2"
+    assert Path(files["server_log"]).read_text() == Path(archived["charts"][0]).read_text() == "attempt 2"
     assert (run_dir / "raw" / "latency" / "bench.json").read_text() == "4"
     assert (run_dir / "logs" / "latency-serve.log").read_text() == "attempt 4"
     assert (attempt / "notebooks" / "latency.ipynb").is_file()
@@ -265,7 +270,8 @@ def test_study_matrix_writes_one_comparison(tmp_path, stub_notebooks):
     runs = read_json(matrix / "matrix.json")["runs"]
     assert [Path(r).parent.name for r in runs] == ["study-a", "study-b"]
     en = (matrix / "comparison.en.md").read_text()
-    assert "1. study-a" in en and "2. study-b" in en and "stub_value_ms" in en
+    assert "1. study-a" in en and "2. study-b" in en
+    assert "| latency: Average latency | s | 12.500 | 12.500 (+0.0 %) |" in en  # a failed stage's partial number
     assert "| latency | ❌ failed | ❌ failed |" in en
     assert (matrix / "comparison.zh.md").is_file()
     assert "<table>" in (matrix / "comparison.html").read_text()
