@@ -8,8 +8,9 @@ tests/data/runs/golden-failed/  the same model with a stage that errors (latency
                                 stage whose check fails (accuracy with max_mean_kl 0), and serve with repeats 2
                                 (mean and 95 % CI per point): real failures, real data
 
-What is kept: params.yaml, run.json, commands.jsonl, results/, raw/ (bench JSON), logs/, charts/; the executed
-notebooks are left out. The checkpoint is reduced to config.json, the manifest and each safetensors file's
+What is kept: params.yaml, run.json, commands.jsonl, results/, raw/ (bench JSON, lm-eval logs), logs/, charts/;
+the executed notebooks and the reference's full-vocabulary log-probabilities (raw/accuracy/*.npz, tens of MB) are
+left out. The checkpoint is reduced to config.json, the manifest and each safetensors file's
 header (what the report reads to describe the model), under model/. Absolute paths of the run directory become
 relative, and the model directory in results becomes `model`; commands.jsonl keeps the command lines exactly as
 they ran, and golden.json records the original run and model directories so tests can normalise them.
@@ -71,7 +72,7 @@ def copy_run(run_dir: Path, dest: Path) -> None:
     for name in KEEP:
         src = run_dir / name
         if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("*.tmp", ".*"))
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("*.tmp", ".*", "*.npz"))
         elif src.is_file():
             shutil.copy2(src, dest / name)
     model_dir = None
