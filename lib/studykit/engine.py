@@ -121,11 +121,10 @@ def engine_flags(study: Study, *, load_format: str | None = None, enforce_eager:
 
 def serve_argv(study: Study, model_ref: str | Path, port: int, *, load_format: str | None = None,
                enforce_eager: bool | None = None, extra: list[str] | tuple = ()) -> list[str]:
-    shutdown = ["--shutdown-timeout", str(study.shutdown_timeout)] if study.shutdown_timeout is not None else []
     return vllm_argv("serve", str(model_ref), "--served-model-name", study.model.name_served,
                      "--host", study.server.host, "--port", str(port),
                      *engine_flags(study, load_format=load_format, enforce_eager=enforce_eager),
-                     *shutdown, *study.server.extra_args, *extra)
+                     *study.server.extra_args, *extra)
 
 
 def bench_argv(study: Study, kind: str, model_ref: str | Path, bench_args: list[str]) -> list[str]:

