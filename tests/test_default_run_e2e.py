@@ -67,12 +67,14 @@ def test_one_shared_server_and_at_most_six_engine_starts(default_run):
         assert result(default_run, stage)["server"] == "deploy/real-gate"
     starts = servers + [r for r in records if r["argv"][3:5] in (["bench", "latency"], ["bench", "throughput"])]
     assert len(starts) <= 6, [(r["stage"], r["label"]) for r in starts]
-    # a healthy run's server logs end without an engine traceback (the kit stops the API server first)
-    for log in (default_run / "logs").glob("*.log"):
-        text = log.read_text(errors="replace")
-        assert "EngineDeadError" not in text and "Traceback" not in text, log.name
-    assert "error" not in {row.split("|")[1].strip() for row in (default_run / "report.en.md").read_text()
-                           .split("## 8.")[1].split("## 9.")[0].splitlines() if row.startswith("| ")}
+    # A healthy run: nothing went wrong while the servers served. The kit stops the API server first; a traceback
+    # vLLM's own shutdown may still log (its output handler racing the engine's exit, seen under load) comes
+    # after the kit's stop signal and is listed as a shutdown message, never as an error.
+    from studykit.report.logwarnings import collect_warnings
+
+    rows = collect_warnings(default_run) or []
+    assert not [r for r in rows if r["level"] == "error"], rows
+    assert "| error |" not in (default_run / "report.en.md").read_text().split("## 8.")[1].split("## 9.")[0]
 
 
 def test_dry_run_equals_what_ran(default_run):
