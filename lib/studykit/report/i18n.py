@@ -1,4 +1,4 @@
-"""Report wording in Chinese and English. The Chinese follows the seed report's terms (延迟, 吞吐,
+"""Report wording in Chinese and English. The Chinese follows the seed report's terms (时延, 吞吐,
 首 token 时延, ...); the English is a faithful twin, key for key (a test checks both have every key).
 
 Metric labels are composed from vLLM's own result names (mean_ttft_ms → 平均首 token 时延 / Mean TTFT), so
@@ -54,7 +54,7 @@ S: dict[str, dict[str, str]] = {
     "sum_unlike": {"zh": "不可直接比较:{what}", "en": "no: {what}"},
     "sum_ref_unknown": {"zh": "参考未给出配置", "en": "the reference gives no configuration"},
     "sum_deploy": {"zh": "部署(dummy / 真实权重启动,对话)", "en": "Deploy (dummy / real weights start, chat)"},
-    "sum_latency": {"zh": "延迟 (vllm bench latency)", "en": "Latency (vllm bench latency)"},
+    "sum_latency": {"zh": "时延 (vllm bench latency)", "en": "Latency (vllm bench latency)"},
     "sum_throughput": {"zh": "吞吐 (vllm bench throughput)", "en": "Throughput (vllm bench throughput)"},
     "sum_serve": {"zh": "在线服务 (vllm bench serve)", "en": "Online serving (vllm bench serve)"},
     "sum_accuracy": {"zh": "精度对标 (vs transformers fp32)", "en": "Accuracy parity (vs transformers fp32)"},
@@ -83,9 +83,9 @@ S: dict[str, dict[str, str]] = {
     "t_task": {"zh": "任务", "en": "Task"},
     "t_metric": {"zh": "指标", "en": "Metric"},
     "t_items": {"zh": "题数", "en": "Items"},
-    "t_reference": {"zh": "参考 (fp32) [95% CI]", "en": "Reference (fp32) [95 % CI]"},
-    "t_vllm": {"zh": "vLLM [95% CI]", "en": "vLLM [95 % CI]"},
-    "t_delta": {"zh": "差值 vLLM − 参考 [95% CI]", "en": "Paired delta vLLM − reference [95 % CI]"},
+    "t_reference": {"zh": "参考 (fp32) [95% 置信区间]", "en": "Reference (fp32) [95 % CI]"},
+    "t_vllm": {"zh": "vLLM [95% 置信区间]", "en": "vLLM [95 % CI]"},
+    "t_delta": {"zh": "差值 vLLM − 参考 [95% 置信区间]", "en": "Paired delta vLLM − reference [95 % CI]"},
     "t_discordant": {"zh": "仅参考对 / 仅 vLLM 对", "en": "Only reference / only vLLM right"},
     "t_p": {"zh": "McNemar 精确检验 p", "en": "McNemar exact p"},
     "t_discordant_items": {"zh": "{task}:两端答案不同的 {n} 道题(最多列 20 道):", "en": "{task}: the {n} items the backends disagree on (at most 20 listed):"},
