@@ -230,12 +230,21 @@ def test_longrope_factors_and_attention_scaling(reference):
 @pytest.fixture(scope="module")
 def study_run(tmp_path_factory, ckpt):
     """One real `studykit run params/minicpm-tiny-cpu.yaml` (every stage) shared by the e2e tests below."""
+    import psutil
+
     from conftest import vllm_processes
 
-    before = {p.pid for p in vllm_processes()}
     outputs = tmp_path_factory.mktemp("minicpm-study") / "outputs"
     r = run_cli("run", str(PARAMS), env={"STUDYKIT_OUTPUTS": str(outputs)}, timeout=2400)
-    left = [p.pid for p in vllm_processes() if p.pid not in before and p.is_running()]
+
+    def ours(proc) -> bool:
+        # Only this run's processes (they inherit its STUDYKIT_OUTPUTS): others may share the machine.
+        try:
+            return proc.environ().get("STUDYKIT_OUTPUTS") == str(outputs)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return False
+
+    left = [p.pid for p in vllm_processes() if ours(p)]
     (run_dir,) = (outputs / "minicpm-tiny-cpu").iterdir()
     return r, run_dir, left
 
