@@ -65,8 +65,17 @@ def _like_for_like(ctx: Ctx, stage: str) -> str:
     if not theirs:
         return ctx.t("sum_ref_unknown")
     ours = ctx.run.params(stage)
-    differ = [f"{k} {fmt(ours.get(k))} ≠ {fmt(v)}" for k, v in theirs.items()
-              if not isinstance(v, (dict, list)) and ours.get(k) != v]
+    differ = []
+    for k, v in theirs.items():
+        if isinstance(v, (dict, list)):
+            continue
+        if k not in ours and isinstance(ours.get(f"{k}s"), list):  # one reference rate among the study's rates
+            mine = ours[f"{k}s"]
+            if v not in mine:
+                shown = ["inf" if x in ("Infinity", float("inf")) else fmt(x) for x in mine]
+                differ.append(f"{k}s {', '.join(shown)} ∌ {fmt(v)}")
+        elif ours.get(k) != v:
+            differ.append(f"{k} {fmt(ours.get(k))} ≠ {fmt(v)}")
     if ctx.run.study.get("platform") and ctx.ref.platform and ctx.run.study.get("platform") != ctx.ref.platform:
         differ.insert(0, f"platform {ctx.run.study.get('platform')} ≠ {ctx.ref.platform}")
     return ctx.t("sum_like") if not differ else ctx.t("sum_unlike", what=", ".join(differ))
