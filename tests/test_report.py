@@ -472,3 +472,19 @@ def test_report_notebook_by_hand_finds_the_newest_run(tmp_path, monkeypatch):
         (tmp_path / "smollm2-135m-cpu" / stamp / "run.json").write_text("{}")
     (tmp_path / "smollm2-135m-cpu" / "20261125T030000Z").mkdir()  # no run.json: not a run
     assert newest_run_dir(str(DEFAULT_PARAMS)).name == "20261125T020000Z"
+
+
+def test_parallel_layout_shows_the_sizes_and_each_ranks_binding(tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(DATA / "golden", run)
+    study = yaml.safe_load((run / "params.yaml").read_text())
+    study["server"]["tensor_parallel_size"] = 2
+    (run / "params.yaml").write_text(yaml.safe_dump(study, sort_keys=False))
+    records = [json.loads(line) for line in (run / "commands.jsonl").read_text().splitlines()]
+    first = next(r for r in records if r["is_vllm"])
+    first["env"]["VLLM_CPU_OMP_THREADS_BIND"] = "0|1"
+    (run / "commands.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    build_report(run, languages=["en"])
+    layout = section(read(run, "en"), "2.3 Parallel layout")
+    assert "| TP × PP × DP | 2 × 1 × 1 |" in layout and "| VLLM_CPU_OMP_THREADS_BIND | 0\\|1 |" in layout
+    assert "| 0 | 0 | 0 | 0 | 0 |" in layout and "| 1 | 0 | 0 | 1 | 1 |" in layout

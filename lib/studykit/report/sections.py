@@ -222,6 +222,33 @@ def s2_environment(ctx: Ctx) -> None:
     md.table([ctx.t("col_item"), ctx.t("col_version")], rows)
     envvars = env.get("env") or {}
     md.p(f"{ctx.t('e_env')}: " + (", ".join(inline_code(f"{k}={v}") for k, v in envvars.items()) or ctx.t("e_none")))
+    parallel_layout_table(ctx)
+
+
+def parallel_layout_table(ctx: Ctx) -> None:
+    """The engine's layout as it ran: parallel sizes, backend, ranks and each rank's cores (CPU) or device (NPU),
+    from the study and the environment journaled with the first server command."""
+    from ..engine import parallel_layout
+    from ..params import parse_study
+
+    try:
+        study = parse_study(ctx.run.study)
+    except Exception:  # noqa: BLE001 - a params.yaml the schema no longer reads: the report still goes on
+        return
+    served = next((c for c in ctx.run.commands if c.get("is_vllm")), None)
+    layout = parallel_layout(study, (served or {}).get("env") or {})
+    md = ctx.md
+    md.h(3, ctx.t("s2_3"))
+    md.table([ctx.t("col_item"), ctx.t("col_value")], [
+        ["TP × PP × DP", f"{layout['tensor_parallel_size']} × {layout['pipeline_parallel_size']} × "
+                         f"{layout['data_parallel_size']}"],
+        [ctx.t("pl_backend"), layout["distributed_executor_backend"]],
+        [ctx.t("pl_world"), fmt(layout["world_size"])],
+        *([["VLLM_CPU_OMP_THREADS_BIND", layout.get("VLLM_CPU_OMP_THREADS_BIND") or ctx.t("pl_auto")]]
+          if study.platform == "cpu" else [])])
+    md.table(["rank", "DP", "PP", "TP", ctx.t("pl_where")],
+             [[r["rank"], r.get("dp_rank", 0), r["pp_rank"], r["tp_rank"], r.get("cores") or r.get("device") or DASH]
+              for r in layout["ranks"]])
 
 
 WEIGHT_LABEL = re.compile(r"^(build |download|modelscope|weights)", re.I)
