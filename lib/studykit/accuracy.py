@@ -223,7 +223,7 @@ def run_accuracy(ctx, p) -> tuple[dict, list[str]]:
     summary = compare(prompts, reference, full, free, forced, p.top_k_logprobs, p.near_tie_margin,
                       decode=lambda t: tokenizer.decode([t]))
     fr, tf = summary["free_running"], summary["teacher_forced"]
-    result = {"reference": {"engine": "transformers", "dtype": p.reference_dtype, "device": "cpu",
+    result = {"params": p.model_dump(mode="json"), "reference": {"engine": "transformers", "dtype": p.reference_dtype, "device": "cpu",
                             "seconds": reference_seconds, "full_logprobs": "raw/accuracy/reference_logprobs.npz",
                             "per_prompt": reference},
               "candidate": {"engine": "vllm", "dtype": study.model.dtype, "server_command": srv.command},
