@@ -59,7 +59,7 @@ def executed(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("run")
     layout = RunLayout(run)
     layout.make_dirs()
-    shutil.copy(ROOT / "tests/data/runs/complete/charts/latency-iterations.png", layout.notebooks / "on-disk.png")
+    shutil.copy(ROOT / "tests/data/runs/golden/charts/latency-latencies.png", layout.notebooks / "on-disk.png")
     nb = _notebook(CHART_CELL, TABLE_CELL, markdown=f"{PROSE}\n\n![saved chart](on-disk.png)")
     return _execute(nb, layout.notebooks / "latency.ipynb")
 
@@ -173,7 +173,7 @@ def test_a_rendering_failure_is_recorded_and_does_not_fail_the_stage(stub_stage)
 
 def test_studykit_report_rebuilds_every_notebook_and_records_it(tmp_path, executed):
     run = tmp_path / "run"
-    shutil.copytree(ROOT / "tests/data/runs/complete", run)
+    shutil.copytree(ROOT / "tests/data/runs/golden", run)
     (run / "notebooks").mkdir(exist_ok=True)
     shutil.copy(executed, run / "notebooks" / "latency.ipynb")
     state = read_json(run / "run.json")
