@@ -22,9 +22,8 @@ from PIL import Image
 from studykit.report import build_report
 
 DATA = Path(__file__).parent / "data" / "runs"
-# The golden run is a real recorded run; `complete` is the hand-made fixture, kept so the checks run before the
-# golden run is recorded and on a report with every stage present.
-REPORT_RUNS = [name for name in ("golden", "complete") if (DATA / name / "run.json").is_file()]
+# Real recorded runs (tools/record_golden_run.py): every stage, and one with failures.
+REPORT_RUNS = ["golden", "golden-failed"]
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 WIDTH_PX = 1280
 VIEWPORT_HEIGHT_PX = 900
