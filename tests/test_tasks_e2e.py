@@ -62,4 +62,8 @@ def test_commands_are_journaled(run_dir):
     tasks = [r for r in lines if r["stage"] == "tasks"]
     assert any("lm_eval run --model hf" in r["command"] for r in tasks)
     assert any("lm_eval run --model local-completions" in r["command"] for r in tasks)
-    assert any(r["label"] == "serve" and "vllm serve" in r["command"] for r in tasks)
+    # the server is the study's shared one, journaled once by the stage that started it
+    (shared,) = [r for r in lines if r.get("extra", {}).get("shared_by")]
+    assert "tasks" in shared["extra"]["shared_by"] and "vllm serve" in shared["command"]
+    assert json.loads((run_dir / "results" / "tasks.json").read_text())["server"] == \
+        f"{shared['stage']}/{shared['label']}"
