@@ -229,7 +229,9 @@ def scores_chart(result: dict, ctx) -> str:
     tasks = result["tasks"]
     fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(tasks), 3.4))
     width = 0.38
-    for k, (side, label) in enumerate((("reference", "transformers fp32"), ("candidate", "vLLM"))):
+    labels = (("reference", f"transformers {result['reference']['dtype']}"),
+              ("candidate", f"vLLM {result['candidate']['dtype']}"))
+    for k, (side, label) in enumerate(labels):
         xs = [i + (k - 0.5) * width for i in range(len(tasks))]
         ys = [t[side]["score"] for t in tasks]
         err = [[y - t[side]["ci95_low"] for y, t in zip(ys, tasks)], [t[side]["ci95_high"] - y for y, t in zip(ys, tasks)]]
