@@ -1,8 +1,9 @@
 """`vllm bench latency|throughput|serve`: argument builders, runners and parsers of their JSON output.
 
-Each module builds the flat bench argument list from the stage's params block, runs the bench through
-StageContext.run_vllm (so it is journalled and its output lands in raw/<stage>/), and parses the JSON the
-bench wrote into a flat record keeping vLLM's own key names; derived numbers carry their unit in the name.
+Each module's plan() builds the bench commands from the stage's params block (studykit.plan); the stage runs
+those steps through StageContext.run_step (so they are journalled and their output lands in raw/<stage>/) and
+parses the JSON each bench wrote into a flat record keeping vLLM's own key names; derived numbers carry their
+unit in the name.
 """
 
 from __future__ import annotations
