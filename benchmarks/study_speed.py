@@ -11,6 +11,7 @@ Runs `studykit run PARAMS` (all stages in the file, or --stages), or reads an ex
   (weight loading, engine init = profiling + KV cache + warm-up, graph capture, torch.compile);
 - start-up seconds and their share of the study wall;
 - the kit overhead of the performance stages (latency, throughput, serve): their wall / their seconds inside vllm.
+- the latency stage's decode roofline: % of the bandwidth limit, and the probe's method, threads and cores.
 The issue's targets are printed beside the figures; this script reports, it does not assert.
 """
 
@@ -110,8 +111,25 @@ def report(run_dir: Path, out=print) -> dict[str, Any]:
     out(f"start-up share of study wall    {_fmt(100 * share if share is not None else None)} %")
     out(f"kit overhead (perf stages)      {_fmt(overhead, 7, 3)}    <= {TARGET_OVERHEAD}  "
         f"({_verdict(overhead, TARGET_OVERHEAD)}; {' + '.join(r['stage'] for r in perf) or 'no perf stage'})")
+    roof = latency_roofline(run_dir)
+    if roof:
+        limit = roof.get("limit") or {}
+        out(f"roofline (latency decode)       {_fmt(roof.get('efficiency_percent'))} %    decode "
+            f"{_fmt(roof.get('decode_ms_per_token'), 1, 2)} ms/token, limit {_fmt(limit.get('bandwidth_gbps'), 1)} GB/s "
+            f"({limit.get('source')}, {limit.get('method', '-')}, {limit.get('threads', '-')} threads on cores "
+            f"{limit.get('cores', '-')})")
+    else:
+        out("roofline (latency decode)             -    (no latency roofline in this run)")
     return {"run_dir": str(run_dir), "stages": stages, "engine_starts": starts, "study_wall_s": wall,
-            "startup_s": startup_s, "startup_share": share, "overhead": overhead}
+            "startup_s": startup_s, "startup_share": share, "overhead": overhead, "roofline": roof}
+
+
+def latency_roofline(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / "results" / "latency.json"
+    if not path.is_file():
+        return None
+    roof = json.loads(path.read_text()).get("roofline") or {}
+    return roof if roof.get("efficiency_percent") is not None else None
 
 
 def run_study(params: str, stages: str | None) -> Path | None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
 
 import pytest
 
@@ -95,6 +97,18 @@ def test_latency_matches_vllms_json(default_run):
     assert lat["roofline"]["efficiency_percent"] > 0 and lat["roofline"]["limit"]["bandwidth_gbps"] > 0
     assert all(t["series"] for t in lat["telemetry"])
     assert max(s["rss_mib"] for s in lat["telemetry"][0]["series"]) > 100  # the engine's memory was seen
+
+
+def test_roofline_probe_runs_on_the_cores_the_engine_decoded_on(default_run):
+    """The kit binds the engine to every core (vLLM's auto binding would keep one back) and the bandwidth probe
+    uses as many threads as vLLM's log says the engine's OpenMP threads were bound to."""
+    limit = result(default_run, "latency")["roofline"]["limit"]
+    log = (default_run / "raw" / "latency" / "bench-latency-latency.log").read_text(errors="replace")
+    (bound,) = set(re.findall(r"local_rank=0, core ids=\[([\d, ]*)\]", log))
+    cores = [int(c) for c in bound.split(",")]
+    assert limit["cores"] == cores and limit["threads"] == len(cores) and "vLLM OpenMP binding" in limit["cores_from"]
+    if len(os.sched_getaffinity(0)) >= 2:
+        assert limit["threads"] >= 2, limit
 
 
 def test_throughput_matches_vllms_json_and_printed_counts(default_run):

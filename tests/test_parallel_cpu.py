@@ -31,15 +31,34 @@ def test_split_cores_refuses_more_ranks_than_cores():
         engine.split_cores([5], 2)
 
 
-def test_tp2_env_binds_one_core_set_per_rank_and_tp1_leaves_vllm_auto():
+def test_tp2_env_binds_one_core_set_per_rank_and_tp1_takes_every_core(tmp_path):
     tp2 = load_study(TP2_PARAMS)
     assert engine.platform_env(tp2, allowed_cores=[0, 1])[engine.THREADS_BIND] == "0|1"
     assert engine.platform_env(tp2, allowed_cores=list(range(8)))[engine.THREADS_BIND] == "0-3|4-7"
     # Without an explicit list: the cores this process may use, as on the machine running the study.
     allowed = sorted(os.sched_getaffinity(0))
     if len(allowed) >= 2:
-        assert engine.platform_env(tp2)[engine.THREADS_BIND] == engine.split_cores(allowed, 2)
-    assert engine.THREADS_BIND not in engine.platform_env(load_study(TP1_PARAMS), allowed_cores=[0, 1])
+        assert engine.platform_env(tp2)[engine.THREADS_BIND] == engine.split_cores(
+            engine.one_per_physical_core(allowed), 2)
+    # One rank decodes on every core (vLLM's auto would keep one of two back for its scheduler process) ...
+    assert engine.platform_env(load_study(TP1_PARAMS), allowed_cores=[0, 1])[engine.THREADS_BIND] == "0-1"
+    # ... unless the study asks for vLLM's own binding.
+    auto = load_study(tiny_study(tmp_path, {"cpu": {"omp_threads_bind": "auto"}}, base=TP1_PARAMS))
+    assert engine.THREADS_BIND not in engine.platform_env(auto, allowed_cores=[0, 1])
+    assert engine.parallel_layout(auto, engine.platform_env(auto))["ranks"][0]["cores"] == "vLLM auto (NUMA node)"
+
+
+def test_one_logical_cpu_per_physical_core(tmp_path):
+    # 2 packages x 2 cores x 2 hyperthreads: cpu N and N+4 are siblings, as Linux numbers them.
+    for cpu in range(8):
+        topo = tmp_path / f"cpu{cpu}" / "topology"
+        topo.mkdir(parents=True)
+        (topo / "physical_package_id").write_text(f"{(cpu % 4) // 2}\n")
+        (topo / "core_id").write_text(f"{cpu % 2}\n")
+    assert engine.one_per_physical_core(list(range(8)), sysfs=tmp_path) == [4, 5, 6, 7]
+    assert engine.one_per_physical_core([0, 1, 5], sysfs=tmp_path) == [0, 5]
+    # No topology for a core (a container hiding sysfs): it is kept as it is.
+    assert engine.one_per_physical_core([0, 9], sysfs=tmp_path) == [0, 9]
 
 
 def test_pipeline_and_data_parallel_ranks_count_too(tmp_path):
@@ -83,8 +102,7 @@ def test_parallel_layout_tp2_and_tp1():
     tp1 = load_study(TP1_PARAMS)
     single = engine.parallel_layout(tp1, engine.platform_env(tp1, allowed_cores=[0, 1]))
     assert single["world_size"] == 1 and single["distributed_executor_backend"] == "uni"
-    assert single["ranks"] == [{"rank": 0, "dp_rank": 0, "pp_rank": 0, "tp_rank": 0,
-                                "cores": "vLLM auto (NUMA node)"}]
+    assert single["ranks"] == [{"rank": 0, "dp_rank": 0, "pp_rank": 0, "tp_rank": 0, "cores": "0-1"}]
 
 
 def test_parallel_layout_npu_maps_ranks_to_devices(tmp_path):
@@ -113,14 +131,16 @@ def test_tp2_deploy_binds_both_ranks_for_real(tmp_path, no_vllm_left):
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("TP=2 on CPU needs 2 cores")
     outputs = tmp_path / "outputs"
-    r = run_cli("run", str(TP2_PARAMS), "--stages", "deploy,latency", env={"STUDYKIT_OUTPUTS": str(outputs)},
+    # No dummy gate: the real gate and both latency benches show the binding; one engine start (~35 s) less.
+    params = tiny_study(tmp_path, {"deploy": {"dummy_gate": False}}, base=TP2_PARAMS)
+    r = run_cli("run", str(params), "--stages", "deploy,latency", env={"STUDYKIT_OUTPUTS": str(outputs)},
                 timeout=2400)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     (run_dir,) = (outputs / "minicpm-tiny-tp2-cpu").iterdir()
-    expected = engine.split_cores(sorted(os.sched_getaffinity(0)), 2)
+    expected = engine.cpu_threads_bind(load_study(TP2_PARAMS))
     records = [json.loads(line) for line in (run_dir / "commands.jsonl").read_text().splitlines()]
     vllm_runs = [rec for rec in records if rec.get("is_vllm")]
-    assert len(vllm_runs) >= 3, [rec.get("label") for rec in records]  # two deploy gates, latency benches
+    assert len(vllm_runs) >= 3, [rec.get("label") for rec in records]  # the real gate, two latency benches
     for rec in vllm_runs:
         assert rec["env"][engine.THREADS_BIND] == expected, rec
         assert rec["argv"][rec["argv"].index("--tensor-parallel-size") + 1] == "2"

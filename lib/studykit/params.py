@@ -117,11 +117,11 @@ class CpuParams(Strict):
     kvcache_space_gib: int = Field(2, gt=0, description="VLLM_CPU_KVCACHE_SPACE: GiB of KV cache on CPU")
     memory_bandwidth_gbps: float | None = Field(None, gt=0, description="override the copy-bandwidth probe (GB/s)")
     omp_threads_bind: str | None = Field(
-        None, pattern=r"^\d+(-\d+)?(,\d+(-\d+)?)*(\|\d+(-\d+)?(,\d+(-\d+)?)*)*$",
+        None, pattern=r"^(auto|\d+(-\d+)?(,\d+(-\d+)?)*(\|\d+(-\d+)?(,\d+(-\d+)?)*)*)$",
         description="VLLM_CPU_OMP_THREADS_BIND: one core set per rank (tensor x pipeline x data parallel, in "
-                    "vLLM's DP, PP, TP order) joined by '|', e.g. '0|1' "
-                    "or '0-3|4-7'; default: the cores this process may use, split evenly over the ranks "
-                    "(set only when there are several ranks)")
+                    "vLLM's DP, PP, TP order) joined by '|', e.g. '0|1' or '0-3|4-7', or 'auto' for vLLM's own "
+                    "binding (one NUMA node per rank, one core per rank kept for the scheduler); default: every "
+                    "physical core this process may use, split evenly over the ranks")
 
 
 class NpuParams(Strict):
@@ -367,7 +367,7 @@ class Study(Strict):
         bind = self.cpu.omp_threads_bind
         s = self.server
         ranks = s.tensor_parallel_size * s.pipeline_parallel_size * s.data_parallel_size
-        if bind and len(bind.split("|")) != ranks:
+        if bind and bind != "auto" and len(bind.split("|")) != ranks:
             raise ValueError(f"cpu.omp_threads_bind {bind!r} has {len(bind.split('|'))} core sets; allowed: exactly "
                              f"one per rank, tensor x pipeline x data parallel size = {ranks}")
         return self

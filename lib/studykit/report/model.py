@@ -17,26 +17,9 @@ from ..commands import read_commands
 from ..params import STAGE_ORDER
 from ..results import RunLayout
 from ..schema import ResultError, validate_result
+from ..schema.metrics import dig
 
 MEASURING_STAGES = tuple(s for s in STAGE_ORDER if s != "report")
-_MISSING = object()
-
-
-def dig(data: Any, path: str | list, default: Any = None) -> Any:
-    """`dig(d, "a.b.0.c")`: nested lookup through dicts and lists; default when any step is missing."""
-    parts = path.split(".") if isinstance(path, str) else list(path)
-    cur = data
-    for part in parts:
-        if isinstance(cur, dict):
-            cur = cur.get(part, _MISSING)
-        elif isinstance(cur, list) and str(part).lstrip("-").isdigit():
-            i = int(part)
-            cur = cur[i] if -len(cur) <= i < len(cur) else _MISSING
-        else:
-            return default
-        if cur is _MISSING:
-            return default
-    return cur
 
 
 def is_number(v: Any) -> bool:

@@ -136,17 +136,24 @@ def metric(metric_id: str) -> Metric:
                             ) from None
 
 
-def dig(data: Any, path: str) -> Any:
+_MISSING = object()
+
+
+def dig(data: Any, path: str | list, default: Any = None) -> Any:
+    """`dig(d, "a.b.0.c")`: nested lookup through dicts and lists (negative indices too); default when any step
+    is missing. The one path reader of metric ids, reference files and the report."""
+    parts = path.split(".") if isinstance(path, str) else list(path)
     cur = data
-    for part in path.split("."):
+    for part in parts:
         if isinstance(cur, dict):
-            cur = cur.get(part)
-        elif isinstance(cur, list) and part.isdigit():
-            cur = cur[int(part)] if int(part) < len(cur) else None
+            cur = cur.get(part, _MISSING)
+        elif isinstance(cur, list) and str(part).lstrip("-").isdigit():
+            i = int(part)
+            cur = cur[i] if -len(cur) <= i < len(cur) else _MISSING
         else:
-            return None
-        if cur is None:
-            return None
+            return default
+        if cur is _MISSING:
+            return default
     return cur
 
 
