@@ -39,7 +39,7 @@ def study_variant(params: Path, share: bool, repeats: int, out_dir: Path) -> Pat
     data["stages"] = ["deploy", "serve", "accuracy"]
     data.setdefault("server", {})["share"] = share
     data.setdefault("serve", {})["repeats"] = repeats
-    data.get("deploy", {})["dummy_gate"] = False  # the dummy gate never shares; it only adds a start to both
+    data.setdefault("deploy", {})["dummy_gate"] = False  # the dummy gate never shares; it only adds a start to both
     report = data.get("report") or {}
     if isinstance(report.get("reference"), str) and not Path(report["reference"]).is_absolute():
         report["reference"] = str(ROOT / report["reference"])
