@@ -24,7 +24,6 @@ from typing import Any
 
 import yaml
 
-from studykit.commands import read_commands
 from studykit.startup import engine_starts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,10 +112,7 @@ def compare(shared: Path, unshared: Path, out=print) -> dict[str, Any]:
                     for pa, pb in zip(acc_a.get("per_prompt", []), acc_b.get("per_prompt", []))]
     out(f"greedy tokens identical on {sum(tokens_equal)}/{len(tokens_equal)} prompts")
     starts = {label: len(engine_starts(d)) for label, d in (("shared", shared), ("unshared", unshared))}
-    servers = {label: sum(1 for r in read_commands(d) if r.get("is_vllm") and " serve " in f" {r['command']} ")
-               for label, d in (("shared", shared), ("unshared", unshared))}
-    out(f"\nengine starts: shared {starts['shared']}, unshared {starts['unshared']} "
-        f"(vllm serve records: {servers['shared']} vs {servers['unshared']})")
+    out(f"\nengine starts: shared {starts['shared']}, unshared {starts['unshared']}")
     return {"rows": rows, "engine_starts": starts}
 
 
