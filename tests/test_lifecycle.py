@@ -114,13 +114,15 @@ def test_sigint_to_runner_leaves_no_server(tmp_path, default_model_dir, no_vllm_
 
 
 def test_stop_lets_vllm_shut_its_engine_down_itself(tmp_path, default_model_dir, no_vllm_left):
-    """SIGTERM to the API server first: the log ends without an EngineDeadError traceback.
+    """SIGTERM to the API server first: vLLM runs its own shutdown (API server, engine core, workers) and every
+    process of the group exits before the kit would escalate. What vLLM logs after the kit's stop signal is listed
+    as shutdown, never as an error: vLLM 0.32's output handler sometimes logs an EngineDeadError traceback while
+    its engine exits (default --shutdown-timeout 0: 2 of 3 servers of one loaded run; --shutdown-timeout 10: 2 of 2
+    tries once the engine was bound to both cores, so the drain flag is no cure and the kit does not pass it)."""
+    from studykit.report.logwarnings import SHUTDOWN, collect_warnings
 
-    vLLM 0.32 on its default --shutdown-timeout 0 force-kills its own engine core at once and, after load,
-    sometimes logs the traceback anyway (2 of 5 servers in a default run); with a drain timeout its engine and
-    workers exit on their own. The flag is passed here until engine.serve_argv passes it for every server."""
     ctx = StageContext("serve", tmp_path, load_study(DEFAULT_PARAMS))
-    with ctx.server("clean", load_format="dummy", extra=["--shutdown-timeout", "10"]) as server:
+    with ctx.server("clean", load_format="dummy") as server:
         pid = server.proc.pid
         children = psutil.Process(pid).children(recursive=True)
     assert not group_alive(pid)
@@ -130,4 +132,7 @@ def test_stop_lets_vllm_shut_its_engine_down_itself(tmp_path, default_model_dir,
     assert rec["extra"]["stop_signal_utc"] <= rec["ended_utc"]
     log = server.log_path.read_text(errors="replace")
     assert "[shutdown] API server: shutdown triggered" in log
-    assert "EngineDeadError" not in log and "Traceback" not in log
+    rows = collect_warnings(tmp_path)
+    assert not [r for r in rows if r["level"] == "error"], rows
+    if "EngineDeadError" in log:
+        assert any(r["level"] == SHUTDOWN and "EngineDeadError" in r["message"] for r in rows), rows
