@@ -24,6 +24,9 @@ from typing import Any
 
 import yaml
 
+from study_speed import run_study  # this folder is on sys.path when a script in it runs
+from studykit.params import resolve_paths
+from studykit.results import read_json
 from studykit.startup import engine_starts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,43 +37,20 @@ ACCURACY_METRICS = (("teacher_forced", "top1_agreement"), ("teacher_forced", "me
 
 def study_variant(params: Path, share: bool, repeats: int, out_dir: Path) -> Path:
     data = yaml.safe_load(params.read_text())
+    resolve_paths(data, params.parent)  # the variant is written elsewhere: its relative paths must keep their meaning
     data["name"] = f"{data['name']}-{'shared' if share else 'unshared'}"
     data["stages"] = ["deploy", "serve", "accuracy"]
     data.setdefault("server", {})["share"] = share
     data.setdefault("serve", {})["repeats"] = repeats
     data.setdefault("deploy", {})["dummy_gate"] = False  # the dummy gate never shares; it only adds a start to both
-    report = data.get("report") or {}
-    if isinstance(report.get("reference"), str) and not Path(report["reference"]).is_absolute():
-        report["reference"] = str(ROOT / report["reference"])
-    if isinstance((data.get("accuracy") or {}).get("prompts_file"), str):
-        pf = data["accuracy"]["prompts_file"]
-        if not pf.startswith("builtin:") and not Path(pf).is_absolute():
-            data["accuracy"]["prompts_file"] = str((params.parent / pf).resolve())
     path = out_dir / f"{data['name']}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     return path
 
 
-def run(params: Path, outputs: Path) -> Path:
-    import os
-    import subprocess
-
-    env = {**os.environ, "STUDYKIT_OUTPUTS": str(outputs)}
-    proc = subprocess.run([sys.executable, "-m", "studykit.cli", "run", str(params)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, check=False)
-    name = yaml.safe_load(params.read_text())["name"]
-    runs = sorted((outputs / name).glob("*/run.json"))
-    if proc.returncode != 0 or not runs:
-        print(proc.stdout[-3000:], proc.stderr[-3000:], sep="\n")
-        raise SystemExit(f"studykit run {params}: exit {proc.returncode}")
-    return runs[-1].parent
-
-
 def _load(run_dir: Path, stage: str) -> dict[str, Any]:
-    import json
-
     path = run_dir / "results" / f"{stage}.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return read_json(path) if path.is_file() else {}
 
 
 def _interval(stat: dict[str, Any]) -> tuple[float | None, float | None, float | None]:
@@ -127,9 +107,11 @@ def main(argv=None) -> int:
         return 0
     with tempfile.TemporaryDirectory(prefix="share-parity-") as tmp:
         tmp_path = Path(tmp)
-        outputs = ROOT / "outputs"
-        shared = run(study_variant(Path(args.params).resolve(), True, args.repeats, tmp_path), outputs)
-        unshared = run(study_variant(Path(args.params).resolve(), False, args.repeats, tmp_path), outputs)
+        shared = run_study(str(study_variant(Path(args.params).resolve(), True, args.repeats, tmp_path)), None)
+        unshared = run_study(str(study_variant(Path(args.params).resolve(), False, args.repeats, tmp_path)), None)
+    if shared is None or unshared is None:
+        print("a run directory is missing: see the output above", file=sys.stderr)
+        return 2
     compare(shared, unshared)
     return 0
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from studykit.commands import read_commands
+from studykit.results import read_json
 from studykit.runner import vllm_seconds
 from studykit.startup import engine_starts
 
@@ -111,7 +112,7 @@ def report(run_dir: Path, out=print) -> dict[str, Any]:
     out(f"start-up share of study wall    {_fmt(100 * share if share is not None else None)} %")
     out(f"kit overhead (perf stages)      {_fmt(overhead, 7, 3)}    <= {TARGET_OVERHEAD}  "
         f"({_verdict(overhead, TARGET_OVERHEAD)}; {' + '.join(r['stage'] for r in perf) or 'no perf stage'})")
-    roof = latency_roofline(run_dir)
+    roof = recorded_roofline(run_dir)
     if roof:
         limit = roof.get("limit") or {}
         out(f"roofline (latency decode)       {_fmt(roof.get('efficiency_percent'))} %    decode "
@@ -124,11 +125,12 @@ def report(run_dir: Path, out=print) -> dict[str, Any]:
             "startup_s": startup_s, "startup_share": share, "overhead": overhead, "roofline": roof}
 
 
-def latency_roofline(run_dir: Path) -> dict[str, Any] | None:
+def recorded_roofline(run_dir: Path) -> dict[str, Any] | None:
+    """The latency stage's roofline as the run recorded it (studykit.roofline computed it there)."""
     path = run_dir / "results" / "latency.json"
     if not path.is_file():
         return None
-    roof = json.loads(path.read_text()).get("roofline") or {}
+    roof = read_json(path).get("roofline") or {}
     return roof if roof.get("efficiency_percent") is not None else None
 
 

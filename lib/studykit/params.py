@@ -427,11 +427,11 @@ def load_study(path: str | Path) -> Study:
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise ParamsError(f"{path}: not valid YAML: {err}") from None
     if isinstance(data, dict):
-        _resolve_paths(data, path.parent)
+        resolve_paths(data, path.parent)
     return parse_study(data, str(path))
 
 
-def _resolve_paths(data: dict, base: Path) -> None:
+def resolve_paths(data: dict, base: Path) -> None:
     """Relative paths mean relative to the params file, so a study is portable with its folder."""
     def resolved(value) -> str:
         p = Path(str(value)).expanduser()
