@@ -26,8 +26,8 @@ import yaml
 
 from study_speed import run_study  # this folder is on sys.path when a script in it runs
 from studykit.params import resolve_paths
-from studykit.results import read_json
-from studykit.startup import engine_starts
+from studykit.evidence.rundir import read_json
+from studykit.engine.startup import engine_starts
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVE_METRICS = ("mean_ttft_ms", "mean_tpot_ms", "mean_e2el_ms", "request_throughput", "output_throughput")

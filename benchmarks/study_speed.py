@@ -26,10 +26,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from studykit.commands import read_commands
-from studykit.results import read_json
-from studykit.runner import vllm_seconds
-from studykit.startup import engine_starts
+from studykit.evidence.journal import read_commands
+from studykit.evidence.rundir import read_json
+from studykit.runner.execute import vllm_seconds
+from studykit.engine.startup import engine_starts
 
 ROOT = Path(__file__).resolve().parents[1]
 PERF_STAGES = ("latency", "throughput", "serve")
@@ -135,7 +135,7 @@ def recorded_roofline(run_dir: Path) -> dict[str, Any] | None:
 
 
 def run_study(params: str, stages: str | None) -> Path | None:
-    argv = [sys.executable, "-m", "studykit.cli", "run", params] + (["--stages", stages] if stages else [])
+    argv = [sys.executable, "-m", "studykit.runner.cli", "run", params] + (["--stages", stages] if stages else [])
     t0 = time.perf_counter()
     proc = subprocess.run(argv, check=False, cwd=ROOT, capture_output=True, text=True)
     print(proc.stdout[-2000:])

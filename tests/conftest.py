@@ -23,14 +23,14 @@ def vllm_processes() -> list[psutil.Process]:
     found = []
     for p in psutil.process_iter(["pid", "cmdline"]):
         cmd = " ".join(p.info["cmdline"] or [])
-        if "studykit.vllm_launcher" in cmd or "EngineCore" in cmd or "VLLM::" in cmd:
+        if "studykit.engine.launcher" in cmd or "EngineCore" in cmd or "VLLM::" in cmd:
             found.append(p)
     return found
 
 
 @pytest.fixture(scope="session")
 def default_model_dir() -> Path:
-    from studykit.weights import build_default
+    from studykit.weights.smollm2 import build_default
 
     return build_default()
 
@@ -56,7 +56,7 @@ def _merge(into: dict, extra: dict) -> dict:
 def run_cli(*args: str, env: dict | None = None, timeout: float = 1800) -> subprocess.CompletedProcess:
     """`studykit ARGS` in a subprocess, as a user runs it."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "studykit.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "studykit.runner.cli", *args], capture_output=True, text=True,
                           env=full_env, timeout=timeout, cwd=ROOT)
 
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from studykit.results import read_json
+from studykit.evidence.rundir import read_json
 
 pytestmark = pytest.mark.e2e
 

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from studykit import accuracy_metrics as m
+from studykit.stages.accuracy import compare as m
 
 
 def cand_from_probs(probs: dict[int, float], k: int) -> dict[int, dict]:

@@ -6,9 +6,10 @@ import math
 
 import numpy as np
 import pytest
-from studykit import accuracy_metrics as m
-from studykit.accuracy import accuracy_checks, divergence_rows
-from studykit.params import AccuracyParams, ParamsError, parse_study
+from studykit.stages.accuracy import compare as m
+from studykit.stages.accuracy.stage import accuracy_checks, divergence_rows
+from studykit.params import ParamsError, parse_study
+from studykit.stages.accuracy.params import AccuracyParams
 from studykit.schema import ResultError, validate_result
 
 VOCAB = 50

@@ -5,12 +5,12 @@ import json
 
 import pytest
 
-from studykit.adaptation import AdaptationError, adaptation_notes
+from studykit.engine.adaptation import AdaptationError, adaptation_notes
 
 
 @pytest.fixture(scope="module")
 def minicpm_dir():
-    from studykit.minicpm_tiny import build_minicpm_tiny
+    from studykit.weights.minicpm_tiny import build_minicpm_tiny
 
     return build_minicpm_tiny(log=lambda *_: None)
 

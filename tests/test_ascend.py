@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, tiny_study
-from studykit import ascend, engine
-from studykit.ascend import AscendParseError
+from studykit.evidence import ascend
+from studykit.engine import cmdline as engine
+from studykit.evidence.ascend import AscendParseError
 from studykit.params import ParamsError, load_study
-from studykit.preflight import PreflightError, check_platform
+from studykit.engine.preflight import PreflightError, check_platform
 
 DATA = ROOT / "tests" / "data" / "ascend"
 ASCEND_PARAMS = ROOT / "params" / "bitcpm4-0.5b-ascend.yaml"

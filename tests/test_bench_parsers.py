@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from studykit.bench import BenchParseError, BenchRunError, check_ran
-from studykit.bench.latency import derive, latency_args, parse_latency_json
-from studykit.bench.serve import parse_serve_json, points, serve_args, summarise
-from studykit.bench.throughput import parse_throughput_json, printed_totals, throughput_args
-from studykit.params import LatencyParams, ThroughputParams, parse_study
+from studykit.engine.benchjson import BenchParseError, BenchRunError, check_ran
+from studykit.stages.latency.stage import derive, latency_args, parse_latency_json
+from studykit.stages.serve.stage import parse_serve_json, points, serve_args, summarise
+from studykit.stages.throughput.stage import parse_throughput_json, printed_totals, throughput_args
+from studykit.params import parse_study
+from studykit.stages.latency.params import LatencyParams
+from studykit.stages.throughput.params import ThroughputParams
 
 DATA = Path(__file__).parent / "data" / "bench"
 
@@ -149,7 +151,7 @@ def test_summarise_repeats_gives_named_mean_and_ci():
 
 
 def test_check_ran_names_log_tail(tmp_path):
-    from studykit.commands import CommandRecord
+    from studykit.evidence.journal import CommandRecord
 
     log = tmp_path / "b.log"
     log.write_text("line1\nRuntimeError: engine died\n")
@@ -160,9 +162,9 @@ def test_check_ran_names_log_tail(tmp_path):
 
 def test_stage_fails_on_truncated_output_and_keeps_raw(tmp_path):
     """A bench that exits 0 but leaves truncated JSON: the stage fails naming the file; the raw file stays."""
-    from studykit.bench.latency import run_latency
-    from studykit.commands import CommandRecord
-    from studykit.stage import StageFailed, open_stage
+    from studykit.stages.latency.stage import run_latency
+    from studykit.evidence.journal import CommandRecord
+    from studykit.runner.context import StageFailed, open_stage
 
     from conftest import tiny_study
 
@@ -189,7 +191,7 @@ def test_stage_fails_on_truncated_output_and_keeps_raw(tmp_path):
 
 
 def test_auto_sweep_probes_then_rates_between_the_two_throughputs():
-    from studykit.bench.serve import sweep_rates
+    from studykit.stages.serve.stage import sweep_rates
 
     study = parse_study({"name": "s", "platform": "cpu", "model": {"source": "builtin", "id": "smollm2-135m-instruct"},
                          "serve": {"request_rates": "auto", "sweep_rates": 3, "repeats": 2}})

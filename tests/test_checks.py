@@ -9,10 +9,15 @@ from pathlib import Path
 import pytest
 
 from studykit import checks
-from studykit.bench.latency import parse_latency_json
-from studykit.bench.serve import parse_serve_json
-from studykit.bench.throughput import parse_throughput_json, printed_totals
-from studykit.params import LatencyParams, ServeParams, ThroughputParams
+from studykit.stages.latency import checks as latency
+from studykit.stages.serve import checks as serve
+from studykit.stages.throughput import checks as throughput
+from studykit.stages.latency.stage import parse_latency_json
+from studykit.stages.serve.stage import parse_serve_json
+from studykit.stages.throughput.stage import parse_throughput_json, printed_totals
+from studykit.stages.latency.params import LatencyParams
+from studykit.stages.serve.params import ServeParams
+from studykit.stages.throughput.params import ThroughputParams
 
 DATA = Path(__file__).parent / "data" / "bench"
 
@@ -28,7 +33,7 @@ def statuses(results):
 
 
 def test_seed_throughput_table_is_flagged():
-    res = checks.seed_table_checks(req_s=31.67, total_tok_s=36479.94, output_tok_s=4053.33, prompt_tokens=102400,
+    res = throughput.seed_table_checks(req_s=31.67, total_tok_s=36479.94, output_tok_s=4053.33, prompt_tokens=102400,
                                    output_tokens=12800, num_prompts=100, input_len=128, output_len=128)
     (prompt,) = by_name(res, "prompt tokens")
     assert prompt["status"] == "failed" and prompt["expected"] == 12800 and prompt["actual"] == 102400
@@ -55,14 +60,14 @@ def latency_result():
 
 def test_recorded_latency_passes():
     p, result = latency_result()
-    res = checks.latency_checks(p, result)
+    res = latency.latency_checks(p, result)
     assert all(c["status"] == "passed" for c in res), checks.failed(res)
 
 
 def test_latency_percentile_not_from_the_latencies_fails():
     p, result = latency_result()
     result["runs"]["latency"]["percentiles"]["50"] += 0.01
-    (c,) = by_name(checks.latency_checks(p, result), "percentiles = percentiles")
+    (c,) = by_name(latency.latency_checks(p, result), "percentiles = percentiles")
     assert c["status"] == "failed" and "'50'" in c["detail"]
 
 
@@ -71,7 +76,7 @@ def test_latency_iterations_and_command_and_decode_fail():
     result["runs"]["latency"]["num_iters_measured"] = 4
     result["commands"][0]["argv"] += ["--num-iters", "9"]  # an extra_args override: argparse keeps the last
     result["decode_ms_per_token"] = -1.0
-    st = statuses(checks.latency_checks(p, result))
+    st = statuses(latency.latency_checks(p, result))
     assert st["latency: iterations measured = num_iters"] == "failed"
     assert st["bench-latency-latency: command matches params"] == "failed"
     assert st["latency(N) > latency(1), so decode time per token > 0"] == "failed"
@@ -80,7 +85,7 @@ def test_latency_iterations_and_command_and_decode_fail():
 def test_latency_decode_check_not_run_without_prefill_run():
     p, result = latency_result()
     result.pop("decode_ms_per_token")
-    (c,) = by_name(checks.latency_checks(p, result), "decode time")
+    (c,) = by_name(latency.latency_checks(p, result), "decode time")
     assert c["status"] == "not_run" and "output_len 1" in c["detail"]
 
 
@@ -98,14 +103,14 @@ def throughput_result():
 
 def test_recorded_throughput_passes():
     p, rec = throughput_result()
-    res = checks.throughput_checks(p, rec)
+    res = throughput.throughput_checks(p, rec)
     assert all(c["status"] == "passed" for c in res), checks.failed(res)
     assert len(res) == 6
 
 
 def test_throughput_wrong_shape_fails_every_count():
     p, rec = throughput_result()
-    res = checks.throughput_checks(ThroughputParams(input_len=128, output_len=32, num_prompts=21), rec)
+    res = throughput.throughput_checks(ThroughputParams(input_len=128, output_len=32, num_prompts=21), rec)
     st = statuses(res)
     assert st["vLLM JSON: total tokens = num_prompts x length"] == "failed"
     assert st["vLLM printed: prompt tokens = num_prompts x length"] == "failed"
@@ -116,14 +121,14 @@ def test_throughput_wrong_shape_fails_every_count():
 def test_throughput_derived_rate_disagreeing_with_printed_fails():
     p, rec = throughput_result()
     rec["output_tokens_per_s"] *= 1.05
-    (c,) = by_name(checks.throughput_checks(p, rec), "derived output tokens/s")
+    (c,) = by_name(throughput.throughput_checks(p, rec), "derived output tokens/s")
     assert c["status"] == "failed"
 
 
 def test_throughput_without_printed_totals_is_not_run_not_passed():
     p, rec = throughput_result()
     rec["vllm_printed"] = {}
-    res = checks.throughput_checks(p, rec)
+    res = throughput.throughput_checks(p, rec)
     not_run = [c for c in res if c["status"] == "not_run"]
     assert {c["name"] for c in not_run} == {"vLLM printed: prompt tokens = num_prompts x length",
                                             "vLLM printed: output tokens = num_prompts x length",
@@ -146,7 +151,7 @@ def serve_result():
 
 def test_recorded_serve_passes():
     p, result = serve_result()
-    res = checks.serve_checks(p, result)
+    res = serve.serve_checks(p, result)
     assert all(c["status"] == "passed" for c in res), checks.failed(res)
 
 
@@ -164,23 +169,23 @@ def test_serve_wrong_run_fails(change, failing):
         failing = "mean TTFT = mean of the per-request values"
     else:
         run.update(change)
-    assert failing in " | ".join(c["name"] for c in checks.serve_checks(p, result) if c["status"] == "failed")
+    assert failing in " | ".join(c["name"] for c in serve.serve_checks(p, result) if c["status"] == "failed")
 
 
 def test_serve_mean_e2el_recomputed_from_the_per_request_latencies():
     p, result = serve_result()
     result["runs"][0]["per_request"]["latencies"] = [x * 2 for x in result["runs"][0]["per_request"]["latencies"]]
-    (c,) = by_name(checks.serve_checks(p, result), "mean end-to-end latency")
+    (c,) = by_name(serve.serve_checks(p, result), "mean end-to-end latency")
     assert c["status"] == "failed"
     result["runs"][0]["per_request"] = {}
-    (c,) = by_name(checks.serve_checks(p, result), "mean end-to-end latency")
+    (c,) = by_name(serve.serve_checks(p, result), "mean end-to-end latency")
     assert c["status"] == "not_run"
 
 
 def test_serve_command_not_matching_params_fails():
     p, result = serve_result()
     result["commands"][0]["argv"] += ["--request-rate", "3"]
-    (c,) = by_name(checks.serve_checks(p, result), "command matches params")
+    (c,) = by_name(serve.serve_checks(p, result), "command matches params")
     assert c["status"] == "failed" and "--request-rate" in c["detail"]
 
 
@@ -194,10 +199,10 @@ def test_argv_has():
 # --- accuracy and functional -----------------------------------------------------------------------------------
 
 def test_accuracy_checks_fail_and_not_run():
-    from studykit.accuracy import accuracy_checks
-    from studykit.params import AccuracyParams
+    from studykit.stages.accuracy.stage import accuracy_checks
+    from studykit.stages.accuracy.params import AccuracyParams
 
-    from studykit.accuracy_metrics import free_running_summary
+    from studykit.stages.accuracy.compare import free_running_summary
 
     p = AccuracyParams()
     per_prompt = [{"id": "a", "equal_tokens": 16, "total_tokens": 16, "first_divergence_detail": None}]
@@ -223,7 +228,7 @@ def functional_results(enabled="True"):
 
 
 def test_functional_checks_fail_and_not_run():
-    from studykit.functional import functional_checks
+    from studykit.stages.functional.stage import functional_checks
 
     res = functional_checks(functional_results())
     assert [c["status"] for c in res] == ["passed", "passed", "not_run"]

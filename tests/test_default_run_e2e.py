@@ -12,10 +12,10 @@ import re
 import pytest
 
 from conftest import CANARY, DEFAULT_PARAMS, run_cli
-from studykit.commands import read_commands
-from studykit.dryrun import model_dir_for
+from studykit.evidence.journal import read_commands
+from studykit.runner.dryrun import model_dir_for
 from studykit.params import load_study
-from studykit.results import read_json
+from studykit.evidence.rundir import read_json
 
 pytestmark = pytest.mark.e2e
 
@@ -72,7 +72,7 @@ def test_one_shared_server_and_at_most_six_engine_starts(default_run):
     # A healthy run: nothing went wrong while the servers served. The kit stops the API server first; a traceback
     # vLLM's own shutdown may still log (its output handler racing the engine's exit, seen under load) comes
     # after the kit's stop signal and is listed as a shutdown message, never as an error.
-    from studykit.report.logwarnings import collect_warnings
+    from studykit.engine.logwarnings import collect_warnings
 
     rows = collect_warnings(default_run) or []
     assert not [r for r in rows if r["level"] == "error"], rows

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, run_cli
-from studykit.dryrun import model_dir_for, plan
+from studykit.runner.dryrun import model_dir_for, plan
 from studykit.params import load_study
 
 ASCEND = ROOT / "params" / "bitcpm4-0.5b-ascend.yaml"
@@ -93,7 +93,7 @@ def ours(steps, stage, kind=None, label=None):
 
 def vllm_args(step) -> list[str]:
     argv = step.argv
-    assert argv[1:3] == ["-m", "studykit.vllm_launcher"], argv
+    assert argv[1:3] == ["-m", "studykit.engine.launcher"], argv
     return argv[3:]
 
 

@@ -11,11 +11,11 @@ import psutil
 import pytest
 
 from conftest import DEFAULT_PARAMS, ROOT, tiny_study
-from studykit.commands import group_alive, read_commands
+from studykit.evidence.journal import group_alive, read_commands
 from studykit.params import load_study
-from studykit.results import read_json
-from studykit.stage import StageContext
-from studykit.server import ServerError
+from studykit.evidence.rundir import read_json
+from studykit.runner.context import StageContext
+from studykit.engine.server import ServerError
 
 pytestmark = pytest.mark.e2e
 
@@ -67,7 +67,7 @@ def test_dead_kernel_takes_its_server_with_it(tmp_path, default_model_dir, no_vl
     script = textwrap.dedent(f"""
         import time
         from studykit.params import load_study
-        from studykit.stage import StageContext
+        from studykit.runner.context import StageContext
         ctx = StageContext("deploy", {str(tmp_path)!r}, load_study({str(DEFAULT_PARAMS)!r}))
         srv = ctx.server("orphan", load_format="dummy")
         srv.start()
@@ -95,7 +95,7 @@ def test_sigint_to_runner_leaves_no_server(tmp_path, default_model_dir, no_vllm_
     params = tiny_study(tmp_path, {"stages": ["deploy"], "deploy": {"dummy_gate": False}})
     outputs = tmp_path / "outputs"
     env = {**os.environ, "STUDYKIT_OUTPUTS": str(outputs)}
-    runner = subprocess.Popen([sys.executable, "-m", "studykit.cli", "run", str(params)], env=env, cwd=ROOT,
+    runner = subprocess.Popen([sys.executable, "-m", "studykit.runner.cli", "run", str(params)], env=env, cwd=ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         wait_for(lambda: any(outputs.glob("*/*/pids/*.pid")), 180, "the server pid file")
@@ -119,7 +119,7 @@ def test_stop_lets_vllm_shut_its_engine_down_itself(tmp_path, default_model_dir,
     as shutdown, never as an error: vLLM 0.32's output handler sometimes logs an EngineDeadError traceback while
     its engine exits (default --shutdown-timeout 0: 2 of 3 servers of one loaded run; --shutdown-timeout 10: 2 of 2
     tries once the engine was bound to both cores, so the drain flag is no cure and the kit does not pass it)."""
-    from studykit.report.logwarnings import SHUTDOWN, collect_warnings
+    from studykit.engine.logwarnings import SHUTDOWN, collect_warnings
 
     ctx = StageContext("serve", tmp_path, load_study(DEFAULT_PARAMS))
     with ctx.server("clean", load_format="dummy") as server:

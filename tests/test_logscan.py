@@ -3,7 +3,7 @@
 import pytest
 from conftest import ROOT
 
-from studykit.logscan import classify, normalize, scan_lines, scan_log, scan_logs, strip_prefixes
+from studykit.engine.logscan import classify, normalize, scan_lines, scan_log, scan_logs, strip_prefixes
 
 ASCEND = ROOT / "tests" / "data" / "ascend"
 # Every recorded real log (tests/data/ascend/README.md cites each) and what the scan must count on it:

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from conftest import ROOT
-from studykit.report.logwarnings import collect_warnings
+from studykit.engine.logwarnings import collect_warnings
 
 LOGS = ROOT / "tests" / "data" / "logs"
 GROUP_TERM_LOG = LOGS / "vllm-cpu-serve-group-term-stop.log"

@@ -7,7 +7,9 @@ import pytest
 from safetensors import safe_open
 
 from conftest import ROOT, run_cli
-from studykit import minicpm_tiny, weights
+from studykit.weights import minicpm_tiny
+from studykit.weights import files
+from studykit.weights import smollm2
 
 PARAMS = ROOT / "params" / "minicpm-tiny-cpu.yaml"
 
@@ -32,7 +34,7 @@ def test_config_has_the_seed_architecture_features(ckpt):
     assert len(rope["short_factor"]) == len(rope["long_factor"]) == head_dim // 2
     assert rope["original_max_position_embeddings"] < cfg["max_position_embeddings"]
     assert {"scale_emb", "scale_depth", "dim_model_base"} <= set(cfg) and cfg["tie_word_embeddings"] is True
-    default = weights.build_default(log=lambda *_: None)
+    default = smollm2.build_default(log=lambda *_: None)
     assert (ckpt / "tokenizer.json").read_bytes() == (default / "tokenizer.json").read_bytes()
     assert cfg["vocab_size"] == json.loads((default / "config.json").read_text())["vocab_size"]
 
@@ -58,9 +60,9 @@ def test_weights_in_vllm_loader_layout(ckpt):
 
 
 def test_seeded_and_reused(ckpt):
-    before = weights.read_manifest(ckpt)
+    before = files.read_manifest(ckpt)
     again = minicpm_tiny.build_minicpm_tiny(log=lambda *_: None)
-    assert again == ckpt and weights.read_manifest(ckpt) == before  # reused, not rebuilt
+    assert again == ckpt and files.read_manifest(ckpt) == before  # reused, not rebuilt
     cfg = json.loads((ckpt / "config.json").read_text())
     a, b = minicpm_tiny.random_weights(cfg), minicpm_tiny.random_weights(cfg)
     assert all((a[k] == b[k]).all() for k in a)
@@ -71,17 +73,17 @@ def test_seeded_and_reused(ckpt):
 def test_changed_file_triggers_rebuild(tmp_path, monkeypatch):
     monkeypatch.setenv("STUDYKIT_CACHE", str(tmp_path))
     # The default model is only the tokenizer source: reuse the real cache's copy instead of rebuilding it.
-    real_default = weights.build_default
+    real_default = smollm2.build_default
     default_dir = real_default(log=lambda *_: None)
-    monkeypatch.setattr(weights, "build_default", lambda **kw: default_dir)
+    monkeypatch.setattr(smollm2, "build_default", lambda **kw: default_dir)
     out = minicpm_tiny.build_minicpm_tiny(log=lambda *_: None)
-    sha = {r["file"]: r["sha256"] for r in weights.read_manifest(out)["files"]}["model.safetensors"]
+    sha = {r["file"]: r["sha256"] for r in files.read_manifest(out)["files"]}["model.safetensors"]
     (out / "config.json").write_text("{}")
     msgs = []
     assert minicpm_tiny.build_minicpm_tiny(log=msgs.append) == out
     assert any("rebuilding" in m and "config.json changed" in m for m in msgs)
-    assert weights.verify(out)[0]
-    assert {r["file"]: r["sha256"] for r in weights.read_manifest(out)["files"]}["model.safetensors"] == sha
+    assert files.verify(out)[0]
+    assert {r["file"]: r["sha256"] for r in files.read_manifest(out)["files"]}["model.safetensors"] == sha
 
 
 def test_transformers_loads_the_project_config_only_with_trust(ckpt):
@@ -124,8 +126,8 @@ def reference(ckpt):
 
 @pytest.fixture(scope="module")
 def prompt_ids(ckpt):
-    from studykit.accuracy import load_tokenizer
-    from studykit.prompts import load_prompts, tokenize_prompts
+    from studykit.stages.accuracy.stage import load_tokenizer
+    from studykit.stages.accuracy.prompts import load_prompts, tokenize_prompts
 
     tokenizer = load_tokenizer(ckpt, trust_remote_code=True)
     return [p["prompt_ids"] for p in tokenize_prompts(load_prompts("builtin:default"), tokenizer, 2048, 16)]
@@ -297,7 +299,7 @@ def _teacher_forced_against_vllm(model_dir, acc) -> dict:
     import numpy as np
     import torch
 
-    from studykit import accuracy_metrics as metrics
+    from studykit.stages.accuracy import compare as metrics
 
     model = _reference(model_dir)
     k = acc["top_k"]

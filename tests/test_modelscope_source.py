@@ -11,11 +11,12 @@ import pytest
 
 import modelscope
 from conftest import ROOT, tiny_study
-from studykit import modelscope_source as ms
-from studykit import weights
-from studykit.commands import CommandLog, read_commands
+from studykit.weights import modelscope as ms
+from studykit.weights import files
+from studykit.weights import store
+from studykit.evidence.journal import CommandLog, read_commands
 from studykit.params import load_study
-from studykit.weights import WeightsError
+from studykit.weights.files import WeightsError
 
 MODEL_ID = "OpenBMB/BitCPM4-0.5B"
 FILES = {"config.json": b'{"architectures": ["MiniCPMForCausalLM"], "auto_map": {"AutoConfig": '
@@ -45,7 +46,7 @@ def prepared(model_id=MODEL_ID, revision="abc123", manifest_revision=None) -> "o
     d.mkdir(parents=True)
     for name, data in FILES.items():
         (d / name).write_bytes(data)
-    weights.write_manifest(d, source="modelscope", id=model_id, revision=manifest_revision or revision)
+    files.write_manifest(d, source="modelscope", id=model_id, revision=manifest_revision or revision)
     return d
 
 
@@ -78,7 +79,7 @@ def test_resolve_uses_modelscope_for_a_modelscope_study(cache, no_network, tmp_p
     d = prepared(revision="v1.0")
     study = load_study(tiny_study(tmp_path, {"model": {"source": "modelscope", "id": MODEL_ID, "revision": "v1.0",
                                                        "trust_remote_code": True}}))
-    assert weights.resolve(study) == d
+    assert store.resolve(study) == d
     assert d == cache / "modelscope" / "OpenBMB" / "BitCPM4-0.5B" / "v1.0"
 
 
@@ -92,7 +93,7 @@ def test_revision_mismatch_refused(cache, no_network):
 
 def test_other_model_in_the_directory_refused(cache, no_network):
     d = prepared(revision="v1")
-    weights.write_manifest(d, source="modelscope", id="someone/else", revision="v1")
+    files.write_manifest(d, source="modelscope", id="someone/else", revision="v1")
     with pytest.raises(WeightsError, match="holds someone/else@v1"):
         ms.download(MODEL_ID, "v1", log=lambda *_: None)
 
@@ -105,11 +106,11 @@ def test_download_checks_files_against_hub_listing(cache, monkeypatch):
     d = ms.download(MODEL_ID, "abc123", log=lambda *_: None)
     assert seen["model_id"] == MODEL_ID and seen["revision"] == "abc123"
     assert seen["hf_offline"] == "1" and "HF_HUB_OFFLINE" not in os.environ  # offline during, restored after
-    manifest = weights.read_manifest(d)
+    manifest = files.read_manifest(d)
     assert (manifest["id"], manifest["revision"], manifest["hub_listing_checked"]) == (MODEL_ID, "abc123", True)
     assert {r["file"] for r in manifest["files"]} == set(FILES)
     assert manifest["command"].startswith("modelscope download --model OpenBMB/BitCPM4-0.5B --revision abc123")
-    assert weights.verify(d)[0]
+    assert files.verify(d)[0]
 
 
 def test_download_differing_from_listing_refused(cache, monkeypatch):
@@ -146,8 +147,8 @@ def test_bad_id_or_revision(cache, model_id, revision, needle):
 def test_unreachable_hub_message(tmp_path):
     """The real ModelScope client against an endpoint nothing listens on (this machine has no route to
     modelscope.cn either): the error names the hub, the model and revision, and says no other hub was tried."""
-    code = ("from studykit.modelscope_source import download\n"
-            "from studykit.weights import WeightsError\n"
+    code = ("from studykit.weights.modelscope import download\n"
+            "from studykit.weights.files import WeightsError\n"
             "try:\n    download('OpenBMB/BitCPM4-0.5B', 'master', log=lambda *_: None)\n"
             "except WeightsError as e:\n    print('WEIGHTS-ERROR', e)\n")
     env = {**os.environ, "STUDYKIT_CACHE": str(tmp_path / "cache"), "MODELSCOPE_ENDPOINT": "http://127.0.0.1:1"}
@@ -167,12 +168,12 @@ def test_modelscope_study_runs_offline_from_prepared_cache(tmp_path, no_vllm_lef
     VLLM_USE_MODELSCOPE and serves the cached directory under the ModelScope id."""
     import shutil
 
-    from studykit.minicpm_tiny import build_minicpm_tiny
+    from studykit.weights.minicpm_tiny import build_minicpm_tiny
 
     cache = tmp_path / "cache"
     target = cache / "modelscope" / "OpenBMB" / "MiniCPM-tiny" / "v1"
     shutil.copytree(build_minicpm_tiny(log=lambda *_: None), target)
-    weights.write_manifest(target, source="modelscope", id="OpenBMB/MiniCPM-tiny", revision="v1")
+    files.write_manifest(target, source="modelscope", id="OpenBMB/MiniCPM-tiny", revision="v1")
     params = tiny_study(tmp_path, {
         "model": {"source": "modelscope", "id": "OpenBMB/MiniCPM-tiny", "revision": "v1", "served_model_name": None},
         "stages": ["deploy"], "deploy": {"dummy_gate": False}}, base=ROOT / "params" / "minicpm-tiny-cpu.yaml")

@@ -14,10 +14,10 @@ import nbformat
 import papermill as pm
 import pytest
 from conftest import DEFAULT_PARAMS, ROOT
-from studykit import runner
+from studykit.runner import execute as runner
 from studykit.params import load_study
 from studykit.report.notebook_html import notebook_links, render_notebook, render_run
-from studykit.results import RunLayout, read_json, write_json
+from studykit.evidence.rundir import RunLayout, read_json, write_json
 
 CODE_MARKER = "distinctive_code_marker_ms = 41.5"
 PROSE = "The time to first token is measured from the request until the first streamed token."

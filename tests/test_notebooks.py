@@ -12,7 +12,8 @@ import nbformat
 import papermill as pm
 import pytest
 
-from studykit.params import STAGE_ORDER, Study
+from studykit.params import Study
+from studykit.stages import STAGE_ORDER
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))

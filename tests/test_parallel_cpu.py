@@ -7,7 +7,7 @@ import os
 import pytest
 
 from conftest import ROOT, run_cli, tiny_study
-from studykit import engine
+from studykit.engine import cmdline as engine
 from studykit.params import ParamsError, load_study
 
 TP2_PARAMS = ROOT / "params" / "minicpm-tiny-tp2-cpu.yaml"
@@ -166,7 +166,7 @@ def test_telemetry_records_vllm_titles_set_after_the_process_started():
     import subprocess
     import sys
 
-    from studykit.telemetry import Telemetry
+    from studykit.engine.telemetry import Telemetry
 
     script = ("import time, setproctitle; time.sleep(0.8); setproctitle.setproctitle('VLLM::Worker'); "
               "time.sleep(0.8); setproctitle.setproctitle('VLLM::Worker_TP1'); time.sleep(1.0)")

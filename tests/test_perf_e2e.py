@@ -19,8 +19,8 @@ def load(path):
 
 
 def test_server_dies_mid_bench(tmp_path, default_model_dir, no_vllm_left):
-    from studykit.bench.serve import run_serve
-    from studykit.stage import StageFailed, open_stage
+    from studykit.stages.serve.stage import run_serve
+    from studykit.runner.context import StageFailed, open_stage
 
     p = tiny_study(tmp_path, {"serve": {"input_len": 8, "output_len": 64, "num_prompts": 8,
                                         "request_rates": [float("inf"), 1.0], "num_warmups": 0}})

@@ -8,8 +8,8 @@ import json
 import re
 from pathlib import Path
 
-from studykit.commands import read_commands
-from studykit.dryrun import model_dir_for, plan
+from studykit.evidence.journal import read_commands
+from studykit.runner.dryrun import model_dir_for, plan
 from studykit.params import load_study
 
 GOLDEN = Path(__file__).parent / "data" / "runs" / "golden"

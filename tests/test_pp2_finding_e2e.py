@@ -10,7 +10,7 @@ import time
 import pytest
 
 from conftest import ROOT, run_cli
-from studykit.results import read_json
+from studykit.evidence.rundir import read_json
 
 pytestmark = pytest.mark.e2e
 

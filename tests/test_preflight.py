@@ -8,16 +8,16 @@ import pytest
 
 from conftest import ROOT, run_cli, tiny_study
 from fake_npu_smi import calls, install_fake_npu_smi
-from studykit.commands import read_commands
+from studykit.evidence.journal import read_commands
 from studykit.params import load_study
-from studykit.preflight import PreflightError, check_checkpoint, check_model, check_platform
+from studykit.engine.preflight import PreflightError, check_checkpoint, check_model, check_platform
 
 MINICPM_PARAMS = ROOT / "params" / "minicpm-tiny-cpu.yaml"
 
 
 @pytest.fixture(scope="module")
 def minicpm_dir():
-    from studykit.minicpm_tiny import build_minicpm_tiny
+    from studykit.weights.minicpm_tiny import build_minicpm_tiny
 
     return build_minicpm_tiny(log=lambda *_: None)
 
@@ -95,7 +95,7 @@ def _npu_study(tmp_path, visible="0"):
 
 
 def _detect_with_torch_npu():
-    from studykit.ascend import detect_npu
+    from studykit.evidence.ascend import detect_npu
 
     # torch_npu "importable", npu-smi found (or not) on the real PATH
     return detect_npu(find_spec=lambda name: object())
@@ -179,7 +179,7 @@ def test_device_ids_are_checked_against_what_torch_npu_sees(tmp_path, fake_bin):
      RuntimeError("torch.npu.device_count() failed: RuntimeError: libascendcl.so: cannot open shared object file")),
 ])
 def test_torch_npu_device_count_asks_a_child_process(tmp_path, monkeypatch, torch_npu_body, expected):
-    from studykit.preflight import torch_npu_device_count
+    from studykit.engine.preflight import torch_npu_device_count
 
     # stand-ins for torch and torch_npu, found first on the child's path
     (tmp_path / "torch").mkdir()

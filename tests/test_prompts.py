@@ -3,7 +3,7 @@
 import pytest
 
 from conftest import run_cli, tiny_study
-from studykit.prompts import PromptFileError, load_prompts, tokenize_prompts
+from studykit.stages.accuracy.prompts import PromptFileError, load_prompts, tokenize_prompts
 
 
 def test_default_set_has_chinese_and_english_chat_and_raw():

@@ -11,8 +11,9 @@ import yaml
 
 from conftest import ROOT, run_cli
 from studykit.params import ParamsError, load_study, parse_study
-from studykit.preflight import PreflightError
-from studykit.ray_cluster import check_cluster, parse_ray_status
+from studykit.engine.preflight import PreflightError
+from studykit.engine.preflight import check_cluster
+from studykit.engine.ray_cluster import parse_ray_status
 
 DATA = Path(__file__).parent / "data" / "ascend"
 PROFILE = ROOT / "params" / "bitcpm4-0.5b-ascend-2x8-ray.yaml"

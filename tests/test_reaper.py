@@ -8,8 +8,8 @@ import time
 
 import psutil
 
-from studykit.commands import group_alive
-from studykit.server import reap_leftovers
+from studykit.evidence.journal import group_alive
+from studykit.engine.server import reap_leftovers
 
 
 def _live_group_with_pid_file(pid_dir):

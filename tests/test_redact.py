@@ -5,11 +5,11 @@ import sys
 
 import pytest
 
-from studykit.commands import CommandLog, display_command, read_commands
-from studykit.envcapture import relevant_env
-from studykit.redact import (MASK, redact_argv, redact_data, redact_env, redact_file, redact_text, secret_values,
+from studykit.evidence.journal import CommandLog, display_command, read_commands
+from studykit.evidence.environment import relevant_env
+from studykit.evidence.redact import (MASK, redact_argv, redact_data, redact_env, redact_file, redact_text, secret_values,
                              unmask_env)
-from studykit.results import write_json, write_text
+from studykit.evidence.rundir import write_json, write_text
 
 CANARY = "canary-5e1f0c9a"
 

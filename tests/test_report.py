@@ -462,7 +462,7 @@ def test_language_selection(tmp_path):
 
 def test_report_notebook_by_hand_finds_the_newest_run(tmp_path, monkeypatch):
     from conftest import DEFAULT_PARAMS
-    from studykit.report.stage import newest_run_dir
+    from studykit.stages.report.stage import newest_run_dir
 
     monkeypatch.setenv("STUDYKIT_OUTPUTS", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="no run directory of study 'smollm2-135m-cpu'"):

@@ -7,9 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
-from studykit import roofline as rl
+from studykit.engine import roofline as rl
 from studykit.params import parse_study
-from studykit.schema.stages import BandwidthLimit, LatencyRoofline, ServeRoofline
+from studykit.schema.roofline import BandwidthLimit, LatencyRoofline, ServeRoofline
 
 LOGS = Path(__file__).parent / "data" / "logs" / "startup"
 

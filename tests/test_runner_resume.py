@@ -16,12 +16,12 @@ import nbformat
 import pytest
 
 from conftest import ROOT, run_cli, tiny_study
-from studykit.results import read_json
+from studykit.evidence.rundir import read_json
 
 STUB = '''
 import os, time
 from pathlib import Path
-from studykit.stage import open_stage
+from studykit.runner.context import open_stage
 ctx = open_stage({stage!r}, run_dir, params_path)
 with open(Path(run_dir) / "executions.log", "a") as fh:
     fh.write({stage!r} + "\\n")
@@ -88,7 +88,7 @@ def _env(tmp_path, stub_notebooks, **stub) -> dict:
 
 
 def _runner(args, env) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "studykit.cli", *args], env=env, cwd=ROOT,
+    return subprocess.Popen([sys.executable, "-m", "studykit.runner.cli", *args], env=env, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

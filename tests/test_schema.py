@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from studykit.schema import RESULT_MODELS, ResultError, validate_result
-from studykit.schema.metrics import METRICS, UnknownMetric, metric, value_of
+from studykit.schema import ResultError, model_for, validate_result
+from studykit.stages import STAGE_ORDER
+from studykit.schema.metrics import all_metrics, UnknownMetric, metric, value_of
 
 RUNS = Path(__file__).parent / "data" / "runs"
 GOLDEN = [RUNS / "golden", RUNS / "golden-failed"]
@@ -44,9 +45,9 @@ def field_type(model: type[BaseModel], path: str):
     return _strip_optional(tp)
 
 
-@pytest.mark.parametrize("m", METRICS, ids=lambda m: m.id)
+@pytest.mark.parametrize("m", all_metrics(), ids=lambda m: m.id)
 def test_every_metric_is_a_number_its_model_defines(m):
-    tp = field_type(RESULT_MODELS[m.stage], m.path)
+    tp = field_type(model_for(m.stage), m.path)
     assert tp in (int, float), f"{m.id} -> {m.path} is {tp!r}, not a number"
     assert m.unit is not None and m.en and m.zh
 
@@ -68,13 +69,13 @@ def test_golden_results_fit_their_models(run):
     found = sorted((run / "results").glob("*.json"))
     assert found
     for path in found:
-        if path.stem in RESULT_MODELS:
+        if path.stem in STAGE_ORDER:
             validate_result(path.stem, json.loads(path.read_text()), str(path))
 
 
 def test_golden_default_run_has_a_value_for_every_metric_of_its_stages():
     missing = []
-    for m in METRICS:
+    for m in all_metrics():
         path = RUNS / "golden" / "results" / f"{m.stage}.json"
         if value_of(m, json.loads(path.read_text())) is None:
             missing.append(m.id)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from studykit.params import load_study
-from studykit.startup import BREAKDOWN_FIELDS, startup_bench_argv, startup_breakdown
+from studykit.engine.startup import BREAKDOWN_FIELDS, startup_bench_argv, startup_breakdown
 
 LOGS = Path(__file__).parent / "data" / "logs" / "startup"
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,7 +156,7 @@ def test_study_speed_counts_engine_starts_and_their_ready_seconds(tmp_path):
     """benchmarks/study_speed.py on a run made of the recorded CPU logs and their commands.jsonl records."""
     import json
 
-    from studykit.commands import vllm_argv
+    from studykit.evidence.journal import vllm_argv
 
     speed = _study_speed()
     records = [
@@ -192,7 +192,7 @@ def test_study_speed_counts_engine_starts_and_their_ready_seconds(tmp_path):
 
 
 def test_parse_startup_bench_json_recorded_run():
-    from studykit.startup import parse_startup_bench_json
+    from studykit.engine.startup import parse_startup_bench_json
 
     out = parse_startup_bench_json(LOGS / "cpu-bench-startup.json")
     assert out["cold_startup_s"] == pytest.approx(52.109, abs=1e-3)
@@ -203,8 +203,8 @@ def test_parse_startup_bench_json_recorded_run():
 def test_parse_startup_bench_json_names_what_is_missing(tmp_path):
     import json
 
-    from studykit.bench import BenchParseError
-    from studykit.startup import parse_startup_bench_json
+    from studykit.engine.benchjson import BenchParseError
+    from studykit.engine.startup import parse_startup_bench_json
 
     data = json.loads((LOGS / "cpu-bench-startup.json").read_text())
     del data["avg_warm_startup_time"]

@@ -37,7 +37,7 @@ def test_aggregate_skips_non_numbers():
 
 
 def test_vllm_seconds_is_the_union_of_command_intervals():
-    from studykit.runner import union_seconds
+    from studykit.runner.execute import union_seconds
 
     # A bench (2..5) inside a server's lifetime (0..10) is not counted twice; a later command adds its own time.
     assert union_seconds([(0, 10), (2, 5), (8, 12), (20, 21)]) == 13

@@ -4,9 +4,9 @@ recomputation of its numbers from the per-sample logs lm-eval wrote."""
 import json
 
 import pytest
-from studykit.results import read_json
+from studykit.evidence.rundir import read_json
 from studykit.schema import validate_result
-from studykit.tasks.stats import mcnemar_exact_p
+from studykit.stages.tasks.stats import mcnemar_exact_p
 
 pytestmark = pytest.mark.e2e
 

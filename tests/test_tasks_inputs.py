@@ -9,17 +9,19 @@ import sys
 from pathlib import Path
 
 import pytest
-from studykit.params import Study, TasksParams, load_study
+from studykit.params import Study, load_study
+from studykit.stages.tasks.params import TasksParams
 from studykit.schema import validate_result
-from studykit.tasks import defaults, lmeval
-from studykit.tasks.data import (
+from studykit.stages.tasks import defaults
+from studykit.stages.tasks.data import (
     KIT_TASKS_DIR,
     TaskInputError,
     read_items,
     resolve_tasks,
     write_task_dir,
 )
-from studykit.tasks.stage import compare_task, run_tasks, task_checks
+from studykit.stages.tasks import stage as tasks_stage
+from studykit.stages.tasks.stage import compare_task, run_tasks, task_checks
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -157,7 +159,7 @@ def test_task_dir_is_a_self_contained_copy(tmp_path):
 def test_plan_runs_the_same_tasks_on_both_backends(tmp_path):
     study = load_study(ROOT / "params" / "smollm2-135m-cpu.yaml").model_copy(
         update={"tasks": TasksParams(limit=7, max_gen_toks=4)})
-    steps = lmeval.plan(study, Path("/m/model"), tmp_path, 8123)
+    steps = tasks_stage.plan(study, Path("/m/model"), tmp_path, 8123)
     assert [(s.label, s.kind) for s in steps] == [("lm-eval reference", "command"), ("tasks", "server"),
                                                  ("lm-eval vllm", "command")]
     ref, serve, cand = (s.argv for s in steps)
@@ -270,8 +272,8 @@ def _fake_gsm8k(root: Path) -> None:
 
 
 def test_hub_task_is_pointed_at_its_local_dataset(tmp_path, monkeypatch):
-    from studykit.params import TaskDataset
-    from studykit.tasks.data import local_dataset_dir
+    from studykit.stages.tasks.params import TaskDataset
+    from studykit.stages.tasks.data import local_dataset_dir
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")

@@ -1,7 +1,7 @@
 """Parity statistics against values worked out by hand (arithmetic in the comments)."""
 
 import pytest
-from studykit.tasks.stats import (
+from studykit.stages.tasks.stats import (
     mcnemar_exact_p,
     paired_difference_ci95,
     parity,

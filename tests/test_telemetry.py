@@ -18,7 +18,7 @@ import pytest
 from conftest import ROOT, tiny_study
 from fake_npu_smi import calls, install_fake_npu_smi
 
-from studykit.telemetry import NPU_GIVE_UP_AFTER, Telemetry, chart
+from studykit.engine.telemetry import NPU_GIVE_UP_AFTER, Telemetry, chart
 
 ASCEND = ROOT / "tests" / "data" / "ascend"
 EIGHT_910B3 = ASCEND / "npu-smi-info-8x910b3-busy-container-3998.txt"  # vllm-ascend #3998
@@ -110,8 +110,8 @@ def test_unknown_platform_named():
 
 @pytest.mark.e2e
 def test_real_cpu_bench_sampled_with_replayed_npu_smi(tmp_path, fake_bin, default_model_dir):
-    from studykit import engine
-    from studykit.bench.latency import latency_args
+    from studykit.engine import cmdline as engine
+    from studykit.stages.latency.stage import latency_args
     from studykit.params import load_study
 
     study = load_study(tiny_study(tmp_path, {"latency": {"input_len": 8, "output_len": 8, "batch_size": 1,
@@ -147,9 +147,9 @@ def test_engine_window_from_the_recorded_bench_log_and_the_chart_shades_it(tmp_p
     apart); a log without that line gives no window rather than a guess."""
     from datetime import datetime, timedelta
 
-    from studykit.bench import engine_window
-    from studykit.commands import CommandRecord
-    from studykit.telemetry import chart
+    from studykit.stages.benchtools import engine_window
+    from studykit.evidence.journal import CommandRecord
+    from studykit.engine.telemetry import chart
 
     log = Path(__file__).parent / "data" / "logs" / "startup" / "cpu-bench-latency.log"
     ready_line = next(line for line in log.read_text().splitlines() if "init engine" in line)

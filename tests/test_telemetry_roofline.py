@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from studykit.roofline import copy_bandwidth_gbps, roofline
-from studykit.telemetry import Telemetry, chart
+from studykit.engine.roofline import copy_bandwidth_gbps, roofline
+from studykit.engine.telemetry import Telemetry, chart
 
 
 def test_roofline_hand_computed():

@@ -1,21 +1,22 @@
 import json
 import shutil
 
-from studykit import weights
+from studykit.weights import files
+from studykit.weights import smollm2
 
 
 def test_manifest_verify_detects_change_and_missing(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     (tmp_path / "model.safetensors").write_bytes(b"x" * 100)
-    weights.write_manifest(tmp_path, source="test")
-    assert weights.verify(tmp_path) == (True, "all files match the manifest")
+    files.write_manifest(tmp_path, source="test")
+    assert files.verify(tmp_path) == (True, "all files match the manifest")
     (tmp_path / "model.safetensors").write_bytes(b"y" * 100)
-    ok, why = weights.verify(tmp_path)
+    ok, why = files.verify(tmp_path)
     assert not ok and "model.safetensors changed" in why
     (tmp_path / "model.safetensors").unlink()
-    ok, why = weights.verify(tmp_path)
+    ok, why = files.verify(tmp_path)
     assert not ok and "model.safetensors missing" in why
-    assert weights.weight_bytes(tmp_path) == 0
+    assert files.weight_bytes(tmp_path) == 0
 
 
 def test_default_model_is_reused_when_intact_and_rebuilt_when_not(tmp_path, monkeypatch, default_model_dir):
@@ -25,18 +26,18 @@ def test_default_model_is_reused_when_intact_and_rebuilt_when_not(tmp_path, monk
     shutil.copytree(default_model_dir, copy)
     monkeypatch.setenv("STUDYKIT_CACHE", str(cache))
     messages = []
-    assert weights.build_default(log=messages.append) == copy
+    assert smollm2.build_default(log=messages.append) == copy
     assert "reusing" in messages[-1]
 
-    manifest = json.loads((copy / weights.MANIFEST).read_text())
+    manifest = json.loads((copy / files.MANIFEST).read_text())
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= {f["file"] for f in manifest["files"]}
-    assert manifest["built_from"].endswith(weights.GGUF_NAME)
+    assert manifest["built_from"].endswith(smollm2.GGUF_NAME)
 
     (copy / "config.json").write_text("{}")
     messages.clear()
-    weights.build_default(log=messages.append)
+    smollm2.build_default(log=messages.append)
     assert any("rebuilding" in m and "config.json changed" in m for m in messages)
-    assert weights.verify(copy)[0]
+    assert files.verify(copy)[0]
     config = json.loads((copy / "config.json").read_text())
     assert config["architectures"] == ["LlamaForCausalLM"] and "quantization_config" not in config
     assert (copy / "chat_template.jinja").exists() or "chat_template" in (copy / "tokenizer_config.json").read_text()

@@ -48,7 +48,7 @@ def failing_study(tmp: Path) -> Path:
 
 
 def run(params: Path, outputs: Path) -> Path:
-    proc = subprocess.run([sys.executable, "-m", "studykit.cli", "run", str(params)], cwd=ROOT, text=True,
+    proc = subprocess.run([sys.executable, "-m", "studykit.runner.cli", "run", str(params)], cwd=ROOT, text=True,
                           capture_output=True, env={**__import__("os").environ, "STUDYKIT_OUTPUTS": str(outputs)})
     print(proc.stdout[-3000:], proc.stderr[-2000:], sep="\n")
     runs = sorted(outputs.glob("*/*/run.json"))

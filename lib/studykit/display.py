@@ -4,9 +4,10 @@ metric table (studykit.schema.metrics)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Iterable
 
-from .schema.metrics import stage_metrics, value_of
+from studykit.schema.metrics import stage_metrics, value_of
 
 
 def metrics_frame(stage: str, result: dict[str, Any], prefix: str = ""):
@@ -31,3 +32,16 @@ def checks_frame(checks: Iterable[dict]):
 
     return pd.DataFrame([{"check": c["name"], "status": c["status"], "detail": c["detail"]} for c in checks],
                         columns=["check", "status", "detail"]).set_index("check")
+
+
+def show_png(path: str | Path | None) -> None:
+    """Inline in the notebook that made it (an executed notebook shares its charts); a no-op outside IPython."""
+    if not path:
+        return
+    try:
+        from IPython import get_ipython
+        from IPython.display import Image, display
+    except ImportError:
+        return
+    if get_ipython() is not None:
+        display(Image(filename=str(path)))

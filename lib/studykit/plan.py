@@ -1,6 +1,6 @@
 """The command plan: every command a stage runs, built once.
 
-Each stage module has a `plan(...)` that returns its Steps; the stage's notebook executes exactly those Steps
+Each stage's `plan(...)` (studykit.stages.<stage>.stage) returns its Steps; the stage's notebook executes exactly those Steps
 (servers through StageContext.start_server, commands through StageContext.run_step) and `studykit run --dry-run`
 prints them. So what the dry run shows is what runs, by construction, and a test compares the dry run with
 commands.jsonl of a real run.
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .commands import display_command
+from studykit.evidence.journal import display_command
 
 PORT_PLACEHOLDER = "PORT"  # server.port: auto picks a free port at run time
 RUN_DIR_PLACEHOLDER = "RUN_DIR"
@@ -37,29 +37,6 @@ def raw_dir(run_dir: str | Path, stage: str) -> Path:
 
 def base_url(host: str, port: int | str) -> str:
     return f"http://{host}:{port}"
-
-
-def stage_plan(study, stage: str, model_dir: Path, run_dir: str | Path, port: int | str) -> list[Step]:
-    """The Steps of one stage. `port` is the server port (PORT_PLACEHOLDER in a dry run)."""
-    if stage == "deploy":
-        from .deploy import plan
-    elif stage == "latency":
-        from .bench.latency import plan
-    elif stage == "throughput":
-        from .bench.throughput import plan
-    elif stage == "serve":
-        from .bench.serve import plan
-    elif stage == "accuracy":
-        from .accuracy import plan
-    elif stage == "functional":
-        from .functional import plan
-    elif stage == "tasks":
-        from .tasks.lmeval import plan
-    elif stage == "report":
-        return [Step("report", "report", "python", text="# python: report.{zh,en}.md and report.html from results/")]
-    else:
-        raise ValueError(f"no plan for stage {stage!r}")
-    return plan(study, model_dir, run_dir, port)
 
 
 def find(steps: list[Step], label: str) -> Step:

@@ -17,10 +17,10 @@ min_top1_agreement = 0.95  # help: teacher-forced top-1 agreement threshold
 max_mean_kl = 0.05  # help: teacher-forced mean KL threshold (nats)
 
 # %%
-from studykit.accuracy import divergence_table, per_prompt_table, position_errors_chart, run_accuracy
-from studykit.bench import effective_params
+from studykit.stages.accuracy.stage import divergence_table, per_prompt_table, position_errors_chart, run_accuracy
+from studykit.stages.benchtools import effective_params
 from studykit.display import checks_frame, metrics_frame
-from studykit.stage import open_stage
+from studykit.runner.context import open_stage
 
 ctx = open_stage("accuracy", run_dir, params_path)
 p = effective_params(ctx, "accuracy", globals())

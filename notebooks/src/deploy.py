@@ -13,9 +13,9 @@ smoke_prompt = "say hi"  # help: user message of the smoke chat request (the see
 max_completion_tokens = 16  # help: max_completion_tokens of the smoke chat
 
 # %%
-from studykit.bench import effective_params
-from studykit.deploy import chat_frame, deploy_failures, gates_frame, real_gate_with_chat, start_gate
-from studykit.stage import open_stage
+from studykit.stages.benchtools import effective_params
+from studykit.stages.deploy.stage import chat_frame, deploy_failures, gates_frame, real_gate_with_chat, start_gate
+from studykit.runner.context import open_stage
 
 ctx = open_stage("deploy", run_dir, params_path)
 p = effective_params(ctx, "deploy", globals())

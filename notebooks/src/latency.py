@@ -16,11 +16,12 @@ num_iters = 5  # help: --num-iters
 extra_args = []  # help: more vllm bench latency arguments, verbatim
 
 # %%
-from studykit import checks, roofline
-from studykit.bench import effective_params, telemetry_charts
-from studykit.bench.latency import charts, run_latency
+from studykit.stages.latency import checks
+from studykit.engine import roofline
+from studykit.stages.benchtools import effective_params, telemetry_charts
+from studykit.stages.latency.stage import charts, run_latency
 from studykit.display import checks_frame, metrics_frame
-from studykit.stage import open_stage
+from studykit.runner.context import open_stage
 
 ctx = open_stage("latency", run_dir, params_path)
 p = effective_params(ctx, "latency", globals())

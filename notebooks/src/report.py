@@ -14,7 +14,7 @@ languages = ["zh", "en"]  # help: report languages, any of zh, en
 # %%
 from IPython.display import Markdown, display
 
-from studykit.report.stage import run_report_stage
+from studykit.stages.report.stage import run_report_stage
 
 ctx, summary = run_report_stage(run_dir, params_path, reference, languages)
 print(f"report written in {summary['generation_seconds']} s:")

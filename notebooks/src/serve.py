@@ -24,11 +24,12 @@ extra_args = []  # help: more vllm bench serve arguments, verbatim
 # %%
 import pandas as pd
 
-from studykit import checks, roofline
-from studykit.bench import effective_params, telemetry_charts
-from studykit.bench.serve import charts, run_serve, serve_table
+from studykit.stages.serve import checks
+from studykit.engine import roofline
+from studykit.stages.benchtools import effective_params, telemetry_charts
+from studykit.stages.serve.stage import charts, run_serve, serve_table
 from studykit.display import checks_frame
-from studykit.stage import open_stage
+from studykit.runner.context import open_stage
 
 ctx = open_stage("serve", run_dir, params_path)
 p = effective_params(ctx, "serve", globals())

@@ -24,10 +24,10 @@ data_dir = None  # help: local dataset directory for hub tasks (filled by `study
 datasets = []  # help: hub datasets the tasks read ({dataset_path, modelscope_id, revision}), fetched into data_dir
 
 # %%
-from studykit.bench import effective_params
+from studykit.stages.benchtools import effective_params
 from studykit.display import checks_frame
-from studykit.stage import open_stage
-from studykit.tasks.stage import discordant_table, run_tasks, scores_chart, summary_table
+from studykit.runner.context import open_stage
+from studykit.stages.tasks.stage import discordant_table, run_tasks, scores_chart, summary_table
 
 ctx = open_stage("tasks", run_dir, params_path)
 p = effective_params(ctx, "tasks", globals())

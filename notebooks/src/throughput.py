@@ -14,11 +14,11 @@ num_prompts = 20  # help: --num-prompts
 extra_args = []  # help: more vllm bench throughput arguments, verbatim
 
 # %%
-from studykit import checks
-from studykit.bench import effective_params, telemetry_charts
-from studykit.bench.throughput import run_throughput
+from studykit.stages.throughput import checks
+from studykit.stages.benchtools import effective_params, telemetry_charts
+from studykit.stages.throughput.stage import run_throughput
 from studykit.display import checks_frame, metrics_frame
-from studykit.stage import open_stage
+from studykit.runner.context import open_stage
 
 ctx = open_stage("throughput", run_dir, params_path)
 p = effective_params(ctx, "throughput", globals())

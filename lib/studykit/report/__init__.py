@@ -12,13 +12,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..results import write_text
-from .i18n import LANGUAGES
-from .logwarnings import collect_warnings
-from .model import Run, dig, load_run
-from .modelinfo import describe_model
-from .reference import Reference, ReferenceError, load_reference
-from .render import new_ctx, report_html, report_markdown
+from studykit.evidence.rundir import write_text
+from studykit.report.i18n import LANGUAGES
+from studykit.engine.logwarnings import collect_warnings
+from studykit.report.model import Run, dig, load_run
+from studykit.report.modelinfo import describe_model
+from studykit.report.reference import Reference, ReferenceError, load_reference
+from studykit.report.render import new_ctx, report_html, report_markdown
 
 __all__ = ["build_report", "load_run", "adaptation_for", "ReferenceError"]
 
@@ -31,7 +31,7 @@ def adaptation_for(run: Run, model_dir: Path | None) -> tuple[dict | None, str]:
             return a, f"results/{st.name}.json"
     stored = run.root / "results" / "adaptation.json"
     if stored.is_file():
-        from ..results import read_json
+        from studykit.evidence.rundir import read_json
 
         try:
             return read_json(stored), "results/adaptation.json"
@@ -40,13 +40,13 @@ def adaptation_for(run: Run, model_dir: Path | None) -> tuple[dict | None, str]:
     if model_dir is None or not Path(model_dir).is_dir():
         return None, "—"
     try:
-        from ..adaptation import adaptation_notes
+        from studykit.engine.adaptation import adaptation_notes
     except ImportError:
         return None, "—"
     try:
-        return adaptation_notes(model_dir), "studykit.adaptation (installed vllm)"
+        return adaptation_notes(model_dir), "studykit.engine.adaptation (installed vllm)"
     except Exception as err:  # noqa: BLE001 - the report is written even when this lookup breaks
-        return {"error": f"{type(err).__name__}: {err}"}, "studykit.adaptation"
+        return {"error": f"{type(err).__name__}: {err}"}, "studykit.engine.adaptation"
 
 
 def build_report(run_dir: str | Path, reference: str | None = None,
@@ -67,7 +67,7 @@ def build_report(run_dir: str | Path, reference: str | None = None,
             ref_error = str(err)
     adaptation, adaptation_source = adaptation_for(run, run.model_dir)
     warnings = collect_warnings(run.root)
-    from ..startup import engine_starts
+    from studykit.engine.startup import engine_starts
 
     try:
         startup = engine_starts(run.root)

@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..schema.metrics import Metric, value_of
-from .i18n import S, t
-from .mdtools import DASH, Md, fmt, fmt_delta
-from .model import Run
-from .reference import Reference
+from studykit.schema.metrics import Metric, value_of
+from studykit.report.i18n import S, t
+from studykit.report.mdtools import DASH, Md, fmt, fmt_delta
+from studykit.report.model import Run
+from studykit.report.reference import Reference
 
 DERIVED_MARK = "†"
 
@@ -125,11 +125,11 @@ SWEEP_COLUMNS = ("request_throughput", "output_throughput", "mean_ttft_ms", "p99
 
 def serve_points_table(ctx: Ctx, points: list[dict]) -> None:
     """Every sweep point, labelled by request rate and concurrency: mean over repeats, ± 95 % CI half-width."""
-    from ..schema.metrics import BY_ID
+    from studykit.schema.metrics import by_id
 
     headers = [ctx.t("col_point"), ctx.t("col_repeats")]
     for key in SWEEP_COLUMNS:
-        m = BY_ID[f"serve.{key}"]
+        m = by_id()[f"serve.{key}"]
         headers.append(f"{metric_label(m, ctx.lang)} ({m.unit})")
     rows = []
     for pt in points:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..results import write_json, write_text
-from ..schema.metrics import METRICS, value_of
-from .blocks import Ctx, metric_label, status_text
-from .i18n import LANGUAGES, t
-from .mdtools import DASH, Md, fmt, fmt_delta
-from .model import MEASURING_STAGES, Run, load_run
-from .render import report_html
+from studykit.evidence.rundir import write_json, write_text
+from studykit.schema.metrics import all_metrics, value_of
+from studykit.report.blocks import Ctx, metric_label, status_text
+from studykit.report.i18n import LANGUAGES, t
+from studykit.report.mdtools import DASH, Md, fmt, fmt_delta
+from studykit.report.model import MEASURING_STAGES, Run, load_run
+from studykit.report.render import report_html
 
 
 def comparison_markdown(runs: list[Run], lang: str) -> str:
@@ -33,7 +33,7 @@ def comparison_markdown(runs: list[Run], lang: str) -> str:
              [[s, *[status_text(Ctx(r, lang, {}), r.stages[s].status) for r in runs]] for s in MEASURING_STAGES])
     md.h(2, t("mx_metrics", lang))
     rows = []
-    for m in METRICS:
+    for m in all_metrics():
         values = [value_of(m, r.stages[m.stage].result) for r in runs]
         if all(v is None for v in values):
             continue

@@ -13,11 +13,11 @@ from typing import Any
 
 import yaml
 
-from ..commands import read_commands
-from ..params import STAGE_ORDER
-from ..results import RunLayout
-from ..schema import ResultError, validate_result
-from ..schema.metrics import dig
+from studykit.evidence.journal import read_commands
+from studykit.stages import STAGE_ORDER
+from studykit.evidence.rundir import RunLayout
+from studykit.schema import ResultError, validate_result
+from studykit.schema.metrics import dig
 
 MEASURING_STAGES = tuple(s for s in STAGE_ORDER if s != "report")
 

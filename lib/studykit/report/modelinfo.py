@@ -12,7 +12,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from ..weights import MANIFEST
+from studykit.weights.files import MANIFEST
 
 
 def safetensors_header(path: Path) -> dict:

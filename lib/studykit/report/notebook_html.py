@@ -14,8 +14,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..params import STAGE_ORDER
-from ..results import RunLayout, write_text
+from studykit.stages import STAGE_ORDER
+from studykit.evidence.rundir import RunLayout, write_text
 
 READER_SUFFIX = ".html"
 FULL_SUFFIX = ".full.html"

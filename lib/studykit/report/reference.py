@@ -22,10 +22,10 @@ from pathlib import Path
 
 import yaml
 
-from ..schema.metrics import BY_ID, UnknownMetric, metric, value_of
-from .model import Run, is_number, load_run
+from studykit.schema.metrics import by_id, UnknownMetric, metric, value_of
+from studykit.report.model import Run, is_number, load_run
 
-KIT_ROOT = Path(__file__).resolve().parents[3]
+from studykit import KIT_ROOT
 
 
 class ReferenceError(ValueError):
@@ -120,7 +120,7 @@ def load_reference(ref: str, run_dir: Path | None = None) -> Reference:
         raise ReferenceError(f"report.reference {ref!r} is not readable: {err}") from None
     if not isinstance(data, dict) or not isinstance(data.get("metrics"), dict):
         raise ReferenceError(f"report.reference {ref!r} needs a mapping with a 'metrics' mapping "
-                             f"(metric id → number or {{value, unit, note}}); metric ids: {', '.join(BY_ID)}")
+                             f"(metric id → number or {{value, unit, note}}); metric ids: {', '.join(by_id())}")
     metrics = {str(k): _entry(ref, str(k), v) for k, v in data["metrics"].items()}
     nm = data.get("not_measurable") or {}
     if not isinstance(nm, dict) or not all(isinstance(v, str) and v.strip() for v in nm.values()):

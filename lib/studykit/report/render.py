@@ -10,12 +10,12 @@ from pathlib import Path
 
 from markdown_it import MarkdownIt
 
-from ..commands import utc_now
-from .i18n import t
-from .model import MEASURING_STAGES
-from .mdtools import DASH, Md, inline_code
-from .blocks import Ctx, status_text
-from .sections import SECTIONS
+from studykit.evidence.journal import utc_now
+from studykit.report.i18n import t
+from studykit.report.model import MEASURING_STAGES
+from studykit.report.mdtools import DASH, Md, inline_code
+from studykit.report.blocks import Ctx, status_text
+from studykit.report.sections import SECTIONS
 
 CSS = """
 body{font-family:-apple-system,"Segoe UI","Noto Sans CJK SC","PingFang SC","Microsoft YaHei",sans-serif;

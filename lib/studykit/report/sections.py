@@ -11,11 +11,11 @@ import re
 from pathlib import Path
 from typing import Callable
 
-from ..schema.metrics import BY_ID, stage_metrics, value_of
-from .blocks import (Ctx, check_status, flatten, metric_label, metrics_table, params_table, point_label,
+from studykit.schema.metrics import by_id, stage_metrics, value_of
+from studykit.report.blocks import (Ctx, check_status, flatten, metric_label, metrics_table, params_table, point_label,
                      serve_points_table, show_charts, stage_banner, stage_vllm_commands, status_text, value_cell)
-from .mdtools import DASH, fmt, fmt_bytes, inline_code
-from .model import MEASURING_STAGES, Run, dig, is_number
+from studykit.report.mdtools import DASH, fmt, fmt_bytes, inline_code
+from studykit.report.model import MEASURING_STAGES, Run, dig, is_number
 
 
 def _stat_text(stat: dict | None) -> str:
@@ -29,7 +29,7 @@ def _figures(ctx: Ctx, ids: list[str]) -> str:
     """'label value unit' for metric ids, from the results (serve: mean ± 95 % CI over repeats)."""
     parts = []
     for mid in ids:
-        m = BY_ID[mid]
+        m = by_id()[mid]
         result = ctx.run.stages[m.stage].result
         if m.stage == "serve" and ".metrics." in m.path:
             stat = dig(result, m.path.rsplit(".", 1)[0])
@@ -123,10 +123,10 @@ def s0_summary(ctx: Ctx) -> None:
             row.append(_like_for_like(ctx, stage) if stage in ("latency", "throughput", "serve") else "")
         rows.append(row)
     md.table(headers, rows)
-    if any(BY_ID[i].source == "derived" for _, _, ids, _ in SUMMARY_ROWS for i in ids):
-        md.p(f"† {ctx.t('derived_note')} {BY_ID['throughput.output_tokens_per_s'].how}; "
-             f"{BY_ID['latency.decode_ms_per_token'].how}")
-    from .notebook_html import notebook_links
+    if any(by_id()[i].source == "derived" for _, _, ids, _ in SUMMARY_ROWS for i in ids):
+        md.p(f"† {ctx.t('derived_note')} {by_id()['throughput.output_tokens_per_s'].how}; "
+             f"{by_id()['latency.decode_ms_per_token'].how}")
+    from studykit.report.notebook_html import notebook_links
 
     links = notebook_links(run.root)
     if links:
@@ -228,8 +228,8 @@ def s2_environment(ctx: Ctx) -> None:
 def parallel_layout_table(ctx: Ctx) -> None:
     """The engine's layout as it ran: parallel sizes, backend, ranks and each rank's cores (CPU) or device (NPU),
     from the study and the environment journaled with the first server command."""
-    from ..engine import parallel_layout
-    from ..params import parse_study
+    from studykit.engine.cmdline import parallel_layout
+    from studykit.params import parse_study
 
     try:
         study = parse_study(ctx.run.study)
@@ -424,10 +424,10 @@ def s6_accuracy(ctx: Ctx) -> None:
         per_prompt = acc.get("per_prompt") or []
         if per_prompt:
             md.table([ctx.t("col_prompt"), ctx.t("col_agreement"), ctx.t("col_first_divergence"),
-                      BY_ID["accuracy.top1_agreement"].en if ctx.lang == "en" else BY_ID["accuracy.top1_agreement"].zh],
+                      by_id()["accuracy.top1_agreement"].en if ctx.lang == "en" else by_id()["accuracy.top1_agreement"].zh],
                      [[pp.get("id"), fmt(pp.get("token_agreement")), fmt(pp.get("first_divergence")),
                        fmt(dig(pp, "teacher_forced.top1_agreement"))] for pp in per_prompt])
-        from ..accuracy import divergence_rows
+        from studykit.stages.accuracy.stage import divergence_rows
 
         rows = divergence_rows(acc.result)
         if rows:

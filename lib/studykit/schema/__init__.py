@@ -8,15 +8,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .base import Check, StageResult, count_checks
-from .stages import (AccuracyResult, DeployResult, FunctionalResult, LatencyResult, ReportResult, ServeResult,
-                     ThroughputResult)
-from .tasks import TasksResult
-
-RESULT_MODELS: dict[str, type[StageResult]] = {
-    "deploy": DeployResult, "latency": LatencyResult, "throughput": ThroughputResult, "serve": ServeResult,
-    "accuracy": AccuracyResult, "tasks": TasksResult, "functional": FunctionalResult, "report": ReportResult,
-}
+from studykit import stages
+from studykit.schema.base import Check, StageResult, count_checks
 
 
 class ResultError(ValueError):
@@ -25,9 +18,9 @@ class ResultError(ValueError):
 
 def model_for(stage: str) -> type[StageResult]:
     try:
-        return RESULT_MODELS[stage]
-    except KeyError:
-        raise ResultError(f"no results model for stage {stage!r}; known: {', '.join(RESULT_MODELS)}") from None
+        return stages.result_model(stage)
+    except stages.UnknownStage as err:
+        raise ResultError(f"no results model: {err}") from None
 
 
 def _explain(err: ValidationError, where: str) -> str:
@@ -53,5 +46,5 @@ def load_result(path: str | Path, stage: str | None = None) -> StageResult:
     return validate_result(stage or path.stem, data, str(path))
 
 
-__all__ = ["Check", "StageResult", "RESULT_MODELS", "ResultError", "count_checks", "load_result", "model_for",
+__all__ = ["Check", "StageResult", "ResultError", "count_checks", "load_result", "model_for",
            "validate_result"]

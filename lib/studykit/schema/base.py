@@ -87,3 +87,16 @@ def count_checks(checks: list[Check]) -> dict[str, int]:
     for c in checks:
         out[c.status] += 1
     return out
+
+
+def no_repeats(values: list, what: str) -> list:
+    dupes = sorted({x for x in values if values.count(x) > 1})
+    if dupes:
+        raise ValueError(f"{what} listed twice: {dupes}")
+    return values
+
+
+class Strict(BaseModel):
+    # inf is a valid value (serve.request_rates): the JSON that papermill injects and params.yaml is written from
+    # keeps it as "Infinity" (null would lose it); the setting of the model being dumped is the one that counts
+    model_config = ConfigDict(extra="forbid", validate_default=True, ser_json_inf_nan="strings")

@@ -1,0 +1,151 @@
+"""`studykit` command line: run a study, build models, capture the environment."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from studykit.params import ParamsError
+from studykit.stages import STAGE_ORDER
+
+
+def _cmd_run(args) -> int:
+    from studykit.runner.execute import run_study
+
+    if args.resume and args.params:
+        print("studykit run: give either PARAMS or --resume RUN_DIR, not both", file=sys.stderr)
+        return 2
+    if not args.resume and not args.params:
+        print("studykit run: PARAMS (a study YAML file) is required", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        from studykit.runner.dryrun import dry_run
+
+        codes = [dry_run(p, stages=args.stages) for p in args.params]
+        return max(codes)
+    if args.params and len(args.params) > 1:
+        from studykit.runner.execute import run_matrix
+
+        code, _, _ = run_matrix(args.params, stages=args.stages, fail_fast=args.fail_fast)
+        return code
+    try:
+        code, _ = run_study(args.params[0] if args.params else None, stages=args.stages,
+                            fail_fast=args.fail_fast, resume=args.resume)
+    except FileNotFoundError as err:
+        print(f"studykit run: {err}", file=sys.stderr)
+        return 2
+    return code
+
+
+def _cmd_report(args) -> int:
+    from studykit.runner.execute import report_only
+
+    try:
+        code, _ = report_only(args.run_dir, reference=args.reference)
+    except FileNotFoundError as err:
+        print(f"studykit report: {err}", file=sys.stderr)
+        return 2
+    return code
+
+
+def _cmd_model(args) -> int:
+    from studykit.weights import smollm2
+
+    if args.what == "build-default":
+        path = smollm2.build_default(dtype=args.dtype, force=args.force)
+    else:
+        from studykit.weights.minicpm_tiny import build_minicpm_tiny
+
+        path = build_minicpm_tiny(force=args.force)
+    print(path)
+    return 0
+
+
+def _cmd_env(args) -> int:
+    from studykit.evidence.environment import capture_environment
+    from studykit.params import load_study
+
+    print(json.dumps(capture_environment(load_study(args.params)), indent=2, ensure_ascii=False))
+    return 0
+
+
+def _cmd_data(args) -> int:
+    from studykit.params import load_study
+    from studykit.stages.tasks.fetch import fetch_study_datasets
+    from studykit.weights.files import WeightsError
+
+    study = load_study(args.params)
+    try:
+        fetched = fetch_study_datasets(study)
+    except WeightsError as err:
+        print(f"studykit: {err}", file=sys.stderr)
+        return 1
+    for row in fetched:
+        print(f"{row['dataset_path']}: {row['modelscope_id']}@{row['revision']} -> {row['dir']}\n  {row['command']}")
+    return 0
+
+
+def _stages(text: str) -> list[str]:
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    bad = [s for s in names if s not in STAGE_ORDER]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown stage(s) {bad}; allowed: {', '.join(STAGE_ORDER)}")
+    return names
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="studykit", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    run = sub.add_parser("run", help="run one or more studies (each into a new outputs/<study>/<UTC time>/); "
+                                     "with several, also a comparison in outputs/matrix-<UTC time>/")
+    run.add_argument("params", nargs="*", help="study YAML file(s)")
+    run.add_argument("--stages", type=_stages, help=f"comma-separated subset of: {','.join(STAGE_ORDER)}")
+    run.add_argument("--fail-fast", action="store_true", help="stop at the first failed stage")
+    run.add_argument("--resume", metavar="RUN_DIR", help="re-run only missing or failed stages of RUN_DIR")
+    run.add_argument("--dry-run", action="store_true", help="print every command and variable; start nothing")
+    run.set_defaults(func=_cmd_run)
+
+    report = sub.add_parser("report", help="rebuild the report of a run directory (report.{zh,en}.md, report.html)")
+    report.add_argument("run_dir", metavar="RUN_DIR")
+    report.add_argument("--reference", help="compare with this run directory or reference file "
+                                            "(default: the run's params report.reference)")
+    report.set_defaults(func=_cmd_report)
+
+    model = sub.add_parser("model", help="build the kit's own checkpoints (offline)")
+    model.add_argument("what", choices=["build-default", "build-minicpm-tiny"])
+    model.add_argument("--dtype", choices=["bfloat16", "float32"], default="bfloat16")
+    model.add_argument("--force", action="store_true", help="rebuild even if the cached copy is intact")
+    model.set_defaults(func=_cmd_model)
+
+    data = sub.add_parser("data", help="datasets of a study's lm-eval tasks")
+    data_sub = data.add_subparsers(dest="data_cmd", required=True)
+    fetch = data_sub.add_parser("fetch", help="download tasks.datasets from ModelScope (pinned revisions) into "
+                                              "tasks.data_dir; the tasks stage itself never downloads")
+    fetch.add_argument("params", help="study YAML file")
+    fetch.set_defaults(func=_cmd_data)
+
+    env = sub.add_parser("env", help="print the environment capture for a study")
+    env.add_argument("params")
+    env.set_defaults(func=_cmd_env)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse exits 2 on usage errors, which is our code for bad usage too
+        return int(e.code or 0)
+    try:
+        return args.func(args)
+    except ParamsError as err:
+        print(f"studykit: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

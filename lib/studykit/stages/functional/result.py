@@ -1,0 +1,38 @@
+"""The model of results/functional.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from studykit.schema.base import Record, StageResult
+
+class PrefixCaching(Record):
+    enabled: str | None = None
+    block_size: int | None = None
+    prefix_tokens: int
+    prefix_full_blocks: int | None = None
+    requests: int
+    hit_tokens: float
+    query_tokens: float
+    hit_rate: float | None = None
+    expected_hit_tokens: int | None = None
+    working: bool
+    why_no_hits: str | None = None
+
+
+class ChunkedPrefill(Record):
+    enabled: bool | None = None
+    max_num_batched_tokens: int
+    prompt_tokens: int
+    completed: bool
+    usage: dict[str, Any] | None = None
+
+
+class FunctionalResult(StageResult):
+    not_applicable: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    engine_flags: dict[str, bool | None] = Field(default_factory=dict)
+    prefix_caching: PrefixCaching | None = None
+    chunked_prefill: ChunkedPrefill | None = None
+    graph_vs_eager: dict[str, Any] | None = None

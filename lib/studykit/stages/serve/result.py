@@ -1,0 +1,56 @@
+"""The model of results/serve.json."""
+
+from __future__ import annotations
+
+
+from pydantic import Field
+
+from studykit.schema.base import Open, Record, StageResult
+from studykit.schema.roofline import ServeRoofline
+
+class ServeRun(Open):
+    """One `vllm bench serve` run: vLLM's scalar names as it wrote them, plus where it sits in the sweep."""
+
+    name: str
+    request_rate: str
+    max_concurrency: int | None = None
+    repeat: int
+    raw: str
+
+
+class MetricStat(Record):
+    """A metric of one sweep point over its repeats. With one repeat, mean is vLLM's value itself."""
+
+    mean: float
+    n: int
+    ci95_low: float | None = None
+    ci95_high: float | None = None
+    ci95_half_width: float | None = None
+    stdev: float | None = None
+
+
+class ServePoint(Record):
+    request_rate: str
+    max_concurrency: int | None = None
+    repeats: int
+    runs: list[str]
+    metrics: dict[str, MetricStat] = Field(default_factory=dict, description="vLLM's scalar name -> over repeats")
+
+
+class Sweep(Record):
+    """request_rates auto: the two probe points' request throughputs and the rates chosen between them."""
+
+    mode: str
+    sync_request_throughput: float
+    saturated_request_throughput: float
+    rates: list[float]
+
+
+class ServeResult(StageResult):
+    base_url: str | None = None
+    server_log: str | None = None
+    server_ready_s: float | None = None
+    sweep: Sweep | None = None
+    runs: list[ServeRun] = Field(default_factory=list)
+    points: list[ServePoint] = Field(default_factory=list)
+    roofline: ServeRoofline | None = None
