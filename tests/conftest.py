@@ -102,3 +102,21 @@ def no_vllm_left():
 
         time.sleep(0.5)
     assert not deadline_left, f"vllm processes left running: {[p.info['cmdline'] for p in deadline_left]}"
+
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def typed_result(stage: str, data: dict):
+    """A stage's typed result from the fields a test sets, with placeholder bookkeeping (as ctx.result adds)."""
+    from studykit.schema import validate_result
+
+    return validate_result(stage, {"stage": stage, "study": "test", "status": "passed", "started_utc": "t",
+                                   "ended_utc": "t", "wall_seconds": 0.0, **data})
+
+
+def by_id(checks, check_id: str, subject: str | None = "*"):
+    """The checks with this id (and subject, unless "*"); at least one, else the test fails naming what there is."""
+    found = [c for c in checks if c.id == check_id and (subject == "*" or c.subject == subject)]
+    assert found, f"no check {check_id!r} (subject {subject!r}) in {[(c.id, c.subject) for c in checks]}"
+    return found

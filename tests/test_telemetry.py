@@ -110,17 +110,17 @@ def test_unknown_platform_named():
 
 @pytest.mark.e2e
 def test_real_cpu_bench_sampled_with_replayed_npu_smi(tmp_path, fake_bin, default_model_dir):
-    from studykit.engine import cmdline as engine
+    from studykit.engine import cmdline
     from studykit.stages.latency.stage import latency_args
     from studykit.params import load_study
 
     study = load_study(tiny_study(tmp_path, {"latency": {"input_len": 8, "output_len": 8, "batch_size": 1,
                                                           "num_iters_warmup": 1, "num_iters": 2}}))
     out_json = tmp_path / "latency.json"
-    argv = engine.bench_argv(study, "latency", default_model_dir, latency_args(study.latency, output_json=out_json))
+    argv = cmdline.bench_argv(study, "latency", default_model_dir, latency_args(study.latency, output_json=out_json))
     if shutil.which("flock"):  # one vLLM at a time on a shared machine
         argv = ["flock", "/tmp/studykit-vllm.lock", *argv]
-    env = {**os.environ, **engine.platform_env(study),
+    env = {**os.environ, **cmdline.platform_env(study),
            "PYTHONPATH": f"{ROOT / 'lib'}:{os.environ.get('PYTHONPATH', '')}"}
     install_fake_npu_smi(fake_bin, [EIGHT_910B3, EIGHT_910B3, ONE_910B2_BUSY])
     with Telemetry("npu", interval_s=0.5, label="latency") as tel:

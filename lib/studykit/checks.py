@@ -10,28 +10,41 @@ rate that does not fit the counts).
 
 from __future__ import annotations
 
+import re
 from typing import Any, Iterable
+
+from studykit.schema.base import Check
 
 REL_TOL = 0.01
 
 
-def check(name: str, passed: bool, detail: str, expected: Any = None, actual: Any = None,
-          metric: str | None = None) -> dict[str, Any]:
-    return {"name": name, "status": "passed" if passed else "failed", "detail": detail, "expected": expected,
-            "actual": actual, "metric": metric}
+def check(id: str, name: str, passed: bool, detail: str, expected: Any = None, actual: Any = None,
+          metric: str | None = None, subject: str | None = None) -> Check:
+    """`id` is `<stage>.<check>` (what the report and tests select by); `subject` says which run, point or
+    command of the stage it looked at when a stage runs the same check on several."""
+    return Check(id=id, subject=subject, name=name, status="passed" if passed else "failed", detail=detail,
+                 expected=expected, actual=actual, metric=metric)
 
 
-def not_run(name: str, reason: str, metric: str | None = None) -> dict[str, Any]:
-    return {"name": name, "status": "not_run", "detail": reason, "expected": None, "actual": None, "metric": metric}
+def not_run(id: str, name: str, reason: str, metric: str | None = None, subject: str | None = None) -> Check:
+    return Check(id=id, subject=subject, name=name, status="not_run", detail=reason, metric=metric)
+
+
+def _subject(where: str) -> str | None:
+    return where.rstrip(": ") or None
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
 
 
 def close(a: float, b: float, rel: float = REL_TOL) -> bool:
     return abs(a - b) <= rel * max(abs(a), abs(b), 1e-12)
 
 
-def token_totals(num_prompts: int, input_len: int, output_len: int, *, prompt_tokens: int | None = None,
+def token_totals(stage: str, num_prompts: int, input_len: int, output_len: int, *, prompt_tokens: int | None = None,
                  output_tokens: int | None = None, total_tokens: int | None = None, where: str = "",
-                 missing_reason: str | None = None, metrics: dict[str, str] | None = None) -> list[dict]:
+                 missing_reason: str | None = None, metrics: dict[str, str] | None = None) -> list[Check]:
     """Counted tokens against num_prompts x length. With missing_reason, an absent prompt or output count is a
     not-run check (the total is checked only where a source gives it)."""
     out = []
@@ -41,66 +54,68 @@ def token_totals(num_prompts: int, input_len: int, output_len: int, *, prompt_to
         if label == "total" and actual is None:
             continue
         name = f"{where}{label} tokens = num_prompts x length"
-        metric = (metrics or {}).get(label)
+        cid, metric = f"{stage}.{label}_tokens_match_shape", (metrics or {}).get(label)
         if actual is None:
             if missing_reason:
-                out.append(not_run(name, missing_reason, metric))
+                out.append(not_run(cid, name, missing_reason, metric, _subject(where)))
             continue
-        out.append(check(name, actual == want,
+        out.append(check(cid, name, actual == want,
                          f"{num_prompts} prompts x {want // num_prompts} tokens = {want}; result says {actual}",
-                         want, actual, metric))
+                         want, actual, metric, _subject(where)))
     return out
 
 
-def rate_agreement(requests_per_s: float, tokens_per_request: float, tokens_per_s: float, *, what: str = "total",
-                   where: str = "") -> dict:
+def rate_agreement(stage: str, requests_per_s: float, tokens_per_request: float, tokens_per_s: float, *,
+                   what: str = "total", where: str = "") -> Check:
     """For a published table (hand-copied numbers can disagree); vLLM's own rates agree by definition."""
     implied = requests_per_s * tokens_per_request
-    return check(f"{where}requests/s x {what} tokens per request = {what} tokens/s",
+    return check(f"{stage}.{what}_rate_agreement", f"{where}requests/s x {what} tokens per request = {what} tokens/s",
                  close(implied, tokens_per_s),
                  f"{requests_per_s:.4g} req/s x {tokens_per_request:g} tok/req = {implied:.6g} tok/s; result says "
                  f"{tokens_per_s:.6g} ({tokens_per_s / requests_per_s:.1f} tok/req)" if requests_per_s else
-                 "requests/s is 0", round(implied, 4), tokens_per_s)
+                 "requests/s is 0", round(implied, 4), tokens_per_s, subject=_subject(where))
 
 
-def percentiles_match_raw(latencies: list[float], percentiles: dict[str, float], *, where: str = "",
-                          metric: str | None = None) -> dict:
-    """vLLM's reported percentiles recomputed from its own per-iteration latencies (numpy, linear)."""
+def percentiles_match_raw(stage: str, latencies: list[float], percentiles: dict[str, float], *, where: str = "",
+                          metric: str | None = None) -> Check:
+    """Parse check: vLLM's reported percentiles recomputed from its own per-iteration latencies (numpy, linear).
+    It catches a parsing slip (a field read from the wrong place), not an engine defect."""
     import numpy as np
 
-    name = f"{where}percentiles = percentiles of the per-iteration latencies"
+    cid, name = f"{stage}.parse_percentiles", f"{where}percentiles = percentiles of the per-iteration latencies"
     if not latencies or not percentiles:
-        return not_run(name, "no per-iteration latencies or percentiles in vLLM's JSON", metric)
+        return not_run(cid, name, "no per-iteration latencies or percentiles in vLLM's JSON", metric, _subject(where))
     recomputed = {k: float(np.percentile(latencies, float(k))) for k in percentiles}
     wrong = {k: (percentiles[k], round(recomputed[k], 6)) for k in percentiles
              if not close(percentiles[k], recomputed[k], 1e-6)}
-    return check(name, not wrong, f"{len(latencies)} latencies; " + (f"differ: {wrong}" if wrong else
+    return check(cid, name, not wrong, f"{len(latencies)} latencies; " + (f"differ: {wrong}" if wrong else
                                                                         "all percentiles agree"),
-                 {k: round(v, 6) for k, v in recomputed.items()}, percentiles, metric)
+                 {k: round(v, 6) for k, v in recomputed.items()}, percentiles, metric, _subject(where))
 
 
-def mean_matches_raw(values_s: list[float], errors: list[str] | None, reported_ms: float | None, *, what: str,
-                     where: str = "", metric: str | None = None) -> dict:
-    """A summary mean (ms) recomputed from the per-request values (s) of the successful requests."""
-    name = f"{where}mean {what} = mean of the per-request values"
+def mean_matches_raw(stage: str, values_s: list[float], errors: list[str] | None, reported_ms: float | None, *,
+                     what: str, where: str = "", metric: str | None = None) -> Check:
+    """Parse check: a summary mean (ms) recomputed from the per-request values (s) of the successful requests."""
+    cid, name = f"{stage}.parse_mean_{_slug(what)}", f"{where}mean {what} = mean of the per-request values"
     if not values_s or reported_ms is None:
-        return not_run(name, f"no per-request {what} values or no mean in vLLM's JSON", metric)
+        return not_run(cid, name, f"no per-request {what} values or no mean in vLLM's JSON", metric, _subject(where))
     ok_values = [v for v, e in zip(values_s, errors or [""] * len(values_s)) if not e]
     if not ok_values:
-        return not_run(name, "no successful request", metric)
+        return not_run(cid, name, "no successful request", metric, _subject(where))
     recomputed = 1000 * sum(ok_values) / len(ok_values)
-    return check(name, close(recomputed, reported_ms, 1e-6),
+    return check(cid, name, close(recomputed, reported_ms, 1e-6),
                  f"{len(ok_values)} requests: {recomputed:.4f} ms recomputed; vLLM says {reported_ms:.4f} ms",
-                 round(recomputed, 6), reported_ms, metric)
+                 round(recomputed, 6), reported_ms, metric, _subject(where))
 
 
-def completed_all(num_prompts: int, completed: int, failed: int | None, *, where: str = "") -> dict:
+def completed_all(stage: str, num_prompts: int, completed: int, failed: int | None, *, where: str = "") -> Check:
     ok = completed == num_prompts and not failed
-    return check(f"{where}completed = num_prompts and failed = 0", ok,
-                 f"completed {completed} of {num_prompts}, failed {failed}", [num_prompts, 0], [completed, failed])
+    return check(f"{stage}.completed_all", f"{where}completed = num_prompts and failed = 0", ok,
+                 f"completed {completed} of {num_prompts}, failed {failed}", [num_prompts, 0], [completed, failed],
+                 subject=_subject(where))
 
 
-def argv_has(argv: list[str], expected: dict[str, str | None], *, where: str = "") -> dict:
+def argv_has(stage: str, argv: list[str], expected: dict[str, str | None], *, where: str = "") -> Check:
     """The recorded command carries each flag with the value the params asked for (None: flag present).
     extra_args can override a flag (argparse keeps the last one): this says when they did."""
     wrong = {}
@@ -114,14 +129,14 @@ def argv_has(argv: list[str], expected: dict[str, str | None], *, where: str = "
         got = argv[idx + 1] if idx + 1 < len(argv) else None
         if got != str(want):
             wrong[flag] = got
-    return check(f"{where}command matches params", not wrong,
+    return check(f"{stage}.command_matches_params", f"{where}command matches params", not wrong,
                  "all flags as requested" if not wrong else f"differs: {wrong}",
-                 {k: v for k, v in expected.items()}, wrong or "as expected")
+                 {k: v for k, v in expected.items()}, wrong or "as expected", subject=_subject(where))
 
 
 
 
 
-def failed(checks: Iterable[dict]) -> list[str]:
-    return [f"check failed: {c['name']}: {c['detail']}" for c in checks if c["status"] == "failed"]
+def failed(checks: Iterable[Check]) -> list[str]:
+    return [f"check failed: {c.name}: {c.detail}" for c in checks if c.status == "failed"]
 

@@ -5,15 +5,18 @@ metric table (studykit.schema.metrics)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
 from studykit.schema.metrics import stage_metrics, value_of
 
 
-def metrics_frame(stage: str, result: dict[str, Any], prefix: str = ""):
-    """One row per metric of the stage (optionally only ids starting with `stage.prefix`)."""
+def metrics_frame(stage: str, result, prefix: str = ""):
+    """One row per metric of the stage (optionally only ids starting with `stage.prefix`); `result` is the
+    stage's typed result or its dict."""
     import pandas as pd
 
+    if hasattr(result, "model_dump"):
+        result = result.model_dump(mode="json")
     rows = []
     for m in stage_metrics(stage):
         if prefix and not m.id.startswith(f"{stage}.{prefix}"):
@@ -26,12 +29,13 @@ def metrics_frame(stage: str, result: dict[str, Any], prefix: str = ""):
     return pd.DataFrame(rows, columns=["metric", "value", "unit", "source"]).set_index("metric")
 
 
-def checks_frame(checks: Iterable[dict]):
-    """The checks: passed / failed / not_run, and why."""
+def checks_frame(checks: Iterable):
+    """The checks (schema Check): id, passed / failed / not_run, and why."""
     import pandas as pd
 
-    return pd.DataFrame([{"check": c["name"], "status": c["status"], "detail": c["detail"]} for c in checks],
-                        columns=["check", "status", "detail"]).set_index("check")
+    rows = [c.model_dump() if hasattr(c, "model_dump") else c for c in checks]
+    return pd.DataFrame([{"id": c["id"], "check": c["name"], "status": c["status"], "detail": c["detail"]}
+                         for c in rows], columns=["id", "check", "status", "detail"]).set_index("id")
 
 
 def show_png(path: str | Path | None) -> None:

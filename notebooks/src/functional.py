@@ -13,12 +13,12 @@ max_num_batched_tokens = 256  # help: token budget per step for the chunked-pref
 
 # %%
 from studykit import checks
-from studykit.accuracy import load_tokenizer
+from studykit.stages.accuracy.stage import load_tokenizer
 from studykit.display import checks_frame
-from studykit.bench import effective_params
-from studykit.functional import (batched_tokens_budget, chunked_prefill_check, complete, engine_config_flags,
+from studykit.stages.benchtools import effective_params
+from studykit.stages.functional.stage import (batched_tokens_budget, chunked_prefill_check, complete, engine_config_flags,
                                  functional_checks, not_applicable, prefix_cache_check)
-from studykit.stage import open_stage
+from studykit.runner.context import open_stage
 
 ctx = open_stage("functional", run_dir, params_path)
 p = effective_params(ctx, "functional", globals())

@@ -16,42 +16,26 @@ num_iters = 5  # help: --num-iters
 extra_args = []  # help: more vllm bench latency arguments, verbatim
 
 # %%
-from studykit.stages.latency import checks
-from studykit.engine import roofline
-from studykit.stages.benchtools import effective_params, telemetry_charts
-from studykit.stages.latency.stage import charts, run_latency
 from studykit.display import checks_frame, metrics_frame
 from studykit.runner.context import open_stage
+from studykit.stages.latency import checks, stage
 
 ctx = open_stage("latency", run_dir, params_path)
-p = effective_params(ctx, "latency", globals())
+p = ctx.params(globals())
 print("model checkpoint:", ctx.model_dir)
-print("\n".join(step.command for step in ctx.plan()))
+print("\n".join(step.command for step in stage.plan(ctx.study, ctx.model_dir, ctx.run_dir, ctx.port)))
 
 # %% [markdown]
-# ## Run the benches (output_len N, then output_len 1)
+# ## Run the benches (output_len N, then output_len 1), then the roofline of decode
 # Each `vllm bench latency` starts its own engine, warms up `num_iters_warmup` times (not measured), then times
 # `num_iters` end-to-end batches. Avg and percentiles are vLLM's; rows marked `derived` are computed here from
-# the two runs (the formula is in the `source` column).
+# the two runs (the formula is in the `source` column). Each decode step of one sequence reads every weight
+# once: weight bytes / steady decode time is the memory traffic decode achieves, against the bandwidth limit
+# (a copy probe on the engine's cores on CPU, the card's spec on NPU).
 
 # %%
-result = {"params": p.model_dump()}
-try:
-    run_latency(ctx, p, result)
-except Exception as err:
-    ctx.fail(err, partial=result)
-metrics_frame("latency", result).loc[lambda df: ~df.index.str.startswith(("Decode weight", "Memory", "Share"))]
-
-# %% [markdown]
-# ## Roofline of decode
-# Each decode step of one sequence reads every weight once: weight bytes / steady decode time is the memory
-# traffic decode achieves, against the bandwidth limit (a copy probe on CPU, the card's spec on NPU).
-
-# %%
-# the probe runs on the cores the engine was bound to (read from its log)
-result["roofline"] = roofline.latency_roofline(ctx.study, ctx.model_dir, result.get("decode_ms_per_token"),
-                                               engine_log=ctx.raw_dir / "bench-latency-latency.log")
-metrics_frame("latency", result, prefix="roofline")
+result = stage.run(ctx, p)
+metrics_frame("latency", result)
 
 # %% [markdown]
 # ## Charts
@@ -59,16 +43,17 @@ metrics_frame("latency", result, prefix="roofline")
 # bench ran (engine start-up included).
 
 # %%
-result["charts"] = charts(ctx, result) + telemetry_charts(ctx, result["telemetry"])
+result.charts = stage.charts(ctx, result)
 
 # %% [markdown]
 # ## Checks
-# vLLM's percentiles recomputed from its own per-iteration latencies, the iteration count, the command against
-# the params, and decode time > 0. A failed check fails the stage; `not_run` says why it could not run.
+# vLLM's percentiles recomputed from its own per-iteration latencies (a parse check), the iteration count, the
+# command against the params, and decode time > 0. A failed check fails the stage; `not_run` says why it could
+# not run.
 
 # %%
-result["checks"] = checks.latency_checks(p, result)
-checks_frame(result["checks"])
+result.checks = checks.checks(p, result)
+checks_frame(result.checks)
 
 # %%
-ctx.write_results(result, failures=checks.failed(result["checks"]))
+ctx.write(result)

@@ -160,7 +160,7 @@ def startup_bench_argv(study, model_dir: str | Path, *, num_iters_cold: int = 1,
     """`vllm bench startup` with the study's engine flags: cold starts (fresh vLLM and torch.compile caches) and
     warm starts (caches kept), each in a fresh process. vLLM's default is 3 cold and 3 warm starts; one of each
     keeps it to three engine starts on a small host."""
-    from studykit.engine import cmdline as engine
+    from studykit.engine import cmdline
 
     for name, value, least in (("num_iters_cold", num_iters_cold, 1), ("num_iters_warmup", num_iters_warmup, 0),
                                ("num_iters_warm", num_iters_warm, 1)):
@@ -170,7 +170,7 @@ def startup_bench_argv(study, model_dir: str | Path, *, num_iters_cold: int = 1,
             "--num-iters-warm", str(num_iters_warm)]
     if output_json:
         args += ["--output-json", str(output_json)]
-    return engine.bench_argv(study, "startup", model_dir, args)
+    return cmdline.bench_argv(study, "startup", model_dir, args)
 
 
 def parse_startup_bench_json(path: str | Path) -> dict[str, Any]:

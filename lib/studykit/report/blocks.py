@@ -10,13 +10,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from studykit.schema.metrics import Metric, value_of
+from studykit.schema.metrics import Metric, stage_metrics, value_of
 from studykit.report.i18n import S, t
-from studykit.report.mdtools import DASH, Md, fmt, fmt_delta
+from studykit.report.mdtools import DASH, Md, fmt, fmt_delta, inline_code
 from studykit.report.model import Run
 from studykit.report.reference import Reference
 
 DERIVED_MARK = "†"
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    """One row of the report's summary, declared by the stage it belongs to (its section.py SUMMARY):
+    `key` the i18n label, `metrics` the headline metric ids, `check` the id of the check the row stands for
+    (None: the whole stage), `figures(ctx)` when the headline is not a list of metrics."""
+
+    key: str
+    metrics: tuple[str, ...] = ()
+    check: str | None = None
+    figures: Any = None
 
 
 @dataclass
@@ -119,31 +131,6 @@ def point_label(ctx: Ctx, point: dict) -> str:
     return ctx.t("point_label", rate=rate, conc=conc if conc else ctx.t("unlimited"))
 
 
-SWEEP_COLUMNS = ("request_throughput", "output_throughput", "mean_ttft_ms", "p99_ttft_ms", "mean_tpot_ms",
-                 "p99_tpot_ms", "completed")
-
-
-def serve_points_table(ctx: Ctx, points: list[dict]) -> None:
-    """Every sweep point, labelled by request rate and concurrency: mean over repeats, ± 95 % CI half-width."""
-    from studykit.schema.metrics import by_id
-
-    headers = [ctx.t("col_point"), ctx.t("col_repeats")]
-    for key in SWEEP_COLUMNS:
-        m = by_id()[f"serve.{key}"]
-        headers.append(f"{metric_label(m, ctx.lang)} ({m.unit})")
-    rows = []
-    for pt in points:
-        row = [point_label(ctx, pt), fmt(pt.get("repeats"))]
-        for key in SWEEP_COLUMNS:
-            stat = (pt.get("metrics") or {}).get(key) or {}
-            cell = fmt(stat.get("mean"))
-            if stat.get("ci95_half_width") is not None:
-                cell += f" ± {fmt(stat['ci95_half_width'])}"
-            row.append(cell)
-        rows.append(row)
-    ctx.md.table(headers, rows)
-
-
 def stage_charts(ctx: Ctx, stage: str) -> list[str]:
     """Charts of a stage: those its result lists, else charts/<stage>-*.png in the run directory."""
     st = ctx.run.stages[stage]
@@ -199,3 +186,44 @@ def flatten(d: dict, prefix: str = "") -> dict:
         elif not isinstance(v, list) or all(not isinstance(x, (dict, list)) for x in v):
             out[f"{prefix}{k}"] = v
     return out
+
+
+def perf_stage(ctx: Ctx, stage: str, title_key: str, before_table=None, after_table=None) -> None:
+    """A performance stage's part of §5: its params (and the reference's), its vLLM commands, its metric table
+    (roofline rows are §5.5's), then its charts; `before_table` / `after_table(ctx, result)` add what is the
+    stage's own."""
+    md = ctx.md
+    md.h(3, ctx.t(title_key))
+    st = ctx.run.stages[stage]
+    if st.requested or st.ran:
+        md.p(f"**{ctx.t('p_config')}**")
+        params_table(ctx, stage)
+        ref_config = ctx.ref.stage_config(stage) if ctx.ref else None
+        if ref_config:
+            shown = ", ".join(f"{k}={v}" for k, v in ref_config.items() if not isinstance(v, (dict, list)) or v)
+            md.p(ctx.t("p_ref_config", config=inline_code(shown)))
+    has = stage_banner(ctx, stage)
+    cmds = stage_vllm_commands(ctx, stage)
+    if cmds:
+        md.p(ctx.t("p_commands"))
+        md.code("\n".join(cmds))
+    if not has:
+        return
+    numbers = [m for m in stage_metrics(stage) if not m.id.split(".", 1)[1].startswith("roofline")]
+    if numbers:
+        if before_table:
+            before_table(ctx, st.result)
+        metrics_table(ctx, numbers)
+    if after_table:
+        after_table(ctx, st.result)
+    show_charts(ctx, stage)
+
+
+def checks_table(ctx: Ctx, stages: list[str]) -> int:
+    rows = []
+    for stage in stages:
+        for c in ctx.run.stages[stage].checks:
+            status = check_status(ctx, c.get("status"))
+            rows.append([stage, c.get("name") or DASH, status, c.get("detail") or ""])
+    ctx.md.table([ctx.t("col_stage"), ctx.t("col_check"), ctx.t("col_status"), ctx.t("col_detail")], rows)
+    return len(rows)

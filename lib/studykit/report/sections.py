@@ -11,9 +11,11 @@ import re
 from pathlib import Path
 from typing import Callable
 
+from studykit import stages
 from studykit.schema.metrics import by_id, stage_metrics, value_of
-from studykit.report.blocks import (Ctx, check_status, flatten, metric_label, metrics_table, params_table, point_label,
-                     serve_points_table, show_charts, stage_banner, stage_vllm_commands, status_text, value_cell)
+from studykit.stages import STAGE_ORDER
+from studykit.report.blocks import (Ctx, SummaryRow, checks_table, check_status, flatten, metric_label, metrics_table, point_label,
+                     status_text)
 from studykit.report.mdtools import DASH, fmt, fmt_bytes, inline_code
 from studykit.report.model import MEASURING_STAGES, Run, dig, is_number
 
@@ -39,16 +41,6 @@ def _figures(ctx: Ctx, ids: list[str]) -> str:
             text = fmt(v)
         if text != DASH:
             parts.append(f"{metric_label(m, ctx.lang)} {text} {m.unit}".rstrip())
-    return "; ".join(parts) or DASH
-
-
-def _task_figures(ctx: Ctx) -> str:
-    """Per task: both scores, the paired difference and McNemar's p."""
-    parts = []
-    for t in (ctx.run.stages["tasks"].result or {}).get("tasks") or []:
-        parts.append(ctx.t("sum_task", task=t["task"], ref=fmt(t["reference"]["score"]),
-                           vllm=fmt(t["candidate"]["score"]), delta=fmt(t["delta"]["value"]),
-                           p=fmt(t["mcnemar_exact_p"])))
     return "; ".join(parts) or DASH
 
 
@@ -81,19 +73,15 @@ def _like_for_like(ctx: Ctx, stage: str) -> str:
     return ctx.t("sum_like") if not differ else ctx.t("sum_unlike", what=", ".join(differ))
 
 
-SUMMARY_ROWS = (
-    # (row key, stage, headline metric ids, check filter: None = all of the stage, else a name fragment)
-    ("sum_deploy", "deploy", ["deploy.dummy_gate_ready_s", "deploy.real_gate_ready_s"], None),
-    ("sum_latency", "latency", ["latency.avg_latency", "latency.decode_ms_per_token"], None),
-    ("sum_throughput", "throughput", ["throughput.requests_per_second", "throughput.output_tokens_per_s"], None),
-    ("sum_serve", "serve", ["serve.request_throughput", "serve.mean_ttft_ms", "serve.mean_tpot_ms"], None),
-    ("sum_accuracy", "accuracy", ["accuracy.token_agreement_excluding_near_ties", "accuracy.real_divergences",
-                                  "accuracy.near_ties", "accuracy.top1_agreement", "accuracy.mean_kl"], None),
-    ("sum_tasks", "tasks", [], None),
-    ("sum_prefix", "functional", ["functional.prefix_cache_hit_rate"], "prefix cache"),
-    ("sum_chunked", "functional", ["functional.chunked_prefill_prompt_tokens"], "max_num_batched_tokens"),
-    ("sum_graph", "functional", [], "graph and eager"),
-)
+def stage_section(stage: str, part: str, ctx: Ctx) -> None:
+    """A stage's own part of the report (studykit.stages.<stage>.section SECTIONS[part])."""
+    stages.module(stage, "section").SECTIONS[part](ctx)
+
+
+def summary_rows() -> list[tuple[str, SummaryRow]]:
+    """(stage, row) for every row the stages declare, in stage order."""
+    return [(stage, row) for stage in STAGE_ORDER if stages.has_part(stage, "section")
+            for row in stages.module(stage, "section").SUMMARY]
 
 
 def s0_summary(ctx: Ctx) -> None:
@@ -104,26 +92,26 @@ def s0_summary(ctx: Ctx) -> None:
     if ctx.ref:
         headers.append(ctx.t("col_like"))
     rows = []
-    for key, stage, ids, fragment in SUMMARY_ROWS:
+    for stage, row in summary_rows():
         st = run.stages[stage]
         if not (st.requested or st.ran):
             continue
-        checks = [c for c in st.checks if fragment is None or fragment in str(c.get("name"))]
-        if fragment is not None and checks:
+        checks = [c for c in st.checks if row.check is None or c.get("id") == row.check]
+        if row.check is not None and checks:
             status = check_status(ctx, checks[0].get("status"))
             if checks[0].get("status") == "not_run":
                 figures = checks[0].get("detail") or DASH
             else:
-                figures = _figures(ctx, ids) if ids else (checks[0].get("detail") or DASH)
+                figures = _figures(ctx, row.metrics) if row.metrics else (checks[0].get("detail") or DASH)
         else:
             status = status_text(ctx, st.status)
-            figures = _task_figures(ctx) if stage == "tasks" else _figures(ctx, ids)
-        row = [ctx.t(key), status, figures, _check_counts(ctx, checks)]
+            figures = row.figures(ctx) if row.figures else _figures(ctx, row.metrics)
+        cells = [ctx.t(row.key), status, figures, _check_counts(ctx, checks)]
         if ctx.ref:
-            row.append(_like_for_like(ctx, stage) if stage in ("latency", "throughput", "serve") else "")
-        rows.append(row)
+            cells.append(_like_for_like(ctx, stage) if stage in ("latency", "throughput", "serve") else "")
+        rows.append(cells)
     md.table(headers, rows)
-    if any(by_id()[i].source == "derived" for _, _, ids, _ in SUMMARY_ROWS for i in ids):
+    if any(by_id()[i].source == "derived" for _, row in summary_rows() for i in row.metrics):
         md.p(f"† {ctx.t('derived_note')} {by_id()['throughput.output_tokens_per_s'].how}; "
              f"{by_id()['latency.decode_ms_per_token'].how}")
     from studykit.report.notebook_html import notebook_links
@@ -279,75 +267,7 @@ def s3_weights(ctx: Ctx) -> None:
 
 
 def s4_quickstart(ctx: Ctx) -> None:
-    md, run = ctx.md, ctx.run
-    md.h(2, ctx.t("s4"))
-    has = stage_banner(ctx, "deploy")
-    st = run.stages["deploy"]
-    md.h(3, ctx.t("s4_1"))
-    serve = run.command("deploy", "real-gate")
-    if serve and serve.get("command"):
-        md.p(ctx.t("q_serve"))
-        md.code(serve["command"])
-    elif st.ran:
-        md.p(ctx.t("q_no_serve"))
-    if has:
-        rows = []
-        for key, label in (("dummy_gate", "q_gate_dummy"), ("real_gate", "q_gate_real")):
-            gate = st.get(key)
-            if gate is None:
-                continue
-            rows.append([ctx.t(label), check_status(ctx, gate.get("passed")),
-                         value_cell(ctx, f"deploy.{key}_ready_s", gate.get("ready_seconds")),
-                         (gate.get("error") or "").splitlines()[0] if gate.get("error") else ""])
-        md.table([ctx.t("q_gates"), ctx.t("col_status"), f"{ctx.t('q_ready')} (s)", ctx.t("col_detail")], rows)
-    md.h(3, ctx.t("s4_2"))
-    chat_cmd = run.command("deploy", "smoke chat")
-    chat = st.get("smoke_chat") or {}
-    if not chat_cmd and not chat:
-        if st.ran:
-            md.p(ctx.t("q_no_chat"))
-        return
-    if chat_cmd:
-        md.p(ctx.t("q_request"))
-        md.code(chat_cmd["command"])
-    if chat:
-        md.p(ctx.t("q_reply"))
-        md.quote(str(chat.get("reply") if chat.get("reply") is not None else DASH))
-        md.p(ctx.t("q_usage", finish=chat.get("finish_reason") or DASH, p=fmt(dig(chat, "usage.prompt_tokens")),
-                   c=fmt(dig(chat, "usage.completion_tokens")), s=fmt(chat.get("seconds"))))
-
-
-def perf_stage(ctx: Ctx, stage: str, title_key: str) -> None:
-    md = ctx.md
-    md.h(3, ctx.t(title_key))
-    st = ctx.run.stages[stage]
-    if st.requested or st.ran:
-        md.p(f"**{ctx.t('p_config')}**")
-        params_table(ctx, stage)
-        ref_config = ctx.ref.stage_config(stage) if ctx.ref else None
-        if ref_config:
-            shown = ", ".join(f"{k}={v}" for k, v in ref_config.items() if not isinstance(v, (dict, list)) or v)
-            md.p(ctx.t("p_ref_config", config=inline_code(shown)))
-    has = stage_banner(ctx, stage)
-    cmds = stage_vllm_commands(ctx, stage)
-    if cmds:
-        md.p(ctx.t("p_commands"))
-        md.code("\n".join(cmds))
-    if not has:
-        return
-    numbers = [m for m in stage_metrics(stage) if not m.id.split(".", 1)[1].startswith("roofline")]
-    if numbers:
-        if stage == "serve" and len(dig(st.result, "points") or []) > 1:
-            head = st.result["points"][0]
-            md.p(ctx.t("p_headline", point=point_label(ctx, head)))
-        metrics_table(ctx, numbers)
-    points = dig(st.result, "points") or []
-    if stage == "serve" and points:
-        md.p(f"**{ctx.t('p_sweep')}**")
-        serve_points_table(ctx, points)
-        if any((pt.get("repeats") or 1) > 1 for pt in points):
-            md.p(ctx.t("p_ci_note"))
-    show_charts(ctx, stage)
+    stage_section("deploy", "quickstart", ctx)
 
 
 def s5_performance(ctx: Ctx) -> None:
@@ -355,9 +275,8 @@ def s5_performance(ctx: Ctx) -> None:
     md.h(2, ctx.t("s5"))
     md.h(3, ctx.t("s5_1"))
     md.p(ctx.t("p_method"))
-    perf_stage(ctx, "latency", "s5_2")
-    perf_stage(ctx, "throughput", "s5_3")
-    perf_stage(ctx, "serve", "s5_4")
+    for stage in ("latency", "throughput", "serve"):
+        stage_section(stage, "performance", ctx)
     md.h(3, ctx.t("s5_5"))
     roof = [m for m in stage_metrics("latency") if m.id.startswith("latency.roofline")]
     lat = ctx.run.stages["latency"].result
@@ -394,121 +313,15 @@ def s5_startup(ctx: Ctx) -> None:
     md.p(ctx.t("st_total", n=len(ctx.startup), s=fmt(total)))
 
 
-def checks_table(ctx: Ctx, stages: list[str]) -> int:
-    rows = []
-    for stage in stages:
-        for c in ctx.run.stages[stage].checks:
-            status = check_status(ctx, c.get("status"))
-            rows.append([stage, c.get("name") or DASH, status, c.get("detail") or ""])
-    ctx.md.table([ctx.t("col_stage"), ctx.t("col_check"), ctx.t("col_status"), ctx.t("col_detail")], rows)
-    return len(rows)
-
-
 def s6_accuracy(ctx: Ctx) -> None:
     md = ctx.md
     md.h(2, ctx.t("s6"))
     md.h(3, ctx.t("s6_1"))
-    deploy_gates(ctx)
-    if stage_banner(ctx, "functional"):
-        metrics_table(ctx, stage_metrics("functional"))
-        if not checks_table(ctx, ["functional"]):
-            md.p(ctx.t("a_none"))
-        show_charts(ctx, "functional")
+    stage_section("deploy", "gates", ctx)
+    stage_section("functional", "features", ctx)
     md.h(3, ctx.t("s6_2"))
-    acc = ctx.run.stages["accuracy"]
-    if acc.requested or acc.ran:
-        md.p(f"**{ctx.t('a_thresholds')}**")
-        params_table(ctx, "accuracy")
-    if stage_banner(ctx, "accuracy"):
-        metrics_table(ctx, stage_metrics("accuracy"))
-        per_prompt = acc.get("per_prompt") or []
-        if per_prompt:
-            md.table([ctx.t("col_prompt"), ctx.t("col_agreement"), ctx.t("col_first_divergence"),
-                      by_id()["accuracy.top1_agreement"].en if ctx.lang == "en" else by_id()["accuracy.top1_agreement"].zh],
-                     [[pp.get("id"), fmt(pp.get("token_agreement")), fmt(pp.get("first_divergence")),
-                       fmt(dig(pp, "teacher_forced.top1_agreement"))] for pp in per_prompt])
-        from studykit.stages.accuracy.stage import divergence_rows
-
-        rows = divergence_rows(acc.result)
-        if rows:
-            md.p(ctx.t("a_divergences", margin=fmt(dig(ctx.run.params("accuracy"), "near_tie_margin"))))
-            md.table([ctx.t("col_prompt"), ctx.t("col_position"), ctx.t("col_kind"), ctx.t("col_ref_token"),
-                      ctx.t("col_vllm_token"), "p_ref(ref)", "p_ref(vLLM)", ctx.t("col_margin"), "p_vLLM(ref)",
-                      "p_vLLM(vLLM)"],
-                     [[r["prompt"], r["position"], ctx.t(f"kind_{r['kind']}"),
-                       inline_code(repr(r.get("ref_token_text") or r["ref_token"])),
-                       inline_code(repr(r.get("vllm_token_text") or r["vllm_token"])), fmt(r["p_ref_ref_token"]),
-                       fmt(r["p_ref_vllm_token"]), fmt(r["margin"]), fmt(r["p_vllm_ref_token"]),
-                       fmt(r["p_vllm_vllm_token"])] for r in rows])
-        if not checks_table(ctx, ["accuracy"]):
-            md.p(ctx.t("a_none"))
-        show_charts(ctx, "accuracy")
-    s6_tasks(ctx)
-
-
-def s6_tasks(ctx: Ctx) -> None:
-    """Task accuracy: lm-eval scores on vLLM and on the fp32 reference, paired item by item."""
-    md = ctx.md
-    st = ctx.run.stages.get("tasks")
-    if st is None or not (st.requested or st.ran):
-        return
-    md.h(3, ctx.t("s6_3"))
-    if not stage_banner(ctx, "tasks"):
-        return
-    res = st.result
-    md.p(ctx.t("t_intro", version=res.get("lm_eval_version") or DASH, method=res.get("method") or ""))
-    rows = []
-    for t in res.get("tasks") or []:
-        ref, cand, delta = t["reference"], t["candidate"], t["delta"]
-        rows.append([t["task"], t["metric"], t["items"],
-                     f"{fmt(ref['score'])} [{fmt(ref['ci95_low'])}, {fmt(ref['ci95_high'])}]",
-                     f"{fmt(cand['score'])} [{fmt(cand['ci95_low'])}, {fmt(cand['ci95_high'])}]",
-                     f"{fmt(delta['value'])} [{fmt(delta['ci95_low'])}, {fmt(delta['ci95_high'])}]",
-                     f"{t['only_reference_correct']} / {t['only_candidate_correct']}", fmt(t["mcnemar_exact_p"])])
-    md.table([ctx.t("t_task"), ctx.t("t_metric"), ctx.t("t_items"), ctx.t("t_reference"), ctx.t("t_vllm"),
-              ctx.t("t_delta"), ctx.t("t_discordant"), ctx.t("t_p")], rows)
-    for t in res.get("tasks") or []:
-        if t.get("discordant"):
-            md.p(ctx.t("t_discordant_items", task=t["task"], n=len(t["discordant"])))
-            md.table([ctx.t("t_item"), ctx.t("t_target"), ctx.t("t_reference"), ctx.t("t_vllm")],
-                     [[f"{d['task']}#{d['doc_id']}", inline_code(_answer_text(d.get("target"))),
-                       inline_code(_answer_text(d["reference"]["answer"])) + f" ({fmt(d['reference']['score'])})",
-                       inline_code(_answer_text(d["candidate"]["answer"])) + f" ({fmt(d['candidate']['score'])})"]
-                      for d in t["discordant"][:20]])
-    if not checks_table(ctx, ["tasks"]):
-        md.p(ctx.t("a_none"))
-    show_charts(ctx, "tasks")
-
-
-def _answer_text(answer) -> str:
-    if isinstance(answer, dict):
-        answer = answer.get("text", answer.get("choice"))
-    return str(answer)[:80].replace("|", "/").replace("`", "'").replace("\n", " ")
-
-
-def deploy_gates(ctx: Ctx) -> None:
-    """The seed's first functional rows (dummy gate, real-weight gate, chat completions), from deploy.json."""
-    dep = ctx.run.stages["deploy"]
-    if dep.result is None:
-        return
-    rows = []
-    for key, label in (("dummy_gate", "q_gate_dummy"), ("real_gate", "q_gate_real")):
-        gate = dep.get(key)
-        if isinstance(gate, dict):
-            detail = ctx.t("g_ready", s=fmt(gate.get("ready_seconds"))) if gate.get("passed") else \
-                (gate.get("error") or DASH).splitlines()[0][:300]
-            rows.append([ctx.t(label), check_status(ctx, gate.get("passed")), detail])
-    chat = dep.get("smoke_chat")
-    if isinstance(chat, dict) and chat:
-        reply = chat.get("reply")
-        rows.append(["Chat Completions", check_status(ctx, bool(isinstance(reply, str) and reply.strip())),
-                     ctx.t("g_chat", n=fmt(dig(chat, "usage.completion_tokens")))])
-    models = dep.get("models")
-    if isinstance(models, list):
-        served = ctx.run.params("model").get("served_model_name") or ctx.run.params("model").get("id")
-        ids = [m.get("id") for m in models if isinstance(m, dict)]
-        rows.append(["/v1/models", check_status(ctx, served in ids), ", ".join(map(str, ids)) or DASH])
-    ctx.md.table([ctx.t("col_check"), ctx.t("col_status"), ctx.t("col_detail")], rows)
+    stage_section("accuracy", "accuracy", ctx)
+    stage_section("tasks", "tasks", ctx)
 
 
 def s7_adaptation(ctx: Ctx) -> None:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import time
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from studykit import KIT_ROOT
-from studykit.engine import cmdline as engine
+from studykit.engine import cmdline
 from studykit.weights import store
 from studykit.evidence.journal import CommandLog, CommandRecord, group_alive, utc_now
 from studykit.params import Study, dump_study, load_study
@@ -59,7 +60,7 @@ class StageContext:
         return self.layout.raw_dir(self.stage)
 
     def env(self) -> dict[str, str]:
-        return engine.platform_env(self.study)
+        return cmdline.platform_env(self.study)
 
     @property
     def port(self) -> int:
@@ -120,7 +121,7 @@ class StageContext:
     def server(self, label: str, *, load_format: str | None = None, enforce_eager: bool | None = None,
                extra: list[str] | tuple = ()) -> VllmServer:
         """An unplanned server (tests, hand experiments); stages use their planned steps."""
-        argv = engine.serve_argv(self.study, self.model_dir, self.port, load_format=load_format,
+        argv = cmdline.serve_argv(self.study, self.model_dir, self.port, load_format=load_format,
                                  enforce_eager=enforce_eager, extra=extra)
         return self.server_for(Step(self.stage, label, "server", argv))
 
@@ -145,6 +146,62 @@ class StageContext:
         show_png(path)
         return str(path)
 
+    # --- the run convention: params -> run -> checks -> write (each stage's notebook calls these) -------------
+
+    def params(self, namespace: dict[str, Any]):
+        """The stage's block as the notebook received it: its parameters cell's values (papermill-injected values
+        win over the study file), picked by field name from `namespace` (pass `globals()`), validated by the
+        schema and set on ctx.study so every command built from the study uses it. A field the notebook does not
+        define keeps the study's value."""
+        from pydantic import ValidationError
+
+        from studykit.params import ParamsError, format_validation_error
+
+        cls = type(getattr(self.study, self.stage))
+        values = getattr(self.study, self.stage).model_dump()
+        values.update({k: namespace[k] for k in cls.model_fields if k in namespace})
+        try:
+            block = cls.model_validate(values)
+        except ValidationError as err:
+            raise ParamsError(format_validation_error(err, f"{self.stage} notebook parameters")) from None
+        self.study = self.study.model_copy(update={self.stage: block})
+        return block
+
+    @contextmanager
+    def keep(self, data: dict[str, Any]):
+        """`with ctx.keep(data):` around a stage's measurements: if anything raises, results/<stage>.json is
+        written with what `data` holds so far and the error, and the stage fails (StageFailed)."""
+        try:
+            yield data
+        except StageFailed:
+            raise
+        except Exception as err:  # noqa: BLE001 - any error of a stage is recorded with what was measured
+            self.fail(err, partial=data)
+
+    def result(self, data: dict[str, Any]):
+        """The stage's typed result (studykit.stages.<stage>.result) from what it measured; status and checks
+        are settled by `write`."""
+        from studykit.schema import validate_result
+
+        return validate_result(self.stage, self._document(data, []))
+
+    def write(self, result) -> Path:
+        """Write results/<stage>.json: failed when the stage recorded a failure or error or a check failed (the
+        file is written first, then StageFailed is raised so the notebook stops there)."""
+        from studykit.checks import failed
+
+        data = result.model_dump(mode="json", exclude={"stage", "study", "status", "started_utc", "ended_utc",
+                                                       "wall_seconds", "failures"})
+        failures = list(result.failures) + ([result.error] if result.error and result.error not in result.failures
+                                            else []) + failed(result.checks)
+        return self.write_results(data, failures=failures)
+
+    def _document(self, data: dict[str, Any], failures: list[str]) -> dict[str, Any]:
+        doc = {"stage": self.stage, "study": self.study.name, "status": "failed" if failures else "passed",
+               "failures": failures, "started_utc": self.started_utc, "ended_utc": utc_now(),
+               "wall_seconds": round(time.monotonic() - self._t0, 3), **data}
+        return json.loads(json.dumps(_jsonable(doc)))
+
     def write_results(self, data: dict[str, Any], failures: list[str] | None = None) -> Path:
         """Validate against the stage's results model and write results/<stage>.json; then raise StageFailed
         if anything failed, after the file is safe. A result the model rejects is a kit bug: what was measured
@@ -152,10 +209,7 @@ class StageContext:
         from studykit.schema import ResultError, validate_result
 
         failures = list(failures or [])
-        doc = {"stage": self.stage, "study": self.study.name, "status": "failed" if failures else "passed",
-               "failures": failures, "started_utc": self.started_utc, "ended_utc": utc_now(),
-               "wall_seconds": round(time.monotonic() - self._t0, 3), **data}
-        doc = json.loads(json.dumps(_jsonable(doc)))
+        doc = self._document(data, failures)
         try:
             model = validate_result(self.stage, doc)
         except ResultError:

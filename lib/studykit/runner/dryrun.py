@@ -12,7 +12,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from studykit.engine import cmdline as engine
+from studykit.engine import cmdline
 from studykit.weights import files
 from studykit.weights import smollm2
 from studykit.params import Study, load_study
@@ -82,7 +82,7 @@ def plan(study: Study, stages: list[str] | None = None) -> tuple[dict[str, str],
                 users = ", ".join(dict.fromkeys(s for s, _ in shared[key]))
                 step.text = f"{step.command}\n# shared by {users}; stopped after the last of them"
             steps.append(step)
-    return engine.platform_env(study), steps
+    return cmdline.platform_env(study), steps
 
 
 def warnings_for(study: Study, model_dir: Path) -> list[str]:

@@ -28,8 +28,11 @@ class Open(BaseModel):
 
 
 class Check(Record):
-    """One consistency check. `not_run` is neither passed nor failed: it says why it could not run."""
+    """One consistency check. `not_run` is neither passed nor failed: it says why it could not run.
+    `id` (`<stage>.<check>`) is what reports and tests select by; `name` is what a reader sees."""
 
+    id: str
+    subject: str | None = Field(None, description="the run, point or command of the stage the check looked at")
     name: str
     status: CheckStatus
     detail: str = ""

@@ -12,37 +12,18 @@ from pathlib import Path
 from typing import Any
 
 
-def effective_params(ctx, stage: str, namespace: dict[str, Any]):
-    """The stage block as the notebook received it: its parameters cell's values (papermill-injected values win
-    over the study file), picked by field name from `namespace` (pass `globals()`), validated by the schema and
-    set on ctx.study so every command built from the study uses it. A field the notebook does not define keeps
-    the study's value."""
-    from pydantic import ValidationError
-
-    from studykit.params import ParamsError, format_validation_error
-
-    cls = type(getattr(ctx.study, stage))
-    values = getattr(ctx.study, stage).model_dump()
-    values.update({k: namespace[k] for k in cls.model_fields if k in namespace})
-    try:
-        block = cls.model_validate(values)
-    except ValidationError as err:
-        raise ParamsError(format_validation_error(err, f"{stage} notebook parameters")) from None
-    ctx.study = ctx.study.model_copy(update={stage: block})
-    return block
-
-
 def command_entry(rec, **extra) -> dict[str, Any]:
     return {"label": rec.label, "argv": rec.argv, "command": rec.command, "seconds": rec.seconds,
             "returncode": rec.returncode, **extra}
 
 
-def telemetry_charts(ctx, telemetry: list[dict[str, Any]]) -> list[str]:
+def telemetry_charts(ctx, telemetry: list) -> list[str]:
     """The stage's telemetry chart (charts/<stage>-telemetry.png), shown inline; nothing when no sample."""
     from studykit.display import show_png
     from studykit.engine.telemetry import chart
 
-    path = chart(telemetry or [], ctx.chart_path("telemetry"))
+    series = [t.model_dump() if hasattr(t, "model_dump") else t for t in telemetry or []]
+    path = chart(series, ctx.chart_path("telemetry"))
     show_png(path)
     return [path] if path else []
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from studykit.stages.accuracy import compare as metrics
-from studykit.engine import cmdline as engine
+from studykit.engine import cmdline
 from studykit.checks import check, failed, not_run
 from studykit.stages.deploy.stage import curl_command
 from studykit.plan import Step, base_url
@@ -183,7 +183,7 @@ def plan(study, model_dir: Path, run_dir, port) -> list[Step]:
         Step("accuracy", "transformers reference", "python", text=(
             f"# python: AutoModelForCausalLM.from_pretrained({str(model_dir)!r}, dtype=torch.{p.reference_dtype}) "
             f"on CPU, greedy {p.max_new_tokens} tokens per prompt of {p.prompts_file}, full-vocabulary log-probs")),
-        Step("accuracy", "accuracy", "server", engine.serve_argv(study, model_dir, port)),
+        Step("accuracy", "accuracy", "server", cmdline.serve_argv(study, model_dir, port)),
         Step("accuracy", "vllm free-running", "http", text=(
             f"# POST {url}/v1/completions per prompt (token ids): temperature 0, max_tokens {p.max_new_tokens}, "
             f"ignore_eos, logprobs {p.top_k_logprobs} as token ids; twice, for determinism")),

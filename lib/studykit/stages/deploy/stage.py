@@ -7,7 +7,7 @@ import shlex
 import time
 from pathlib import Path
 
-from studykit.engine import cmdline as engine
+from studykit.engine import cmdline
 from studykit.plan import Step, base_url
 from studykit.engine.server import ServerError, VllmServer, http_get, http_post_json
 from studykit.runner.context import StageContext
@@ -28,9 +28,9 @@ def plan(study, model_dir: Path, run_dir, port) -> list[Step]:
     steps = []
     if p.dummy_gate:
         steps.append(Step("deploy", "dummy-gate", "server",
-                          engine.serve_argv(study, model_dir, port, load_format="dummy")))
+                          cmdline.serve_argv(study, model_dir, port, load_format="dummy")))
     if p.real_gate:
-        steps.append(Step("deploy", "real-gate", "server", engine.serve_argv(study, model_dir, port)))
+        steps.append(Step("deploy", "real-gate", "server", cmdline.serve_argv(study, model_dir, port)))
         steps.append(Step("deploy", "list models", "http", text=f"curl {url}/v1/models"))
         steps.append(Step("deploy", "smoke chat", "http",
                           text=curl_command(f"{url}/v1/chat/completions", smoke_payload(study))))

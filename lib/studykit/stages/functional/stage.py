@@ -8,7 +8,7 @@ from pathlib import Path
 
 from studykit.checks import check, not_run
 from studykit.stages.deploy.stage import curl_command
-from studykit.engine import cmdline as engine
+from studykit.engine import cmdline
 from studykit.plan import Step, base_url
 from studykit.engine.server import http_get, http_post_json
 
@@ -28,7 +28,7 @@ def batched_tokens_budget(study) -> tuple[int, list[str]]:
 def plan(study, model_dir: Path, run_dir, port) -> list[Step]:
     p, url = study.functional, base_url(study.server.host, port)
     budget, extra = batched_tokens_budget(study)
-    steps = [Step("functional", "functional", "server", engine.serve_argv(study, model_dir, port, extra=extra)),
+    steps = [Step("functional", "functional", "server", cmdline.serve_argv(study, model_dir, port, extra=extra)),
              Step("functional", "prefix-cache request", "http", text=(
                  f"# {p.prefix_requests} sequential POST {url}/v1/completions sharing a {p.prefix_tokens}-token "
                  "prefix; GET /metrics before and after (vllm:prefix_cache_hits_total, queries_total)")),
@@ -36,7 +36,7 @@ def plan(study, model_dir: Path, run_dir, port) -> list[Step]:
                  f"# POST {url}/v1/completions with a {budget * 2 + 17}-token prompt, budget {budget} per step"))]
     if p.graph_vs_eager:
         other = "functional-graph" if study.enforce_eager else "functional-eager"
-        steps.append(Step("functional", other, "server", engine.serve_argv(
+        steps.append(Step("functional", other, "server", cmdline.serve_argv(
             study, model_dir, port, enforce_eager=not study.enforce_eager, extra=extra)))
     return steps
 

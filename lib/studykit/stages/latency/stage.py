@@ -9,12 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from studykit.engine import cmdline as engine
+from studykit.engine import cmdline
 from studykit.stages.latency.params import LatencyParams
+from studykit.engine import roofline
 from studykit.engine.telemetry import Telemetry
+from studykit.stages.latency.result import LatencyResult
 from studykit.plan import Step, raw_dir
 from studykit.engine.benchjson import NUM, BenchParseError, check_ran, load_bench_json
-from studykit.stages.benchtools import command_entry, engine_window
+from studykit.stages.benchtools import command_entry, engine_window, telemetry_charts
 
 
 def latency_args(p: LatencyParams, output_len: int | None = None, output_json: str | Path | None = None) -> list[str]:
@@ -61,36 +63,39 @@ RUNS = (("latency", None), ("prefill", 1))  # name, output_len (None: the study'
 
 def plan(study, model_dir: Path, run_dir, port=None) -> list[Step]:
     raw = raw_dir(run_dir, "latency")
-    return [Step("latency", f"bench-latency-{name}", "command", engine.bench_argv(
+    return [Step("latency", f"bench-latency-{name}", "command", cmdline.bench_argv(
         study, "latency", model_dir, latency_args(study.latency, out_len, raw / f"{name}.json"))) for name, out_len in RUNS]
 
 
-def run_latency(ctx, p: LatencyParams, result: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Both runs, filling `result` as they go (pass a dict to keep what was measured if one fails)."""
-    result = {} if result is None else result
-    result.update({"commands": [], "telemetry": [], "runs": {}})
-    for (name, out_len), step in zip(RUNS, ctx.plan()):
-        out_json = ctx.raw_dir / f"{name}.json"
-        with Telemetry(ctx.study.platform, label=name) as tel:
-            rec = ctx.run_step(step)
-        result["telemetry"].append({**tel.to_dict(), **engine_window(rec)})
-        result["commands"].append(command_entry(rec))
-        check_ran(rec, out_json)
-        result["runs"][name] = {"output_len": out_len or p.output_len, "raw": str(out_json),
-                                **parse_latency_json(out_json)}
-    full, one = result["runs"]["latency"], result["runs"]["prefill"]
-    result.update({k: full[k] for k in ("avg_latency", "p50_latency_s", "p90_latency_s", "p99_latency_s")})
-    result.update(derive(p, full, one))
-    return result
+def run(ctx, p: LatencyParams) -> LatencyResult:
+    """Both benches, then the decode roofline; what was measured is kept if one fails (ctx.keep)."""
+    data: dict[str, Any] = {"params": p.model_dump(), "commands": [], "telemetry": [], "runs": {}}
+    with ctx.keep(data):
+        for (name, out_len), step in zip(RUNS, ctx.plan()):
+            out_json = ctx.raw_dir / f"{name}.json"
+            with Telemetry(ctx.study.platform, label=name) as tel:
+                rec = ctx.run_step(step)
+            data["telemetry"].append({**tel.to_dict(), **engine_window(rec)})
+            data["commands"].append(command_entry(rec, run=name))
+            check_ran(rec, out_json)
+            data["runs"][name] = {"output_len": out_len or p.output_len, "raw": str(out_json),
+                                  **parse_latency_json(out_json)}
+        full, one = data["runs"]["latency"], data["runs"]["prefill"]
+        data.update({k: full[k] for k in ("avg_latency", "p50_latency_s", "p90_latency_s", "p99_latency_s")})
+        data.update(derive(p, full, one))
+        # the probe runs on the cores the engine was bound to (read from its log)
+        data["roofline"] = roofline.latency_roofline(ctx.study, ctx.model_dir, data.get("decode_ms_per_token"),
+                                                     engine_log=ctx.raw_dir / "bench-latency-latency.log")
+    return ctx.result(data)
 
 
-def charts(ctx, result: dict[str, Any]) -> list[str]:
+def charts(ctx, result: LatencyResult) -> list[str]:
     import matplotlib
     matplotlib.use("agg")
     import matplotlib.pyplot as plt
 
     paths = []
-    lat = result["runs"]["latency"]["latencies"]
+    lat = result.runs["latency"].latencies
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.5))
     a1.plot(range(1, len(lat) + 1), lat, marker="o")
     a1.set_xlabel("iteration")
@@ -98,9 +103,9 @@ def charts(ctx, result: dict[str, Any]) -> list[str]:
     a1.set_title("per-iteration latency")
     a2.hist(lat, bins=min(20, max(3, len(lat))))
     for k, style in (("p50_latency_s", "--"), ("p99_latency_s", ":")):
-        a2.axvline(result[k], linestyle=style, color="k", label=k)
+        a2.axvline(getattr(result, k), linestyle=style, color="k", label=k)
     a2.set_xlabel("latency (s)")
     a2.set_title("distribution")
     a2.legend(fontsize=7)
     paths.append(ctx.save_figure(fig, "latencies"))
-    return paths
+    return paths + telemetry_charts(ctx, result.telemetry)

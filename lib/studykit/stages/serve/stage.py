@@ -16,7 +16,7 @@ from studykit.params import Study
 from studykit.stages.serve.params import ServeParams
 from studykit.stats import aggregate
 from studykit.engine.telemetry import Telemetry
-from studykit.engine import cmdline as engine
+from studykit.engine import cmdline
 from studykit.plan import Step, base_url, raw_dir
 from studykit.engine.benchjson import NUM, BenchParseError, check_ran, load_bench_json
 from studykit.stages.benchtools import command_entry
@@ -125,7 +125,7 @@ def plan(study, model_dir: Path, run_dir, port, swept: list[float] | None = None
         url = p.base_url.rstrip("/")
     else:
         url = base_url(study.server.host, port)
-        steps.append(Step("serve", "serve", "server", engine.serve_argv(study, model_dir, port)))
+        steps.append(Step("serve", "serve", "server", cmdline.serve_argv(study, model_dir, port)))
     raw = raw_dir(run_dir, "serve")
     for pt in points(p, swept):
         steps.append(Step("serve", f"bench-serve-{pt['name']}", "command", serve_bench_argv(

@@ -12,7 +12,7 @@ from typing import Any
 
 from pathlib import Path
 
-from studykit.engine import cmdline as engine
+from studykit.engine import cmdline
 from studykit.plan import Step, base_url
 from studykit.stages.tasks import lmeval
 from studykit.stages.tasks.lmeval import OFFLINE_ENV, SERVER_LABEL, STAGE
@@ -26,7 +26,7 @@ def plan(study, model_dir: Path, run_dir: str | Path, port) -> list[Step]:
     url = base_url(study.server.host, port)
     return [
         Step(STAGE, "lm-eval reference", "command", lmeval.reference_argv(study, model_dir, run_dir), env=dict(OFFLINE_ENV)),
-        Step(STAGE, SERVER_LABEL, "server", engine.serve_argv(study, model_dir, port)),
+        Step(STAGE, SERVER_LABEL, "server", cmdline.serve_argv(study, model_dir, port)),
         Step(STAGE, "lm-eval vllm", "command", lmeval.vllm_argv(study, model_dir, run_dir, url), env=dict(OFFLINE_ENV)),
     ]
 

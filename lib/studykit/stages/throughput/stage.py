@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from studykit.engine import cmdline as engine
+from studykit.engine import cmdline
 from studykit.stages.throughput.params import ThroughputParams
 from studykit.engine.telemetry import Telemetry
 from studykit.plan import Step, raw_dir
@@ -57,7 +57,7 @@ def derive_tokens(rec: dict[str, Any], output_len: int, input_len: int | None = 
 def plan(study, model_dir: Path, run_dir, port=None) -> list[Step]:
     out_json = raw_dir(run_dir, "throughput") / "throughput.json"
     return [Step("throughput", "bench-throughput", "command",
-                 engine.bench_argv(study, "throughput", model_dir, throughput_args(study.throughput, out_json)))]
+                 cmdline.bench_argv(study, "throughput", model_dir, throughput_args(study.throughput, out_json)))]
 
 
 def run_throughput(ctx, p: ThroughputParams, result: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -1,0 +1,76 @@
+"""The deploy stage's parts of the report (SECTIONS, by id) and its rows of the summary (SUMMARY)."""
+
+from __future__ import annotations
+
+from studykit.report.blocks import Ctx, SummaryRow, check_status, stage_banner, value_cell
+from studykit.report.mdtools import DASH, fmt
+from studykit.schema.metrics import dig
+
+SUMMARY = (SummaryRow("sum_deploy", ("deploy.dummy_gate_ready_s", "deploy.real_gate_ready_s")),)
+
+
+def quickstart(ctx: Ctx) -> None:
+    md, run = ctx.md, ctx.run
+    md.h(2, ctx.t("s4"))
+    has = stage_banner(ctx, "deploy")
+    st = run.stages["deploy"]
+    md.h(3, ctx.t("s4_1"))
+    serve = run.command("deploy", "real-gate")
+    if serve and serve.get("command"):
+        md.p(ctx.t("q_serve"))
+        md.code(serve["command"])
+    elif st.ran:
+        md.p(ctx.t("q_no_serve"))
+    if has:
+        rows = []
+        for key, label in (("dummy_gate", "q_gate_dummy"), ("real_gate", "q_gate_real")):
+            gate = st.get(key)
+            if gate is None:
+                continue
+            rows.append([ctx.t(label), check_status(ctx, gate.get("passed")),
+                         value_cell(ctx, f"deploy.{key}_ready_s", gate.get("ready_seconds")),
+                         (gate.get("error") or "").splitlines()[0] if gate.get("error") else ""])
+        md.table([ctx.t("q_gates"), ctx.t("col_status"), f"{ctx.t('q_ready')} (s)", ctx.t("col_detail")], rows)
+    md.h(3, ctx.t("s4_2"))
+    chat_cmd = run.command("deploy", "smoke chat")
+    chat = st.get("smoke_chat") or {}
+    if not chat_cmd and not chat:
+        if st.ran:
+            md.p(ctx.t("q_no_chat"))
+        return
+    if chat_cmd:
+        md.p(ctx.t("q_request"))
+        md.code(chat_cmd["command"])
+    if chat:
+        md.p(ctx.t("q_reply"))
+        md.quote(str(chat.get("reply") if chat.get("reply") is not None else DASH))
+        md.p(ctx.t("q_usage", finish=chat.get("finish_reason") or DASH, p=fmt(dig(chat, "usage.prompt_tokens")),
+                   c=fmt(dig(chat, "usage.completion_tokens")), s=fmt(chat.get("seconds"))))
+
+
+def gates(ctx: Ctx) -> None:
+    """The seed's first functional rows (dummy gate, real-weight gate, chat completions), from deploy.json."""
+    dep = ctx.run.stages["deploy"]
+    if dep.result is None:
+        return
+    rows = []
+    for key, label in (("dummy_gate", "q_gate_dummy"), ("real_gate", "q_gate_real")):
+        gate = dep.get(key)
+        if isinstance(gate, dict):
+            detail = ctx.t("g_ready", s=fmt(gate.get("ready_seconds"))) if gate.get("passed") else \
+                (gate.get("error") or DASH).splitlines()[0][:300]
+            rows.append([ctx.t(label), check_status(ctx, gate.get("passed")), detail])
+    chat = dep.get("smoke_chat")
+    if isinstance(chat, dict) and chat:
+        reply = chat.get("reply")
+        rows.append(["Chat Completions", check_status(ctx, bool(isinstance(reply, str) and reply.strip())),
+                     ctx.t("g_chat", n=fmt(dig(chat, "usage.completion_tokens")))])
+    models = dep.get("models")
+    if isinstance(models, list):
+        served = ctx.run.params("model").get("served_model_name") or ctx.run.params("model").get("id")
+        ids = [m.get("id") for m in models if isinstance(m, dict)]
+        rows.append(["/v1/models", check_status(ctx, served in ids), ", ".join(map(str, ids)) or DASH])
+    ctx.md.table([ctx.t("col_check"), ctx.t("col_status"), ctx.t("col_detail")], rows)
+
+
+SECTIONS = {"quickstart": quickstart, "gates": gates}

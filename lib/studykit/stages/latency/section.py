@@ -1,0 +1,14 @@
+"""The latency stage's parts of the report (SECTIONS, by id) and its rows of the summary (SUMMARY)."""
+
+from __future__ import annotations
+
+from studykit.report.blocks import SummaryRow, perf_stage
+
+SUMMARY = (SummaryRow("sum_latency", ('latency.avg_latency', 'latency.decode_ms_per_token')),)
+
+
+def performance(ctx) -> None:
+    perf_stage(ctx, "latency", "s5_2")
+
+
+SECTIONS = {"performance": performance}

@@ -1,0 +1,14 @@
+"""The throughput stage's parts of the report (SECTIONS, by id) and its rows of the summary (SUMMARY)."""
+
+from __future__ import annotations
+
+from studykit.report.blocks import SummaryRow, perf_stage
+
+SUMMARY = (SummaryRow("sum_throughput", ('throughput.requests_per_second', 'throughput.output_tokens_per_s')),)
+
+
+def performance(ctx) -> None:
+    perf_stage(ctx, "throughput", "s5_3")
+
+
+SECTIONS = {"performance": performance}
