@@ -11,7 +11,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-CheckStatus = Literal["passed", "failed", "not_run"]
+# inconclusive: a statistical gate whose interval straddles its tolerance (studykit.verdict); it fails the stage
+# unless the study accepts it
+CheckStatus = Literal["passed", "failed", "not_run", "inconclusive"]
 
 
 class Record(BaseModel):
@@ -86,7 +88,7 @@ class StageResult(Record):
 
 
 def count_checks(checks: list[Check]) -> dict[str, int]:
-    out = {"passed": 0, "failed": 0, "not_run": 0}
+    out = {"passed": 0, "failed": 0, "not_run": 0, "inconclusive": 0}
     for c in checks:
         out[c.status] += 1
     return out
