@@ -1,0 +1,106 @@
+"""`studykit compare`: two runs of the same study compare as the same; a run made slower where it matters is
+flagged worse there and only there; what differs is listed first; the statistics against independent sums."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from studykit.compare import render
+from studykit.compare.runs import compare_runs, regressions
+from studykit.compare.statistics import benjamini_hochberg
+
+GOLDEN = Path(__file__).parent / "data" / "runs" / "golden"
+
+
+def copy_run(tmp_path: Path, name: str = "b") -> Path:
+    dst = tmp_path / name
+    shutil.copytree(GOLDEN, dst, ignore=shutil.ignore_patterns("charts", "logs", "model", "notebooks"))
+    return dst
+
+
+def edit_json(path: Path, fn) -> None:
+    data = json.loads(path.read_text())
+    fn(data)
+    path.write_text(json.dumps(data))
+
+
+def verdicts(result) -> dict[str, str]:
+    return {c.key: c.verdict for c in result["changes"]}
+
+
+def test_a_run_compared_with_its_copy_is_the_same_everywhere(tmp_path):
+    result = compare_runs(GOLDEN, copy_run(tmp_path))
+    v = verdicts(result)
+    assert v and set(v.values()) == {"same within noise"}, v
+    assert not any(result["differs"].values())
+
+
+def test_slower_decode_is_worse_on_latency_and_tpot_not_on_ttft(tmp_path):
+    """Every decode step 5 ms slower (about 15 % of a step here): per-iteration latency grows by 31 x 5 ms
+    (output_len 32), each request's TPOT and ITL by 5 ms, TTFT (prefill) not at all. (The golden run has 5
+    latency iterations spread by 6 %: smaller delays need more iterations to be told from noise.)"""
+    b = copy_run(tmp_path)
+
+    def slower_latency(d):
+        d["runs"]["latency"]["latencies"] = [x + 31 * 0.005 for x in d["runs"]["latency"]["latencies"]]
+    edit_json(b / "results" / "latency.json", slower_latency)
+    for raw in (b / "raw" / "serve").glob("*.json"):
+        def slower_requests(d):
+            d["latencies"] = [lat + (n - 1) * 0.005 for lat, n in zip(d["latencies"], d["output_lens"])]
+            d["itls"] = [[x + 0.005 for x in itl] for itl in d["itls"]]
+        edit_json(raw, slower_requests)
+    result = compare_runs(GOLDEN, b)
+    v = verdicts(result)
+    assert v["latency.avg_latency"] == "worse"
+    assert v["serve[rate=4].mean_tpot_ms"] == "worse" and v["serve[rate=inf].mean_tpot_ms"] == "worse"
+    assert v["serve[rate=4].mean_ttft_ms"] == "same within noise"
+    assert v["latency.prefill_ms"] == "same within noise"
+    assert {c.key for c in regressions(result)} >= {"latency.avg_latency", "serve[rate=4].mean_tpot_ms"}
+    # the change of the mean by hand: 31 x 5 ms over the golden mean latency
+    lat = json.loads((GOLDEN / "results" / "latency.json").read_text())["runs"]["latency"]["latencies"]
+    change = next(c for c in result["changes"] if c.key == "latency.avg_latency")
+    assert change.change == pytest.approx(0.155 / (sum(lat) / len(lat)), rel=1e-9)
+
+
+def test_params_that_differ_are_listed_first(tmp_path):
+    b = copy_run(tmp_path)
+    text = (b / "params.yaml").read_text().replace("num_prompts: 20", "num_prompts: 21", 1)
+    (b / "params.yaml").write_text(text)
+    result = compare_runs(GOLDEN, b)
+    md = render.markdown([str(GOLDEN), str(b)], result["differs"], result["changes"], "en")
+    assert md.index("What differs") < md.index("## Metrics")
+    assert any(k.endswith("num_prompts") and (x, y) == (20, 21) for k, x, y in result["differs"]["params"])
+
+
+def test_tasks_items_lost_are_worse(tmp_path):
+    b = copy_run(tmp_path)
+
+    def lose_items(d):
+        right = [i for i in d["tasks"][0]["per_item"] if i["candidate"]["score"] == 1.0]
+        for item in right[:20]:
+            item["candidate"]["score"] = 0.0
+    edit_json(b / "results" / "tasks.json", lose_items)
+    result = compare_runs(GOLDEN, b)
+    change = next(c for c in result["changes"] if c.key == "tasks.studykit_mc.score")
+    assert change.verdict == "worse" and change.test == "McNemar exact"
+    assert change.change == pytest.approx(-20 / 106)
+
+
+def test_shape_change_is_not_comparable_and_says_what(tmp_path):
+    b = copy_run(tmp_path)
+    edit_json(b / "results" / "latency.json", lambda d: d["params"].update(output_len=64))
+    change = next(c for c in compare_runs(GOLDEN, b)["changes"] if c.key == "latency.avg_latency")
+    assert change.verdict == "not comparable" and "output_len 32 → 64" in change.why
+
+
+def test_benjamini_hochberg_by_hand():
+    # sorted 0.01, 0.02, 0.04 (m = 3): 0.01*3/1 = 0.03, 0.02*3/2 = 0.03, 0.04*3/3 = 0.04; then the running
+    # minimum from the top keeps them; None stays None
+    assert benjamini_hochberg([0.04, None, 0.01, 0.02]) == [pytest.approx(0.04), None, pytest.approx(0.03),
+                                                            pytest.approx(0.03)]
+    # a larger p earlier in the order pulls a smaller rank's q down to it: 0.05*2/1=0.1 > 0.06*2/2 = 0.06
+    assert benjamini_hochberg([0.05, 0.06]) == [pytest.approx(0.06), pytest.approx(0.06)]
