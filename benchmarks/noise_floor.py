@@ -1,0 +1,118 @@
+"""The noise floor of a rerun: how much the default study's performance numbers move between clean runs on this
+host, the margins `studykit compare` should use, the false-alarm rate of its verdict on clean pairs, and the
+smallest injected decode delay it detects.
+
+    .venv/bin/python benchmarks/noise_floor.py [--runs 3] [--delays-ms 1,2,4] [--out noise-floor.json]
+
+1. Runs the default study's perf stages (latency, throughput, serve) `--runs` times, clean, one after another.
+2. Per metric: the headline value of every run, the run-to-run coefficient of variation and the largest change
+   between two runs; the margin = 3 x the coefficient of variation (at least 1 %), written to --out in the form
+   `studykit compare --noise-floor` reads.
+3. Compares every clean pair with those margins and counts metrics flagged better or worse: the false-alarm rate
+   (in-sample: the margins come from the same runs, so this is a lower bound; a fresh clean pair tests it).
+4. Runs the study once per delay with the fault plugin's decode_delay (STUDYKIT_FAULT=decode_delay,ms=X in every
+   vLLM process) and compares it with the first clean run: the smallest delay flagged worse on latency and TPOT.
+Run it alone on the machine: timings under load are not figures. It prints; it does not assert.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from studykit.compare.runs import compare_runs
+from studykit.compare.samples import run_metrics
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = ROOT / "params" / "smollm2-135m-cpu.yaml"
+STAGES = "latency,throughput,serve"
+
+
+def study_file(tmp: Path, fault: str | None) -> Path:
+    data = yaml.safe_load(PARAMS.read_text())
+    if fault:
+        data.setdefault("server", {}).setdefault("env", {})["STUDYKIT_FAULT"] = fault
+        data["name"] = data["name"] + "-delay"
+    path = tmp / f"{data['name']}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def run(params: Path) -> Path:
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "studykit.runner.cli", "run", str(params), "--stages", STAGES],
+                          cwd=ROOT, capture_output=True, text=True)
+    found = [line.split()[-1] for line in proc.stdout.splitlines() if line.startswith("run directory:")]
+    if not found:
+        raise SystemExit(f"study failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    print(f"  run {found[-1]} exit {proc.returncode} in {time.monotonic() - t0:.0f} s", flush=True)
+    return Path(found[-1])
+
+
+def floor(runs: list[Path]) -> dict:
+    values: dict[str, list[float]] = {}
+    for r in runs:
+        for key, m in run_metrics(r).items():
+            if m.value is not None and m.kind != "paired":
+                values.setdefault(key, []).append(m.value)
+    out = {}
+    for key, xs in sorted(values.items()):
+        if len(xs) < 2:
+            continue
+        mean = statistics.fmean(xs)
+        cv = statistics.stdev(xs) / mean if mean else 0.0
+        worst = max(abs(b / a - 1) for a, b in itertools.permutations(xs, 2) if a)
+        out[key] = {"values": xs, "cv": cv, "max_change": worst, "margin": max(0.01, 3 * cv)}
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--delays-ms", default="1,2,4", help="decode delays to inject, ms per step")
+    ap.add_argument("--out", default="noise-floor.json")
+    ap.add_argument("--run-dirs", help="comma-separated clean runs to reuse instead of running")
+    args = ap.parse_args(argv)
+    tmp = Path(tempfile.mkdtemp(prefix="noise-floor-"))
+    clean = ([Path(p) for p in args.run_dirs.split(",")] if args.run_dirs
+             else [run(study_file(tmp, None)) for _ in range(args.runs)])
+    metrics = floor(clean)
+    Path(args.out).write_text(json.dumps({"runs": [str(r) for r in clean], "metrics": metrics}, indent=2))
+    margins = {k: v["margin"] for k, v in metrics.items()}
+    print(f"\nrun-to-run spread over {len(clean)} clean runs (margin = 3 x CV, at least 1 %):")
+    print(f"{'metric':<42} {'values':<34} {'CV %':>6} {'max Δ %':>8} {'margin %':>9}")
+    for key, v in metrics.items():
+        shown = ", ".join(f"{x:.4g}" for x in v["values"])
+        print(f"{key:<42} {shown:<34} {100 * v['cv']:6.2f} {100 * v['max_change']:8.2f} {100 * v['margin']:9.2f}")
+    flagged = total = 0
+    for a, b in itertools.combinations(clean, 2):
+        changes = compare_runs(a, b, margins)["changes"]
+        bad = [c.key for c in changes if c.verdict in ("worse", "better")]
+        flagged += len(bad)
+        total += len(changes)
+        print(f"clean pair {a.name} vs {b.name}: {len(bad)} of {len(changes)} metrics flagged {bad}")
+    if total:
+        print(f"false-alarm rate on clean pairs: {flagged}/{total} = {100 * flagged / total:.1f} % (target <= 5 %)")
+    for ms in [float(x) for x in args.delays_ms.split(",") if x]:
+        delayed = run(study_file(tmp, f"decode_delay,ms={ms:g}"))
+        changes = {c.key: c for c in compare_runs(clean[0], delayed, margins)["changes"]}
+        worse = sorted(k for k, c in changes.items() if c.verdict == "worse")
+        lat = changes.get("latency.avg_latency")
+        tpot = [c for k, c in changes.items() if k.endswith("mean_tpot_ms")]
+        print(f"decode delay {ms:g} ms: worse on {worse}; latency change "
+              f"{'—' if lat is None else f'{100 * lat.change:+.1f} %'}; TPOT changes "
+              + ", ".join(f"{c.key} {100 * c.change:+.1f} % {c.verdict}" for c in tpot))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
