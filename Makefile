@@ -62,8 +62,12 @@ test: setup browser
 	$(BIN)/ruff check lib tests tools benchmarks notebooks/src
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Root is how Ascend containers (and this machine) run: Jupyter refuses root unless told --allow-root.
+# It listens on loopback only; from a laptop: ssh -N -L $(LAB_PORT):127.0.0.1:$(LAB_PORT) user@host (README).
+LAB_PORT ?= 8888
 lab: setup
-	$(BIN)/jupyter lab --notebook-dir=notebooks
+	$(BIN)/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --port=$(LAB_PORT) --no-browser \
+	  $(if $(filter 0,$(shell id -u)),--allow-root)
 
 clean-venv:
 	rm -rf $(VENV)
