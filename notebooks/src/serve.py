@@ -22,42 +22,34 @@ seed = 0  # help: --seed of the random dataset
 extra_args = []  # help: more vllm bench serve arguments, verbatim
 
 # %%
-import pandas as pd
-
-from studykit.stages.serve import checks
-from studykit.engine import roofline
-from studykit.stages.benchtools import effective_params, telemetry_charts
-from studykit.stages.serve.stage import charts, run_serve, serve_table
-from studykit.display import checks_frame
+from studykit.display import checks_frame, metrics_frame
 from studykit.runner.context import open_stage
+from studykit.stages.serve import checks, stage
 
 ctx = open_stage("serve", run_dir, params_path)
-p = effective_params(ctx, "serve", globals())
+p = ctx.params(globals())
 print("model checkpoint:", ctx.model_dir)
-print("\n".join(step.command for step in ctx.plan()))
+print("\n".join(step.command for step in stage.plan(ctx.study, ctx.model_dir, ctx.run_dir, ctx.port)))
 
 # %% [markdown]
-# ## Server (once for all points) and the bench runs
-# One row per sweep point (request rate x max concurrency). Every number is vLLM's own; with `repeats` > 1 a
-# point shows the mean over its runs and the 95 % confidence half-width (Student t) beside it.
+# ## Server (once for all points), the bench runs, and the roofline per point
+# The headline point's numbers first (the first point), then one row per sweep point (request rate x max
+# concurrency). Every number is vLLM's own; with `repeats` > 1 a point shows the mean over its runs and the
+# 95 % confidence half-width (Student t) beside it.
 
 # %%
-result = {"params": p.model_dump(mode="json")}
-try:
-    run_serve(ctx, result)
-except Exception as err:
-    ctx.fail(err, partial=result)
-serve_table(result)
+result = stage.run(ctx, p)
+metrics_frame("serve", result)
+
+# %%
+stage.serve_table(result)
 
 # %% [markdown]
-# ## Roofline per point
 # A decode step reads the weights once for every running sequence: weight bytes / mean TPOT is the memory
 # traffic each point achieves against the bandwidth limit (a lower bound: prefill shares those steps).
 
 # %%
-result["roofline"] = roofline.serve_roofline(ctx.study, ctx.model_dir, result["points"],
-                                             engine_log=result.get("server_log"))
-pd.DataFrame(result["roofline"]["points"])
+stage.roofline_table(result)
 
 # %% [markdown]
 # ## Charts
@@ -65,16 +57,17 @@ pd.DataFrame(result["roofline"]["points"])
 # TTFT over time, and CPU % / memory of the vLLM processes.
 
 # %%
-result["charts"] = charts(ctx, result) + telemetry_charts(ctx, result["telemetry"])
+result.charts = stage.charts(ctx, result)
 
 # %% [markdown]
 # ## Checks
 # Per run: all requests completed, token totals against num_prompts x length, vLLM's mean TTFT and mean E2E
-# latency recomputed from its own per-request values; per command: the flags against the params.
+# latency recomputed from its own per-request values; per command: the point is one the params plan and the
+# flags match the params. A failed check fails the stage; `not_run` says why it could not run.
 
 # %%
-result["checks"] = checks.serve_checks(p, result)
-checks_frame(result["checks"])
+result.checks = checks.checks(p, result)
+checks_frame(result.checks)
 
 # %%
-ctx.write_results(result, failures=checks.failed(result["checks"]))
+ctx.write(result)

@@ -14,16 +14,14 @@ num_prompts = 20  # help: --num-prompts
 extra_args = []  # help: more vllm bench throughput arguments, verbatim
 
 # %%
-from studykit.stages.throughput import checks
-from studykit.stages.benchtools import effective_params, telemetry_charts
-from studykit.stages.throughput.stage import run_throughput
 from studykit.display import checks_frame, metrics_frame
 from studykit.runner.context import open_stage
+from studykit.stages.throughput import checks, stage
 
 ctx = open_stage("throughput", run_dir, params_path)
-p = effective_params(ctx, "throughput", globals())
+p = ctx.params(globals())
 print("model checkpoint:", ctx.model_dir)
-print("\n".join(step.command for step in ctx.plan()))
+print("\n".join(step.command for step in stage.plan(ctx.study, ctx.model_dir, ctx.run_dir, ctx.port)))
 
 # %% [markdown]
 # ## Run the bench
@@ -31,11 +29,7 @@ print("\n".join(step.command for step in ctx.plan()))
 # token split and output tokens/s are derived (see `source`), and vLLM's printed counts are shown beside them.
 
 # %%
-result = {"params": p.model_dump()}
-try:
-    run_throughput(ctx, p, result)
-except Exception as err:
-    ctx.fail(err, partial=result)
+result = stage.run(ctx, p)
 metrics_frame("throughput", result)
 
 # %% [markdown]
@@ -43,16 +37,17 @@ metrics_frame("throughput", result)
 # CPU % and resident memory of the vLLM processes while the bench ran (engine start-up included).
 
 # %%
-result["charts"] = telemetry_charts(ctx, result["telemetry"])
+result.charts = stage.charts(ctx, result)
 
 # %% [markdown]
 # ## Checks
 # Token totals against num_prompts x length (vLLM's JSON and its printed counts), the derived output tokens/s
-# against vLLM's printed one, the request count, the command against the params.
+# against vLLM's printed one, the request count, the command against the params. A failed check fails the stage;
+# `not_run` says why it could not run.
 
 # %%
-result["checks"] = checks.throughput_checks(p, result)
-checks_frame(result["checks"])
+result.checks = checks.checks(p, result)
+checks_frame(result.checks)
 
 # %%
-ctx.write_results(result, failures=checks.failed(result["checks"]))
+ctx.write(result)

@@ -11,15 +11,16 @@ import math
 from pathlib import Path
 from typing import Any
 
+from studykit.engine import cmdline, roofline
+from studykit.engine.benchjson import NUM, BenchParseError, check_ran, load_bench_json
+from studykit.engine.telemetry import Telemetry
 from studykit.evidence.journal import vllm_argv
 from studykit.params import Study
-from studykit.stages.serve.params import ServeParams
-from studykit.stats import aggregate
-from studykit.engine.telemetry import Telemetry
-from studykit.engine import cmdline
 from studykit.plan import Step, base_url, raw_dir
-from studykit.engine.benchjson import NUM, BenchParseError, check_ran, load_bench_json
-from studykit.stages.benchtools import command_entry
+from studykit.stages.benchtools import command_entry, telemetry_charts
+from studykit.stages.serve.params import ServeParams
+from studykit.stages.serve.result import ServePoint, ServeResult
+from studykit.stats import aggregate
 
 METRICS = ("ttft", "tpot", "itl", "e2el")
 PERCENTILES = ("50", "90", "99")
@@ -137,58 +138,61 @@ def plan(study, model_dir: Path, run_dir, port, swept: list[float] | None = None
     return steps
 
 
-def run_serve(ctx, result: dict[str, Any]) -> dict[str, Any]:
-    """The planned server (or serve.base_url) and every point, filling result["runs"] as they finish."""
-    steps = ctx.plan()
-    result.setdefault("runs", [])
-    result.setdefault("commands", [])
-    result.setdefault("telemetry", [])
-    if steps[0].kind in ("server", "shared"):
-        with ctx.server_for(steps[0]) as srv:
-            result["server"] = srv.label
-            result["server_ready_s"] = srv.ready_seconds
-            result["base_url"] = srv.base_url
-            result["server_log"] = str(srv.log_path)
-            _run_all(ctx, result, srv)
-    else:
-        result["base_url"] = ctx.study.serve.base_url
-        _run_all(ctx, result, None)
-    result["points"] = summarise(result["runs"])
-    return result
+def run(ctx, p: ServeParams) -> ServeResult:
+    """The planned server (or serve.base_url), every point, then the decode roofline of each point (after the
+    server stopped, on the cores its engine was bound to); the runs that finished are kept if one fails."""
+    data: dict[str, Any] = {"params": p.model_dump(mode="json"), "commands": [], "telemetry": [], "runs": []}
+    with ctx.keep(data):
+        steps = ctx.plan()
+        if steps[0].kind == "server":
+            with ctx.server_for(steps[0]) as srv:
+                data.update(server=srv.label, server_ready_s=srv.ready_seconds, base_url=srv.base_url,
+                            server_log=str(srv.log_path))
+                _run_all(ctx, p, data, srv)
+        else:
+            data["base_url"] = p.base_url
+            _run_all(ctx, p, data, None)
+        data["points"] = summarise(data["runs"])
+        data["roofline"] = roofline.serve_roofline(ctx.study, ctx.model_dir, data["points"],
+                                                   engine_log=data.get("server_log"))
+    return ctx.result(data)
 
 
-def _run_all(ctx, result: dict[str, Any], server) -> None:
-    p = ctx.study.serve
-    _run_points(ctx, points(p), [s for s in ctx.plan() if s.kind == "command"], result, server)
+def _run_all(ctx, p: ServeParams, data: dict[str, Any], server) -> None:
+    _run_points(ctx, points(p), [s for s in ctx.plan() if s.kind == "command"], data, server)
     if p.request_rates != "auto":
         return
-    probes = summarise(result["runs"])
-    sync, saturated = (point_value(pt, "request_throughput") for pt in probes[:2])
+    probes = summarise(data["runs"])
+    sync, saturated = (pt["metrics"]["request_throughput"]["mean"] for pt in probes[:2])
     swept = sweep_rates(sync, saturated, p.sweep_rates)
-    result["sweep"] = {"mode": "auto", "sync_request_throughput": sync, "saturated_request_throughput": saturated,
-                       "rates": swept}
-    done = len(result["runs"])
+    data["sweep"] = {"mode": "auto", "sync_request_throughput": sync, "saturated_request_throughput": saturated,
+                     "rates": swept}
+    done = len(data["runs"])
     steps = [s for s in plan(ctx.study, ctx.model_dir, ctx.run_dir, ctx.port, swept) if s.kind == "command"]
-    _run_points(ctx, points(p, swept)[done:], steps[done:], result, server)
+    _run_points(ctx, points(p, swept)[done:], steps[done:], data, server)
 
 
-def _run_points(ctx, pts: list[dict[str, Any]], steps: list[Step], result: dict[str, Any], server) -> None:
+def _run_points(ctx, pts: list[dict[str, Any]], steps: list[Step], data: dict[str, Any], server) -> None:
     for pt, step in zip(pts, steps, strict=True):
         out_json = ctx.raw_dir / f"{pt['name']}.json"
+        rate = fmt_rate(pt["request_rate"])  # JSON has no inf: the rate as the command line says it
         with Telemetry(ctx.study.platform, label=pt["name"]) as tel:
             rec = ctx.run_step(step, timeout=BENCH_TIMEOUT_S)
-        result["telemetry"].append(tel.to_dict())
-        telemetry = result["telemetry"][-1]
-        result["commands"].append(command_entry(rec, **pt, request_rate_arg=fmt_rate(pt["request_rate"])))
+        telemetry = tel.to_dict()
+        data["telemetry"].append(telemetry)
+        # what the command check compares the argv with, stored with the command (not read back from its label)
+        data["commands"].append(command_entry(rec, run=pt["name"], request_rate=rate,
+                                              max_concurrency=pt["max_concurrency"], repeat=pt["repeat"]))
         if server is not None:
             server.check_alive()  # a dead server: ServerError with its log tail
         check_ran(rec, out_json)
-        run = {**pt, "raw": str(out_json), **parse_serve_json(out_json)}
-        run["request_rate"] = fmt_rate(pt["request_rate"])  # JSON has no inf
+        # the point is the plan's (vLLM's JSON echoes rate and concurrency, the rate as a number or "inf"); the
+        # rate keeps the command line's spelling
+        run = {**parse_serve_json(out_json), **pt, "request_rate": rate, "raw": str(out_json)}
         if rec.seconds and run.get("duration") and run["duration"] <= rec.seconds:
             telemetry.update(window_s=[round(rec.seconds - run["duration"], 3), rec.seconds],
                              window_how="the last `duration` seconds of the bench (vLLM's benchmark duration)")
-        result["runs"].append(run)
+        data["runs"].append(run)
 
 
 def scalar_keys(run: dict[str, Any]) -> list[str]:
@@ -211,63 +215,75 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def point_value(point: dict[str, Any], key: str) -> float | None:
-    stat = point.get("metrics", {}).get(key)
-    return stat["mean"] if stat else None
+def point_value(point: ServePoint, key: str) -> float | None:
+    """A point's mean over its repeats of one of vLLM's metrics; None when vLLM did not report it."""
+    stat = point.metrics.get(key)
+    return stat.mean if stat else None
 
 
-def serve_table(result: dict[str, Any]):
+def _half_width(point: ServePoint, key: str) -> float:
+    stat = point.metrics.get(key)
+    return (stat.ci95_half_width or 0.0) if stat else 0.0
+
+
+def serve_table(result: ServeResult):
     """One row per sweep point: request rate, concurrency, repeats and the headline metrics (mean over
     repeats, with the 95% CI half-width when there are repeats)."""
     import pandas as pd
 
     keys = ("request_throughput", "output_throughput", "mean_ttft_ms", "p99_ttft_ms", "mean_tpot_ms", "p99_tpot_ms")
     rows = []
-    for pt in result.get("points") or []:
-        row = {"request_rate (req/s)": pt["request_rate"], "max_concurrency": pt["max_concurrency"] or "unlimited",
-               "repeats": pt["repeats"]}
+    for pt in result.points:
+        row = {"request_rate (req/s)": pt.request_rate, "max_concurrency": pt.max_concurrency or "unlimited",
+               "repeats": pt.repeats}
         for k in keys:
-            stat = pt["metrics"].get(k) or {}
-            row[k] = stat.get("mean")
-            if stat.get("ci95_half_width") is not None:
-                row[f"{k} ±95%"] = stat["ci95_half_width"]
+            stat = pt.metrics.get(k)
+            row[k] = stat.mean if stat else None
+            if stat and stat.ci95_half_width is not None:
+                row[f"{k} ±95%"] = stat.ci95_half_width
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _rate_x(rate) -> float:
+def roofline_table(result: ServeResult):
+    """The decode roofline per point (achieved GB/s against the bandwidth limit); empty without a roofline."""
+    import pandas as pd
+
+    points = result.roofline.points if result.roofline else []
+    return pd.DataFrame([pt.model_dump() for pt in points])
+
+
+def _rate_x(rate: str) -> float:
     return float("inf") if rate == "inf" else float(rate)
 
 
-def charts(ctx, result: dict[str, Any]) -> list[str]:
+def charts(ctx, result: ServeResult) -> list[str]:
+    """The sweep's charts, then the telemetry of the vLLM processes; only the telemetry without a point."""
+    rows = result.points
+    if not rows:
+        return telemetry_charts(ctx, result.telemetry)
     import matplotlib
     matplotlib.use("agg")
     import matplotlib.pyplot as plt
 
-    rows = result.get("points") or []
-    if not rows:
-        return []
     paths = []
     # inf is plotted one step beyond the largest finite rate, and labelled so.
-    finite = [_rate_x(r["request_rate"]) for r in rows if r["request_rate"] != "inf"]
+    finite = [_rate_x(r.request_rate) for r in rows if r.request_rate != "inf"]
     inf_x = (max(finite) * 2 if finite else 1.0)
-    xs = [inf_x if r["request_rate"] == "inf" else _rate_x(r["request_rate"]) for r in rows]
-    labels = [f"{r['request_rate']}" + (f"/c{r['max_concurrency']}" if r["max_concurrency"] else "") for r in rows]
-
-    def val(r, key):
-        return point_value(r, key)
+    xs = [inf_x if r.request_rate == "inf" else _rate_x(r.request_rate) for r in rows]
+    labels = [f"{r.request_rate}" + (f"/c{r.max_concurrency}" if r.max_concurrency else "") for r in rows]
 
     def has(key):
-        return all(val(r, key) is not None for r in rows)
+        return all(point_value(r, key) is not None for r in rows)
 
     def err(key):
-        half = [(r["metrics"][key].get("ci95_half_width") or 0) for r in rows]
+        half = [_half_width(r, key) for r in rows]
         return [half, half]
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
     for key in ("request_throughput", "output_throughput"):
         if has(key):
-            ax.errorbar(xs, [val(r, key) for r in rows], yerr=err(key), marker="o", capsize=3, label=key)
+            ax.errorbar(xs, [point_value(r, key) for r in rows], yerr=err(key), marker="o", capsize=3, label=key)
     ax.set_xticks(xs, labels)
     ax.set_xlabel("request rate (req/s)")
     ax.set_title("throughput vs request rate")
@@ -279,7 +295,8 @@ def charts(ctx, result: dict[str, Any]) -> list[str]:
         for q in ("median", "p90", "p99"):
             key = f"{q}_{m}_ms"
             if has(key):
-                ax.errorbar(xs, [val(r, key) for r in rows], yerr=err(key), marker="o", capsize=3, label=key)
+                ax.errorbar(xs, [point_value(r, key) for r in rows], yerr=err(key), marker="o", capsize=3,
+                            label=key)
         ax.set_xticks(xs, labels)
         ax.set_xlabel("request rate (req/s)")
         ax.set_ylabel("ms")
@@ -290,16 +307,16 @@ def charts(ctx, result: dict[str, Any]) -> list[str]:
     # the sweep read the way GuideLLM shows it: latency against the throughput the server achieved
     if has("request_throughput"):
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-        order = sorted(range(len(rows)), key=lambda i: val(rows[i], "request_throughput"))
-        xs_t = [val(rows[i], "request_throughput") for i in order]
+        order = sorted(range(len(rows)), key=lambda i: point_value(rows[i], "request_throughput"))
+        xs_t = [point_value(rows[i], "request_throughput") for i in order]
         for ax, m in zip(axes, ("ttft", "tpot")):
             for q in ("mean", "p99"):
                 key = f"{q}_{m}_ms"
                 if has(key):
-                    ax.errorbar(xs_t, [val(rows[i], key) for i in order], yerr=[[err(key)[0][i] for i in order]] * 2,
-                                marker="o", capsize=3, label=key)
+                    ax.errorbar(xs_t, [point_value(rows[i], key) for i in order],
+                                yerr=[[err(key)[0][i] for i in order]] * 2, marker="o", capsize=3, label=key)
             for i, x in zip(order, xs_t):
-                ax.annotate(labels[i], (x, val(rows[i], f"mean_{m}_ms") or 0), fontsize=6)
+                ax.annotate(labels[i], (x, point_value(rows[i], f"mean_{m}_ms") or 0), fontsize=6)
             ax.set_xlabel("achieved request throughput (req/s)")
             ax.set_ylabel("ms")
             ax.set_title(f"{m.upper()} vs achieved throughput")
@@ -308,25 +325,25 @@ def charts(ctx, result: dict[str, Any]) -> list[str]:
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     if has("mean_tpot_ms") and has("output_throughput"):
-        ax.plot([val(r, "mean_tpot_ms") for r in rows], [val(r, "output_throughput") for r in rows], marker="o")
+        ax.plot([point_value(r, "mean_tpot_ms") for r in rows], [point_value(r, "output_throughput") for r in rows],
+                marker="o")
         for r, lab in zip(rows, labels):
-            ax.annotate(lab, (val(r, "mean_tpot_ms"), val(r, "output_throughput")), fontsize=7)
+            ax.annotate(lab, (point_value(r, "mean_tpot_ms"), point_value(r, "output_throughput")), fontsize=7)
     ax.set_xlabel("mean TPOT (ms)")
     ax.set_ylabel("output tokens/s")
     ax.set_title("tokens/s vs TPOT trade-off")
     paths.append(ctx.save_figure(fig, "tradeoff"))
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    for run in result.get("runs", []):
-        pr = run.get("per_request", {})
-        st, tt = pr.get("start_times") or [], pr.get("ttfts") or []
+    for run in result.runs:
+        st, tt = run.per_request.get("start_times") or [], run.per_request.get("ttfts") or []
         if st and tt:
             t0 = min(st)
-            ax.plot([s - t0 for s in st], [t * 1000 for t in tt], ".", label=run["name"])
+            ax.plot([s - t0 for s in st], [t * 1000 for t in tt], ".", label=run.name)
     ax.set_xlabel("request start (s since first request)")
     ax.set_ylabel("TTFT (ms)")
     ax.set_title("per-request TTFT over time")
-    if len(result.get("runs", [])) <= 8:
+    if len(result.runs) <= 8:
         ax.legend(fontsize=7)
     paths.append(ctx.save_figure(fig, "ttft-over-time"))
-    return paths
+    return paths + telemetry_charts(ctx, result.telemetry)

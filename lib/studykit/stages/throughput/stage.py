@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from studykit.engine import cmdline
-from studykit.stages.throughput.params import ThroughputParams
+from studykit.engine.benchjson import NUM, BenchParseError, check_ran, load_bench_json
 from studykit.engine.telemetry import Telemetry
 from studykit.plan import Step, raw_dir
-from studykit.engine.benchjson import NUM, BenchParseError, check_ran, load_bench_json
-from studykit.stages.benchtools import command_entry, engine_window
+from studykit.stages.benchtools import command_entry, engine_window, telemetry_charts
+from studykit.stages.throughput.params import ThroughputParams
+from studykit.stages.throughput.result import ThroughputResult
 
 
 def throughput_args(p: ThroughputParams, output_json: str | Path | None = None) -> list[str]:
@@ -60,20 +61,27 @@ def plan(study, model_dir: Path, run_dir, port=None) -> list[Step]:
                  cmdline.bench_argv(study, "throughput", model_dir, throughput_args(study.throughput, out_json)))]
 
 
-def run_throughput(ctx, p: ThroughputParams, result: dict[str, Any] | None = None) -> dict[str, Any]:
-    result = {} if result is None else result
-    result.update({"commands": [], "telemetry": []})
-    out_json = ctx.raw_dir / "throughput.json"
-    (step,) = ctx.plan()
-    with Telemetry(ctx.study.platform, label="throughput") as tel:
-        rec = ctx.run_step(step)
-    result["telemetry"].append({**tel.to_dict(), **engine_window(rec)})
-    result["commands"].append(command_entry(rec))
-    check_ran(rec, out_json)
-    result["raw"] = str(out_json)
-    result.update(parse_throughput_json(out_json, p.output_len, p.input_len))
-    result["vllm_printed"] = printed_totals(rec.log)
-    return result
+def run(ctx, p: ThroughputParams) -> ThroughputResult:
+    """The bench, its JSON with the derived token split, and what vLLM printed beside it; what was measured is
+    kept if it fails (ctx.keep)."""
+    data: dict[str, Any] = {"params": p.model_dump(), "commands": [], "telemetry": []}
+    with ctx.keep(data):
+        out_json = ctx.raw_dir / "throughput.json"
+        (step,) = ctx.plan()
+        with Telemetry(ctx.study.platform, label="throughput") as tel:
+            rec = ctx.run_step(step)
+        data["telemetry"].append({**tel.to_dict(), **engine_window(rec)})
+        data["commands"].append(command_entry(rec))
+        check_ran(rec, out_json)
+        data["raw"] = str(out_json)
+        data.update(parse_throughput_json(out_json, p.output_len, p.input_len))
+        data["vllm_printed"] = printed_totals(rec.log)
+    return ctx.result(data)
+
+
+def charts(ctx, result: ThroughputResult) -> list[str]:
+    """The bench is one number per field: the only chart is its telemetry."""
+    return telemetry_charts(ctx, result.telemetry)
 
 
 def printed_totals(log_path: str | Path | None) -> dict[str, int | float]:
