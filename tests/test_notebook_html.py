@@ -18,6 +18,7 @@ from studykit.runner import execute as runner
 from studykit.params import load_study
 from studykit.report.notebook_html import notebook_links, render_notebook, render_run
 from studykit.evidence.rundir import RunLayout, read_json, write_json
+from test_report import golden_copy
 
 CODE_MARKER = "distinctive_code_marker_ms = 41.5"
 PROSE = "The time to first token is measured from the request until the first streamed token."
@@ -173,7 +174,7 @@ def test_a_rendering_failure_is_recorded_and_does_not_fail_the_stage(stub_stage)
 
 def test_studykit_report_rebuilds_every_notebook_and_records_it(tmp_path, executed):
     run = tmp_path / "run"
-    shutil.copytree(ROOT / "tests/data/runs/golden", run)
+    golden_copy("golden", run)
     (run / "notebooks").mkdir(exist_ok=True)
     shutil.copy(executed, run / "notebooks" / "latency.ipynb")
     state = read_json(run / "run.json")

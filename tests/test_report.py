@@ -22,9 +22,34 @@ from studykit.report.blocks import metric_label as _label
 from studykit.report.i18n import S
 from studykit.report.mdtools import fmt
 from studykit.report.reference import ReferenceError, load_reference
+from studykit.stages import STAGE_ORDER
 
 DATA = Path(__file__).parent / "data" / "runs"
 RUNS = ("golden", "golden-failed")
+
+
+def _recorded_without_check_ids(run: Path) -> bool:
+    return any("id" not in c for p in (run / "results").glob("*.json") if p.stem in STAGE_ORDER
+               for c in json.loads(p.read_text()).get("checks", []))
+
+
+# The golden runs were recorded before checks had ids; the lead re-records them. Until then a copy gets a
+# placeholder id per check (below) so the strict reader accepts it, and what needs the real ids is skipped.
+LEGACY_GOLDEN = any(_recorded_without_check_ids(DATA / name) for name in RUNS)
+needs_check_ids = pytest.mark.skipif(LEGACY_GOLDEN, reason="golden runs are re-recorded with check ids")
+
+
+def golden_copy(name: str, dest: Path) -> Path:
+    """A golden run copied to `dest`; a check recorded without an id gets `<stage>.no_id_recorded_<i>`, an id no
+    check has, so nothing selects it by accident. Does nothing to runs recorded with ids."""
+    shutil.copytree(DATA / name, dest)
+    for p in (dest / "results").glob("*.json"):
+        doc = json.loads(p.read_text())
+        if p.stem in STAGE_ORDER and any("id" not in c for c in doc.get("checks", [])):
+            doc["checks"] = [{"id": f"{p.stem}.no_id_recorded_{i}", **c} if "id" not in c else c
+                             for i, c in enumerate(doc["checks"])]
+            p.write_text(json.dumps(doc, ensure_ascii=False, indent=1))
+    return dest
 SEED_REF = "params/reference/seed-bitcpm4-0.5b-ascend.yaml"
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,8 +69,7 @@ def built(tmp_path_factory) -> dict[str, Path]:
     """Each golden run copied and reported on once, with the reference its params name (the seed's numbers)."""
     out = {}
     for name in RUNS:
-        d = tmp_path_factory.mktemp(name) / name
-        shutil.copytree(DATA / name, d)
+        d = golden_copy(name, tmp_path_factory.mktemp(name) / name)
         ref = yaml.safe_load((d / "params.yaml").read_text())["report"]["reference"]
         build_report(d, reference=ref)
         out[name] = d
@@ -114,28 +138,6 @@ def parse_number(cell: str) -> tuple[float, float] | None:
     return value, 0.5 * 10 ** -decimals + 1e-12
 
 
-def json_numbers(data) -> list[float]:
-    if isinstance(data, bool):
-        return []
-    if isinstance(data, (int, float)):
-        return [float(data)]
-    if isinstance(data, dict):
-        return [x for v in data.values() for x in json_numbers(v)]
-    if isinstance(data, list):
-        return [x for v in data for x in json_numbers(v)]
-    return []
-
-
-def value_cells(table: list[dict], lang: str) -> list[str]:
-    """Cells holding this run's numbers: the value column, or every column of a sweep table."""
-    value_col = "数值" if lang == "zh" else "Value"
-    ref_cols = {"参考值", "差异 (%)", "Reference", "Delta (%)", "指标", "Metric", "单位", "Unit", "测试点", "Point",
-                "说明", "Detail", "Note", "检查项", "Check"}  # words, and a check's detail text, are not the JSON's
-    if value_col in table[0]:
-        return [r[value_col] for r in table]
-    return [c for r in table for k, c in r.items() if k not in ref_cols]
-
-
 # ------------------------------------------------------------------ sections and wording
 
 @pytest.mark.parametrize("lang", ["zh", "en"])
@@ -162,8 +164,73 @@ def test_report_opens_with_the_summary(built, lang):
     assert fmt(stat["mean"]) in serve["主要数字" if lang == "zh" else "Headline figures"]
     like = serve["与参考可比?" if lang == "zh" else "Like for like with the reference?"]
     assert "input_len 32 ≠ 128" in like and "platform cpu ≠ npu" in like
-    graph = next(r for r in rows if "graph" in r[claim].lower() or "图模式" in r[claim])
-    assert ("未运行" if lang == "zh" else "not run") in graph["状态" if lang == "zh" else "Status"]
+
+
+@needs_check_ids
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_summary_claim_of_one_check_shows_that_check(built, lang):
+    """The default study does not compare graph and eager: its row is the check functional.graph_vs_eager,
+    not run, with the reason."""
+    (ge,) = [c for c in result(built["golden"], "functional")["checks"] if c["id"] == "functional.graph_vs_eager"]
+    assert ge["status"] == "not_run" and ge["detail"]
+    rows = tables(section(read(built["golden"], lang), SECTIONS[lang][0]))[0]
+    graph = next(r for r in rows if r[S["col_claim"][lang]] == S["sum_graph"][lang])
+    assert graph[S["col_status"][lang]] == S["status_not run"][lang]
+    assert graph[S["col_headline"][lang]] == ge["detail"]
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_summary_and_marks_pick_checks_by_id_not_by_their_words(tmp_path, lang):
+    """A check named like another claim is not that claim's check; a renamed check still is. The ids are the
+    real ones (functional's SUMMARY), written into a copy of the golden run."""
+    run = golden_copy("golden", tmp_path / "run")
+    fn = result(run, "functional")
+    fn["checks"] = [
+        {"id": "functional.graph_vs_eager", "name": "renamed: nothing about the modes here", "status": "failed",
+         "detail": "the eager tokens differ at position 3", "metric": None},
+        {"id": "functional.prefix_caching", "name": "graph and eager give the same greedy tokens",
+         "status": "passed", "detail": "hits as expected", "metric": "functional.prefix_cache_hit_rate"},
+        {"id": "functional.chunked_prefill", "name": "graph mode = eager", "status": "failed",
+         "detail": "one step only", "metric": "functional.chunked_prefill_prompt_tokens"}]
+    (run / "results" / "functional.json").write_text(json.dumps(fn))
+    build_report(run, languages=[lang])
+    text = read(run, lang)
+    rows = {r[S["col_claim"][lang]]: r for r in tables(section(text, SECTIONS[lang][0]))[0]}
+    status = S["col_status"][lang]
+    assert rows[S["sum_graph"][lang]][status] == S["status_failed"][lang]
+    # no metric id on the row: its figures are the check's detail
+    assert rows[S["sum_graph"][lang]][S["col_headline"][lang]] == "the eager tokens differ at position 3"
+    assert rows[S["sum_prefix"][lang]][status] == S["status_passed"][lang]
+    assert rows[S["sum_chunked"][lang]][status] == S["status_failed"][lang]
+    metric_rows = {r[S["col_metric"][lang]]: r[S["col_value"][lang]] for t in tables(section(text, "6.1 " + (
+        "功能验证" if lang == "zh" else "Functional checks"))) if S["col_metric"][lang] in t[0] for r in t}
+    assert "❌" in metric_rows[metric_label("functional.chunked_prefill_prompt_tokens", lang)]
+    assert "❌" not in metric_rows[metric_label("functional.prefix_cache_hit_rate", lang)]
+
+
+def test_a_claim_whose_check_is_missing_says_nothing_rather_than_the_stage_status(tmp_path):
+    run = golden_copy("golden", tmp_path / "run")
+    fn = result(run, "functional")
+    fn["checks"] = []
+    (run / "results" / "functional.json").write_text(json.dumps(fn))
+    build_report(run, languages=["en"])
+    rows = {r["Claim"]: r for r in tables(section(read(run, "en"), "Summary"))[0]}
+    assert rows[S["sum_graph"]["en"]]["Status"] == "—" and rows[S["sum_prefix"]["en"]]["Status"] == "—"
+
+
+def test_configuration_is_the_params_the_stage_ran_with(tmp_path):
+    """params.yaml edited after the run does not change what the report says the stage ran with."""
+    run = golden_copy("golden", tmp_path / "run")
+    study = yaml.safe_load((run / "params.yaml").read_text())
+    ran = result(run, "throughput")["params"]["output_len"]
+    study["throughput"]["output_len"] = ran + 96
+    (run / "params.yaml").write_text(yaml.safe_dump(study, sort_keys=False))
+    build_report(run, reference=SEED_REF, languages=["en"])
+    text = read(run, "en")
+    config = {r["Item"]: r["Value"] for r in tables(section(text, "5.3 Throughput"))[0]}
+    assert config["output_len"] == str(ran)
+    like = next(r for r in tables(section(text, "Summary"))[0] if r["Claim"] == S["sum_throughput"]["en"])
+    assert f"output_len {ran} ≠ 128" in like["Like for like with the reference?"]
 
 
 def test_chinese_uses_the_seed_terms(built):
@@ -182,56 +249,189 @@ def test_i18n_twins_have_the_same_placeholders():
         assert fields["zh"] == fields["en"], key
 
 
-# ------------------------------------------------------------------ numbers come from the JSON
+# ------------------------------------------------------------------ numbers come from the JSON, cell by cell
 
-PERF = [("latency", "5.2"), ("throughput", "5.3"), ("serve", "5.4"), ("accuracy", "6.2"), ("functional", "6.1"),
-        ("tasks", "6.3")]
+def stored(run: Path, stage: str) -> dict | None:
+    path = run / "results" / f"{stage}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def status_word(status, lang: str) -> str:
+    key = {True: "status_passed", False: "status_failed", "not_run": "status_not run"}.get(status, f"status_{status}")
+    return S[key][lang]
+
+
+def stage_params(run: Path, stage: str) -> dict:
+    """What the report must show as a stage's configuration: the params stored with its result, params.yaml's
+    block only when there are none."""
+    doc = stored(run, stage) or {}
+    return doc.get("params") or yaml.safe_load((run / "params.yaml").read_text()).get(stage) or {}
+
+
+def expected_table(run: Path, stage: str, heads: tuple[str, ...], lang: str, heading: str) -> list[list[str]]:
+    """Every row of a §5/§6 table, cell by cell, built from results/<stage>.json (and i18n's words); the table
+    is recognised by its headers, and a table this does not know fails the test."""
+    from studykit.report.mdtools import cell, inline_code
+    from studykit.schema.metrics import dig, metric, stage_metrics
+
+    w = lambda key, **kw: S[key][lang].format(**kw)  # noqa: E731 - the report's words in this language
+    doc = stored(run, stage) or {}
+    point = lambda p: w("point_label", rate=p["request_rate"],  # noqa: E731
+                        conc=p["max_concurrency"] if p.get("max_concurrency") else w("unlimited"))
+    if heads[:2] == (w("col_item"), w("col_value")):
+        return [[k, fmt(v) if not isinstance(v, str) else v] for k, v in stage_params(run, stage).items()
+                if not isinstance(v, dict) and v not in (None, [], "")]
+    if heads[:3] == (w("col_metric"), w("col_value"), w("col_unit")):
+        roofline = heading.startswith("5.5")
+        ms = [m for m in stage_metrics(stage) if stage not in ("latency", "throughput", "serve")
+              or m.id.split(".", 1)[1].startswith("roofline") == roofline]
+        return [[_label(m, lang), fmt(dig(doc, m.path)), m.unit or "—"] for m in ms]
+    if heads[:2] == (w("col_point"), w("col_repeats")):
+        cols = ("request_throughput", "output_throughput", "mean_ttft_ms", "p99_ttft_ms", "mean_tpot_ms",
+                "p99_tpot_ms", "completed")
+        assert heads[2:] == tuple(f"{metric_label(f'serve.{c}', lang)} ({metric(f'serve.{c}').unit})" for c in cols)
+
+        def stat(p, c):
+            st = p["metrics"][c]
+            return fmt(st["mean"]) + (f" ± {fmt(st['ci95_half_width'])}" if st.get("ci95_half_width") is not None
+                                      else "")
+        return [[point(p), fmt(p["repeats"]), *[stat(p, c) for c in cols]] for p in doc["points"]]
+    if heads == (w("col_point"), "mean TPOT (ms)", "GB/s", "%"):
+        return [[point(p), fmt(p["mean_tpot_ms"]), fmt(p["achieved_gbps"]), fmt(p["efficiency_percent"])]
+                for p in stored(run, "serve")["roofline"]["points"]]  # §5.5 shows serve's points
+    if heads == (w("col_stage"), w("col_check"), w("col_status"), w("col_detail")):
+        return [[stage, cell(c["name"]), status_word(c["status"], lang), cell(c["detail"]) if c["detail"] else "—"]
+                for c in doc["checks"]]
+    if heads == (w("col_check"), w("col_status"), w("col_detail")):  # §6.1's start gates, from deploy.json
+        dep = stored(run, "deploy")
+        rows = [[w(key), status_word(dep[gate]["passed"], lang), w("g_ready", s=fmt(dep[gate]["ready_seconds"]))]
+                for gate, key in (("dummy_gate", "q_gate_dummy"), ("real_gate", "q_gate_real"))]
+        rows.append(["Chat Completions", status_word(True, lang),
+                     w("g_chat", n=fmt(dep["smoke_chat"]["usage"]["completion_tokens"]))])
+        return rows + [["/v1/models", status_word(True, lang), ", ".join(m["id"] for m in dep["models"])]]
+    if heads == (w("col_prompt"), w("col_agreement"), w("col_first_divergence"),
+                 metric_label("accuracy.top1_agreement", lang)):
+        return [[pp["id"], fmt(pp["token_agreement"]), fmt(pp.get("first_divergence")),
+                 fmt(dig(pp, "teacher_forced.top1_agreement"))] for pp in doc["per_prompt"]]
+    if heads[:2] == (w("col_prompt"), w("col_position")):
+        return [[pp["id"], str(d["position"]), w(f"kind_{d['kind']}"),
+                 cell(inline_code(repr(d["ref_token_text"] or d["ref_token"]))),
+                 cell(inline_code(repr(d["vllm_token_text"] or d["vllm_token"]))),
+                 *[fmt(d[k]) for k in ("p_ref_ref_token", "p_ref_vllm_token", "margin", "p_vllm_ref_token",
+                                       "p_vllm_vllm_token")]]
+                for pp in doc["per_prompt"] if (d := pp.get("first_divergence_detail"))]
+    if heads[0] == w("t_task"):
+        ci = lambda x, v: f"{fmt(x[v])} [{fmt(x['ci95_low'])}, {fmt(x['ci95_high'])}]"  # noqa: E731
+        return [[t["task"], t["metric"], str(t["items"]), ci(t["reference"], "score"), ci(t["candidate"], "score"),
+                 ci(t["delta"], "value"), f"{t['only_reference_correct']} / {t['only_candidate_correct']}",
+                 fmt(t["mcnemar_exact_p"])] for t in doc["tasks"]]
+    if heads == (w("t_item"), w("t_target"), w("t_ref_answer"), w("t_vllm_answer")):
+        # one table per task with discordant items, in task order; an answer is its text (multiple choice: the
+        # chosen choice's), cut at 80 characters
+        said = lambda a: inline_code(str(a["text"] if isinstance(a, dict) else a)[:80])  # noqa: E731
+        return [[f"{d['task']}#{d['doc_id']}", inline_code(str(d["target"])),
+                 said(d["reference"]["answer"]) + f" ({fmt(d['reference']['score'])})",
+                 said(d["candidate"]["answer"]) + f" ({fmt(d['candidate']['score'])})"]
+                for t in doc["tasks"] for d in t["discordant"][:20]]
+    raise AssertionError(f"{heading}: a table this test does not know: {heads}")
+
+
+SUBSECTION_STAGES = {"5.2": "latency", "5.3": "throughput", "5.4": "serve", "5.5": "latency", "6.1": "functional",
+                     "6.2": "accuracy", "6.3": "tasks"}
 
 
 @pytest.mark.parametrize("lang", ["zh", "en"])
 @pytest.mark.parametrize("name", RUNS)
-def test_every_table_number_equals_the_json(built, name, lang):
+def test_every_cell_of_sections_5_and_6_is_the_field_it_names(built, name, lang):
+    """Each table of §5.2–5.5 and §6.1–6.3, cell by cell, against the field of results/<stage>.json it shows,
+    formatted as the report formats (a swapped column, a median shown as a mean or a wrong unit fails)."""
     run = built[name]
     text = read(run, lang)
     checked = 0
-    for stage, num in PERF:
+    for num, stage in SUBSECTION_STAGES.items():
         heading = next((h for h in re.findall(r"^### (.+)$", text, re.M) if h.startswith(num + " ")), None)
         if heading is None:
-            assert stage == "tasks" and not (run / "results" / "tasks.json").exists()
+            assert stage == "tasks" and stored(run, "tasks") is None
             continue
-        body = section(text, heading)
-        path = run / "results" / f"{stage}.json"
-        numbers = json_numbers(json.loads(path.read_text())) if path.exists() else []
-        params = yaml.safe_load((run / "params.yaml").read_text()).get(stage) or {}
-        allowed = numbers + json_numbers(params)  # the configuration table shows the stage's params
-        for table in tables(body):
-            for c in value_cells(table, lang):
-                parsed = parse_number(c)
-                if parsed is None:
-                    continue
-                v, tol = parsed
-                assert any(abs(v - n) <= tol for n in allowed), f"{stage}: {c!r} is not a number of {path.name}"
-                checked += 1
-    assert checked >= (40 if name == "golden" else 15)
+        found = tables(section(text, heading))
+        discordant = [t for t in found if t and list(t[0])[0] == S["t_item"][lang]]
+        for table in found:
+            heads = tuple(table[0])
+            stage_of = "deploy" if heads == (S["col_check"][lang], S["col_status"][lang], S["col_detail"][lang]) \
+                else stage
+            want = expected_table(run, stage_of, heads, lang, heading)
+            shown = [[c.split(" ❌")[0] for c in r.values()][:len(want[0]) if want else None] for r in table]
+            if table in discordant:  # the per-task tables together hold the rows expected_table lists
+                i = sum(len(t) for t in discordant[:discordant.index(table)])
+                want = want[i:i + len(table)]
+            assert shown == want, f"{heading}: {heads}"
+            checked += sum(len(r) for r in shown)
+    assert checked >= (350 if name == "golden" else 100)
+
+
+def summary_figures(run: Path, metric_ids: tuple[str, ...], lang: str) -> str:
+    """'label value unit; ...' from the fields the ids name (serve: the headline point's mean ± 95 % CI)."""
+    from studykit.schema.metrics import dig, metric
+
+    parts = []
+    for mid in metric_ids:
+        m = metric(mid)
+        doc = stored(run, m.stage)
+        if m.stage == "serve":
+            st = dig(doc, m.path.rsplit(".", 1)[0])
+            text = fmt(st["mean"]) + (f" ± {fmt(st['ci95_half_width'])}" if st.get("ci95_half_width") is not None
+                                      else "")
+        else:
+            text = fmt(dig(doc, m.path))
+        if text != "—":
+            parts.append(f"{_label(m, lang)} {text} {m.unit}".rstrip())
+    return "; ".join(parts) or "—"
 
 
 @pytest.mark.parametrize("lang", ["zh", "en"])
-def test_named_rows_show_their_json_value(built, lang):
-    from studykit.schema.metrics import metric, value_of
+@pytest.mark.parametrize("name", RUNS)
+def test_summary_cells_are_the_fields_their_ids_name(built, name, lang):
+    """Every Summary row a stage declares, cell by cell: status from run.json, headline figures from the fields
+    its metric ids name, check counts from its result. Rows standing for one check (by id) need the ids."""
+    from studykit.report.sections import summary_rows
 
-    run = built["golden"]
-    text = read(run, lang)
-    for num, mid in [("5.2", "latency.avg_latency"), ("5.2", "latency.p50_latency_s"),
-                     ("5.2", "latency.p90_latency_s"), ("5.3", "throughput.total_prompt_tokens"),
-                     ("5.3", "throughput.tokens_per_second"), ("5.4", "serve.mean_ttft_ms"),
-                     ("5.4", "serve.p99_tpot_ms"), ("6.2", "accuracy.token_agreement")]:
-        heading = next(h for h in re.findall(r"^### (.+)$", text, re.M) if h.startswith(num + " "))
-        rows = [r for t in tables(section(text, heading)) for r in t]
-        row = next(r for r in rows if r.get("指标" if lang == "zh" else "Metric") == metric_label(mid, lang))
-        m = metric(mid)
-        want = value_of(m, result(run, m.stage))
-        v, tol = parse_number(row["数值" if lang == "zh" else "Value"])
-        assert abs(v - want) <= tol, (mid, row, want)
+    run = built[name]
+    state = json.loads((run / "run.json").read_text())
+    claim, status_col, head_col, checks_col = (S[k][lang] for k in ("col_claim", "col_status", "col_headline",
+                                                                      "col_checks"))
+    shown = {r[claim]: r for r in tables(section(read(run, lang), SECTIONS[lang][0]))[0]}
+    compared = 0
+    for stage, row in summary_rows():
+        if stage not in state["stages"] or (row.check is not None and LEGACY_GOLDEN):
+            continue
+        cells = shown[S[row.key][lang]]
+        doc = stored(run, stage)
+        checks = [c for c in (doc or {}).get("checks", []) if row.check is None or c["id"] == row.check]
+        if row.check is None:
+            assert cells[status_col] == status_word(state["stages"][stage]["status"], lang)
+        if stage == "tasks":
+            want = "; ".join(S["sum_task"][lang].format(task=t["task"], ref=fmt(t["reference"]["score"]),
+                                                         vllm=fmt(t["candidate"]["score"]),
+                                                         delta=fmt(t["delta"]["value"]), p=fmt(t["mcnemar_exact_p"]))
+                             for t in doc["tasks"])
+        elif checks and all(c["status"] == "not_run" for c in checks):
+            want = "; ".join(c["detail"] for c in checks)
+        else:
+            want = summary_figures(run, row.metrics, lang)
+        assert cells[head_col] == want, (row.key, cells)
+        counts = {k: sum(c["status"] == k for c in checks) for k in ("passed", "failed", "not_run")}
+        assert cells[checks_col] == (S["sum_checks"][lang].format(**counts) if checks else "—"), (row.key, cells)
+        compared += 1
+    assert compared >= (6 if name == "golden" else 3)
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_failing_check_mark_is_all_a_value_cell_adds(built, lang):
+    """The cell comparison above reads a value cell up to its ❌: the mark must carry nothing but check names."""
+    run = built["golden-failed"]
+    text = section(read(run, lang), SUBSECTIONS[lang][3])
+    marked = [c for t in tables(text) for r in t for c in r.values() if " ❌ (" in c]
+    assert marked and all(re.fullmatch(r"[^❌]+ ❌ \(.+\)", c) for c in marked)
 
 
 def test_deploy_numbers_and_reply(built):
@@ -335,10 +535,6 @@ def test_conclusion_counts_passed_failed_and_not_run(built):
         assert (f"{count['passed']} passed, {count['failed']} failed, {count['not_run']} not run "
                 f"(of {len(checks)})") in en
     assert "out of the box" not in en and "开箱即用" not in read(built["golden"], "zh")
-    # the default study's functional stage does not compare graph and eager: a not-run check, with its reason
-    fn = result(built["golden"], "functional")
-    (ge,) = [c for c in fn["checks"] if "graph" in c["name"]]
-    assert ge["status"] == "not_run" and ge["detail"]
     assert ("— 未运行" in read(built["golden"], "zh")) and ("— not run" in read(built["golden"], "en"))
 
 
@@ -390,8 +586,8 @@ def test_reference_file_adds_reference_and_delta_columns(built, lang):
 
 def test_reference_run_directory_gives_zero_deltas(built, tmp_path):
     run = tmp_path / "run"
-    shutil.copytree(DATA / "golden", run)
-    build_report(run, reference=str(DATA / "golden"))
+    golden_copy("golden", run)
+    build_report(run, reference=str(golden_copy("golden", tmp_path / "reference")))
     en = section(read(run, "en"), "5.4 Serve")
     rows = [r for t in tables(en) if "Delta (%)" in t[0] for r in t]
     assert rows and all(r["Delta (%)"] in ("+0.0", "-0.0") for r in rows)
@@ -400,7 +596,7 @@ def test_reference_run_directory_gives_zero_deltas(built, tmp_path):
 
 def test_unreadable_reference_still_writes_the_report_and_says_why(tmp_path):
     run = tmp_path / "run"
-    shutil.copytree(DATA / "golden-failed", run)
+    golden_copy("golden-failed", run)
     summary = build_report(run, reference=str(tmp_path / "missing.yaml"))
     assert "missing.yaml" in summary["reference"]["error"]
     assert "missing.yaml" in read(run, "en") and "allowed: a run directory" in read(run, "en")
@@ -425,7 +621,7 @@ def test_bad_reference_file_names_the_problem(tmp_path, content, needle):
 
 def test_results_outside_the_contract_are_named_not_guessed(tmp_path):
     run = tmp_path / "run"
-    shutil.copytree(DATA / "golden", run)
+    golden_copy("golden", run)
     serve = result(run, "serve")
     serve["mean_ttft_ms"] = 5.0  # a key no stage writes: the report says so instead of guessing
     (run / "results" / "serve.json").write_text(json.dumps(serve))
@@ -438,6 +634,15 @@ def test_results_outside_the_contract_are_named_not_guessed(tmp_path):
     assert "results/serve.json does not fit the results contract" in en and "mean_ttft_ms" in en
     assert "No results/environment.json" in en
     assert summary["files"]["report.html"]
+    # neither stage is guessed at: shown as unreadable, none of its numbers in §5, its status not "passed"
+    for stage, heading in (("latency", "5.2 Latency"), ("serve", "5.4 Serve")):
+        body = section(en, heading)
+        assert S["stage_unreadable"]["en"].format(stage=stage) in body
+        assert not [t for t in tables(body) if "Metric" in t[0]]
+        assert summary["stage_status"][stage] == "unreadable"
+    rows = {r["Claim"]: r for r in tables(section(en, "Summary"))[0]}
+    assert rows[S["sum_serve"]["en"]]["Status"] == S["status_unreadable"]["en"]
+    assert rows[S["sum_serve"]["en"]]["Headline figures"] == "—"
 
 
 def test_html_stands_alone_with_charts_inlined(built):
@@ -453,7 +658,7 @@ def test_html_stands_alone_with_charts_inlined(built):
 
 def test_language_selection(tmp_path):
     run = tmp_path / "run"
-    shutil.copytree(DATA / "golden", run)
+    golden_copy("golden", run)
     build_report(run, languages=["en"])
     assert (run / "report.en.md").exists() and not (run / "report.zh.md").exists()
     with pytest.raises(ValueError, match="allowed: zh, en"):
@@ -476,7 +681,7 @@ def test_report_notebook_by_hand_finds_the_newest_run(tmp_path, monkeypatch):
 
 def test_parallel_layout_shows_the_sizes_and_each_ranks_binding(tmp_path):
     run = tmp_path / "run"
-    shutil.copytree(DATA / "golden", run)
+    golden_copy("golden", run)
     study = yaml.safe_load((run / "params.yaml").read_text())
     study["server"]["tensor_parallel_size"] = 2
     (run / "params.yaml").write_text(yaml.safe_dump(study, sort_keys=False))

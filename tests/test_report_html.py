@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from studykit.report import build_report
+from test_report import golden_copy
 
 DATA = Path(__file__).parent / "data" / "runs"
 # Real recorded runs (tools/record_golden_run.py): every stage, and one with failures.
@@ -110,7 +111,7 @@ def report(request, tmp_path_factory) -> tuple[Path, str]:
     """A rebuilt report.html copied alone into a fresh directory: only that one file travels."""
     tmp_path = tmp_path_factory.mktemp(request.param)
     run = tmp_path / "run"
-    shutil.copytree(DATA / request.param, run)
+    golden_copy(request.param, run)
     build_report(run)
     alone = tmp_path / "shared" / "report.html"
     alone.parent.mkdir()

@@ -7,21 +7,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
+from studykit.schema.base import Check, StageResult
 from studykit.schema.metrics import stage_metrics, value_of
 
 
-def metrics_frame(stage: str, result, prefix: str = ""):
-    """One row per metric of the stage (optionally only ids starting with `stage.prefix`); `result` is the
-    stage's typed result or its dict."""
+def metrics_frame(stage: str, result: StageResult, prefix: str = ""):
+    """One row per metric of the stage (optionally only ids starting with `stage.prefix`), read from the stage's
+    typed result at the path its metric id names."""
     import pandas as pd
 
-    if hasattr(result, "model_dump"):
-        result = result.model_dump(mode="json")
+    if not isinstance(result, StageResult):
+        raise TypeError(f"metrics_frame({stage!r}, ...) takes the stage's typed result (what run() returns), "
+                        f"not {type(result).__name__}")
+    data = result.model_dump()
     rows = []
     for m in stage_metrics(stage):
         if prefix and not m.id.startswith(f"{stage}.{prefix}"):
             continue
-        v = value_of(m, result)
+        v = value_of(m, data)
         if v is None:
             continue
         rows.append({"metric": m.en, "value": v, "unit": m.unit,
@@ -29,13 +32,18 @@ def metrics_frame(stage: str, result, prefix: str = ""):
     return pd.DataFrame(rows, columns=["metric", "value", "unit", "source"]).set_index("metric")
 
 
-def checks_frame(checks: Iterable):
-    """The checks (schema Check): id, passed / failed / not_run, and why."""
+def checks_frame(checks: Iterable[Check]):
+    """The checks: id, subject, passed / failed / not_run, and why (one row per check; an id repeats when the
+    check ran per subject)."""
     import pandas as pd
 
-    rows = [c.model_dump() if hasattr(c, "model_dump") else c for c in checks]
-    return pd.DataFrame([{"id": c["id"], "check": c["name"], "status": c["status"], "detail": c["detail"]}
-                         for c in rows], columns=["id", "check", "status", "detail"]).set_index("id")
+    rows = []
+    for c in checks:
+        if not isinstance(c, Check):
+            raise TypeError(f"checks_frame takes schema Checks (what checks() returns), not {type(c).__name__}")
+        rows.append({"id": c.id, "subject": c.subject or "", "check": c.name, "status": c.status,
+                     "detail": c.detail})
+    return pd.DataFrame(rows, columns=["id", "subject", "check", "status", "detail"]).set_index("id")
 
 
 def show_png(path: str | Path | None) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from studykit.evidence.rundir import write_text
 from studykit.report.i18n import LANGUAGES
 from studykit.engine.logwarnings import collect_warnings
-from studykit.report.model import Run, dig, load_run
+from studykit.report.model import Run, load_run
 from studykit.report.modelinfo import describe_model
 from studykit.report.reference import Reference, ReferenceError, load_reference
 from studykit.report.render import new_ctx, report_html, report_markdown
@@ -26,7 +26,7 @@ __all__ = ["build_report", "load_run", "adaptation_for", "ReferenceError"]
 def adaptation_for(run: Run, model_dir: Path | None) -> tuple[dict | None, str]:
     """Adaptation facts: stored in a result if a stage recorded them, else asked of the installed vLLM."""
     for st in run.stages.values():
-        a = st.get("adaptation")
+        a = getattr(st.result, "adaptation", None)
         if isinstance(a, dict):
             return a, f"results/{st.name}.json"
     stored = run.root / "results" / "adaptation.json"
@@ -93,9 +93,9 @@ def build_report(run_dir: str | Path, reference: str | None = None,
         "adaptation_source": adaptation_source,
         "warning_groups": len(warnings or []),
         "startup": startup,
-        "checks_count": {k: sum(1 for _, c in checks if c.get("status") == k) for k in ("passed", "failed", "not_run")},
-        "checks_failed": [f"{s}: {c.get('name')}" for s, c in checks if c.get("status") == "failed"],
+        "checks_count": {k: sum(1 for _, c in checks if c.status == k) for k in ("passed", "failed", "not_run")},
+        "checks_failed": [f"{s}: {c.name}" for s, c in checks if c.status == "failed"],
         "stage_status": {name: st.status for name, st in run.stages.items() if name != "report"},
         "generation_seconds": round(time.monotonic() - t0, 3),
-        "run_status": dig(run.run, "status"),
+        "run_status": run.run.get("status"),
     }

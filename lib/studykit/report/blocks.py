@@ -2,6 +2,7 @@
 
 Tables show the numbers named in studykit.schema.metrics (one table of ids, labels, units, paths): the report
 guesses no key. A failing check that names a metric id puts ❌ next to that number; derived numbers carry †.
+Checks are picked by their `id` (and `metric`), never by the words of their name.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from studykit.schema.metrics import Metric, stage_metrics, value_of
+from studykit.schema.metrics import Metric, stage_metrics
 from studykit.report.i18n import S, t
 from studykit.report.mdtools import DASH, Md, fmt, fmt_delta, inline_code
 from studykit.report.model import Run
@@ -48,12 +49,12 @@ class Ctx:
 
     @property
     def marks(self) -> dict[str, list[str]]:
-        """metric id → names of failing checks that concern that number."""
+        """metric id → names (what a reader sees) of the failing checks whose `metric` is that id."""
         out: dict[str, list[str]] = {}
         for st in self.run.stages.values():
             for c in st.checks:
-                if c.get("status") == "failed" and c.get("metric"):
-                    out.setdefault(c["metric"], []).append(str(c.get("name")))
+                if c.status == "failed" and c.metric:
+                    out.setdefault(c.metric, []).append(c.name)
         return out
 
 
@@ -65,8 +66,14 @@ def status_text(ctx: Ctx, status: str) -> str:
 
 
 def stage_banner(ctx: Ctx, stage: str) -> bool:
-    """Say when a stage failed or did not run. True when there are results to show."""
+    """Say when a stage failed, did not run or wrote results the report cannot read. True when there are
+    results to show."""
     st = ctx.run.stages[stage]
+    if st.unreadable:
+        ctx.md.p(ctx.t("stage_unreadable", stage=stage))
+        if st.error:
+            ctx.md.code(st.error, "text")
+        return False
     if st.status == "not run" and st.result is None:
         ctx.md.p(ctx.t("stage_skipped" if st.requested else "stage_not_run", stage=stage))
         return False
@@ -103,7 +110,7 @@ def metrics_table(ctx: Ctx, metrics: list[Metric]) -> int:
         headers += [ctx.t("col_reference"), ctx.t("col_delta"), ctx.t("col_note")]
     rows = []
     for m in metrics:
-        v = value_of(m, ctx.run.stages[m.stage].result)
+        v = ctx.run.stages[m.stage].value(m)
         row = [metric_label(m, ctx.lang), value_cell(ctx, m.id, v), m.unit]
         if ctx.ref:
             entry = ctx.ref.entry(m.id)
@@ -125,26 +132,20 @@ def metrics_table(ctx: Ctx, metrics: list[Metric]) -> int:
     return len(rows)
 
 
-def point_label(ctx: Ctx, point: dict) -> str:
-    rate = point.get("request_rate")
-    conc = point.get("max_concurrency")
-    return ctx.t("point_label", rate=rate, conc=conc if conc else ctx.t("unlimited"))
+def point_label(ctx: Ctx, point) -> str:
+    """A serve sweep point (ServePoint, or a roofline point: both carry request_rate and max_concurrency)."""
+    conc = point.max_concurrency
+    return ctx.t("point_label", rate=point.request_rate, conc=conc if conc else ctx.t("unlimited"))
 
 
 def stage_charts(ctx: Ctx, stage: str) -> list[str]:
     """Charts of a stage: those its result lists, else charts/<stage>-*.png in the run directory."""
     st = ctx.run.stages[stage]
-    listed = st.get("charts")
     paths: list[str] = []
-    if isinstance(listed, dict):
-        listed = list(listed.values())
-    if isinstance(listed, list):
-        for c in listed:
-            c = c.get("path") if isinstance(c, dict) else c
-            if isinstance(c, str):
-                p = Path(c)
-                rel = p.relative_to(ctx.run.root) if p.is_absolute() and p.is_relative_to(ctx.run.root) else p
-                paths.append(str(rel))
+    for c in st.result.charts if st.result is not None else []:
+        p = Path(c)
+        rel = p.relative_to(ctx.run.root) if p.is_absolute() and p.is_relative_to(ctx.run.root) else p
+        paths.append(str(rel))
     if not paths:
         paths = [str(p.relative_to(ctx.run.root)) for p in sorted((ctx.run.root / "charts").glob(f"{stage}-*.png"))]
     return [p for p in paths if (ctx.run.root / p).is_file()]
@@ -161,7 +162,8 @@ def stage_vllm_commands(ctx: Ctx, stage: str) -> list[str]:
 
 
 def params_table(ctx: Ctx, stage: str) -> None:
-    block = ctx.run.params(stage)
+    """The params the stage ran with (stored with its result; params.yaml's block when it stored none)."""
+    block = ctx.run.stage_params(stage)
     rows = [[k, fmt(v) if not isinstance(v, str) else v] for k, v in block.items()
             if not isinstance(v, (dict,)) and v not in (None, [], "")]
     ctx.md.table([ctx.t("col_item"), ctx.t("col_value")], rows)
@@ -190,8 +192,8 @@ def flatten(d: dict, prefix: str = "") -> dict:
 
 def perf_stage(ctx: Ctx, stage: str, title_key: str, before_table=None, after_table=None) -> None:
     """A performance stage's part of §5: its params (and the reference's), its vLLM commands, its metric table
-    (roofline rows are §5.5's), then its charts; `before_table` / `after_table(ctx, result)` add what is the
-    stage's own."""
+    (roofline rows are §5.5's), then its charts; `before_table` / `after_table(ctx, result)` (the typed
+    result) add what is the stage's own."""
     md = ctx.md
     md.h(3, ctx.t(title_key))
     st = ctx.run.stages[stage]
@@ -223,7 +225,6 @@ def checks_table(ctx: Ctx, stages: list[str]) -> int:
     rows = []
     for stage in stages:
         for c in ctx.run.stages[stage].checks:
-            status = check_status(ctx, c.get("status"))
-            rows.append([stage, c.get("name") or DASH, status, c.get("detail") or ""])
+            rows.append([stage, c.name or DASH, check_status(ctx, c.status), c.detail])
     ctx.md.table([ctx.t("col_stage"), ctx.t("col_check"), ctx.t("col_status"), ctx.t("col_detail")], rows)
     return len(rows)

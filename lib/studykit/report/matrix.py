@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from studykit.evidence.rundir import write_json, write_text
-from studykit.schema.metrics import all_metrics, value_of
+from studykit.schema.metrics import all_metrics
 from studykit.report.blocks import Ctx, metric_label, status_text
 from studykit.report.i18n import LANGUAGES, t
 from studykit.report.mdtools import DASH, Md, fmt, fmt_delta
@@ -34,7 +34,7 @@ def comparison_markdown(runs: list[Run], lang: str) -> str:
     md.h(2, t("mx_metrics", lang))
     rows = []
     for m in all_metrics():
-        values = [value_of(m, r.stages[m.stage].result) for r in runs]
+        values = [r.stages[m.stage].value(m) for r in runs]
         if all(v is None for v in values):
             continue
         cells = []
@@ -49,7 +49,7 @@ def comparison_markdown(runs: list[Run], lang: str) -> str:
     checks = []
     for r in runs:
         cs = [c for st in r.stages.values() for c in st.checks]
-        checks.append(f"{sum(1 for c in cs if c.get('status') == 'passed')}/{len(cs)}")
+        checks.append(f"{sum(1 for c in cs if c.status == 'passed')}/{len(cs)}")
     md.table([t("col_check", lang)] + heads, [[t("s10", lang).split(" ", 1)[-1], *checks]])
     md.h(2, t("mx_reports", lang))
     md.bullets([f"{r.name}: `{r.root / 'report.html'}`" + ("" if (r.root / "report.html").exists() else f" ({DASH})")

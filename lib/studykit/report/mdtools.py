@@ -11,7 +11,7 @@ DASH = "—"
 def fmt(v: Any) -> str:
     """Numbers as the JSON has them, rounded for reading: ints in full, floats to 2-4 significant decimals.
 
-    A test parses every table cell back and checks it equals the JSON value to the shown precision.
+    The report tests compare table cells with fmt of the field each cell shows, so this is the one rounding.
     """
     if v is None or v == "":
         return DASH

@@ -1,13 +1,17 @@
-"""A run directory read into plain typed structures. Reading only: nothing here measures or recomputes.
+"""A run directory read for the report. Reading only: nothing here measures or recomputes.
 
-Every accessor is defensive: a stage that did not run, a key another stage's author renamed, a half-written
-run — all show up as None (rendered "—"), never as a crash, because a report of a failed run matters most.
+Each results/<stage>.json is read through its stage's model (studykit.schema.validate_result), and the
+sections read that typed result. A file that does not fit its model is not guessed at: it is a problem named at
+the top of the report and its stage is shown as unreadable. A stage that did not run or a half-written run shows
+up as None (rendered "—"), never as a crash, because a report of a failed run matters most. run.json,
+params.yaml and commands.jsonl are the runner's bookkeeping, not stage results, and stay plain data.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +21,8 @@ from studykit.evidence.journal import read_commands
 from studykit.stages import STAGE_ORDER
 from studykit.evidence.rundir import RunLayout
 from studykit.schema import ResultError, validate_result
-from studykit.schema.metrics import dig
+from studykit.schema.base import Check, StageResult
+from studykit.schema.metrics import Metric, dig, value_of
 
 MEASURING_STAGES = tuple(s for s in STAGE_ORDER if s != "report")
 
@@ -39,22 +44,27 @@ def _read_json(path: Path) -> tuple[Any, str | None]:
 class StageView:
     name: str
     requested: bool
-    status: str  # passed | failed | interrupted | running | not run
+    status: str  # passed | failed | interrupted | running | not run | unreadable
     error: str | None = None
-    result: dict | None = None
+    result: StageResult | None = None
     run_record: dict = field(default_factory=dict)
+    unreadable: str | None = None  # why results/<name>.json could not be read (not JSON, or not its model)
 
     @property
     def ran(self) -> bool:
         return self.status != "not run"
 
     @property
-    def checks(self) -> list[dict]:
-        checks = dig(self.result, "checks") or []
-        return [c for c in checks if isinstance(c, dict)]
+    def checks(self) -> list[Check]:
+        return self.result.checks if self.result is not None else []
 
-    def get(self, path: str, default: Any = None) -> Any:
-        return dig(self.result, path, default)
+    @cached_property
+    def data(self) -> dict | None:
+        """The result's dump: what metric paths (schema.metrics) are read from with `dig`."""
+        return self.result.model_dump() if self.result is not None else None
+
+    def value(self, m: Metric) -> float | int | None:
+        return value_of(m, self.data)
 
 
 @dataclass
@@ -83,13 +93,22 @@ class Run:
         return found[-1] if found else None
 
     def params(self, block: str) -> dict:
+        """A block of params.yaml (model, server, ...); a stage's own params are `stage_params`."""
         return self.study.get(block) or {}
+
+    def stage_params(self, stage: str) -> dict:
+        """The params a stage ran with, stored with its result; params.yaml's block only when the result has
+        none (the stage did not run, or its file is unreadable)."""
+        st = self.stages.get(stage)
+        if st is not None and st.result is not None and st.result.params:
+            return st.result.params
+        return self.params(stage)
 
     @property
     def model_dir(self) -> Path | None:
         """The served checkpoint: deploy.json's model_dir, else any stage's, else a command note's."""
         for st in self.stages.values():
-            md = st.get("model_dir")
+            md = getattr(st.result, "model_dir", None)
             if md:
                 return self._resolve(md)
         for c in self.commands:
@@ -126,20 +145,24 @@ def load_run(run_dir: str | Path) -> Run:
     requested = run.get("requested_stages") or study.get("stages") or list(STAGE_ORDER)
     stages = {}
     for name in STAGE_ORDER:
-        result, err = _read_json(layout.result(name))
-        if err:
-            problems.append(err)
-        result = result if isinstance(result, dict) else None
-        if result is not None:
+        data, unreadable = _read_json(layout.result(name))
+        result = None
+        if data is not None and not isinstance(data, dict):
+            unreadable = f"results/{name}.json is not a JSON object"
+        elif data is not None:
             try:
-                validate_result(name, result, f"results/{name}.json")
+                result = validate_result(name, data, f"results/{name}.json")
             except ResultError as bad:
-                # Shown at the top of the report: a file outside the contract is a kit bug, not a detail.
-                problems.append(str(bad))
+                # A file outside the contract is a kit bug, not a detail: named at the top, never guessed at.
+                unreadable = str(bad)
+        if unreadable:
+            problems.append(unreadable)
         rec = dig(run, ["stages", name]) or {}
-        status = rec.get("status") or (result or {}).get("status") or "not run"
-        error = rec.get("error") or (result or {}).get("error")
-        if status == "failed" and not error:
-            error = "; ".join((result or {}).get("failures") or []) or None
-        stages[name] = StageView(name, name in requested, status, error, result, rec)
+        # what the report can vouch for: a stage whose file it cannot read is "unreadable" whatever run.json says
+        # (run_record keeps the runner's word)
+        status = "unreadable" if unreadable else rec.get("status") or (result.status if result else "not run")
+        error = rec.get("error") or (result.error if result else None)
+        if status == "failed" and not error and result is not None:
+            error = "; ".join(result.failures) or None
+        stages[name] = StageView(name, name in requested, status, error, result, rec, unreadable)
     return Run(root, run, study, env if isinstance(env, dict) else None, stages, read_commands(root), problems)

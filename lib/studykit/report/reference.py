@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from studykit.schema.metrics import by_id, UnknownMetric, metric, value_of
+from studykit.schema.metrics import by_id, UnknownMetric, metric
 from studykit.report.model import Run, is_number, load_run
 
 from studykit import KIT_ROOT
@@ -51,9 +51,10 @@ class Reference:
     platform: str | None = None
 
     def stage_config(self, stage: str) -> dict | None:
-        """The reference's parameters for a stage: its params block (run) or the file's config entry."""
+        """The reference's parameters for a stage: the params its stage ran with (run) or the file's config
+        entry."""
         if self.run is not None:
-            return self.run.params(stage) or None
+            return self.run.stage_params(stage) or None
         c = self.config.get(stage)
         return c if isinstance(c, dict) else None
 
@@ -61,7 +62,7 @@ class Reference:
         m = metric(metric_id)
         if self.run is not None:
             st = self.run.stages.get(m.stage)
-            v = value_of(m, st.result if st else None)
+            v = st.value(m) if st else None
             return RefEntry(v, m.unit) if v is not None else None
         return self.metrics.get(metric_id)
 

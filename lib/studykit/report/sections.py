@@ -1,7 +1,7 @@
 """The report's sections, in the seed's order, each written from the run's files only.
 
-A section never computes a measurement: numbers are looked up in results/<stage>.json (by their vLLM names),
-commands in commands.jsonl. What is missing prints "—"; a stage that failed or did not run says so with its
+A section never computes a measurement: numbers are read from each stage's typed result (attributes, or the
+dotted path a metric id names), commands from commands.jsonl; checks are picked by id. What is missing prints "—"; a stage that failed or did not run says so with its
 error, and whatever it wrote before failing is still shown.
 """
 
@@ -12,15 +12,17 @@ from pathlib import Path
 from typing import Callable
 
 from studykit import stages
-from studykit.schema.metrics import by_id, stage_metrics, value_of
+from studykit.schema.base import Check
+from studykit.schema.metrics import by_id, dig, stage_metrics
 from studykit.stages import STAGE_ORDER
 from studykit.report.blocks import (Ctx, SummaryRow, checks_table, check_status, flatten, metric_label, metrics_table, point_label,
                      status_text)
 from studykit.report.mdtools import DASH, fmt, fmt_bytes, inline_code
-from studykit.report.model import MEASURING_STAGES, Run, dig, is_number
+from studykit.report.model import MEASURING_STAGES, Run, is_number
 
 
 def _stat_text(stat: dict | None) -> str:
+    """A serve MetricStat's dump: mean ± 95 % CI half-width."""
     if not stat:
         return DASH
     text = fmt(stat.get("mean"))
@@ -32,20 +34,18 @@ def _figures(ctx: Ctx, ids: list[str]) -> str:
     parts = []
     for mid in ids:
         m = by_id()[mid]
-        result = ctx.run.stages[m.stage].result
+        st = ctx.run.stages[m.stage]
         if m.stage == "serve" and ".metrics." in m.path:
-            stat = dig(result, m.path.rsplit(".", 1)[0])
-            text = _stat_text(stat)
+            text = _stat_text(dig(st.data, m.path.rsplit(".", 1)[0]))
         else:
-            v = value_of(m, result)
-            text = fmt(v)
+            text = fmt(st.value(m))
         if text != DASH:
             parts.append(f"{metric_label(m, ctx.lang)} {text} {m.unit}".rstrip())
     return "; ".join(parts) or DASH
 
 
-def _check_counts(ctx: Ctx, checks: list[dict]) -> str:
-    n = {k: sum(1 for c in checks if c.get("status") == k) for k in ("passed", "failed", "not_run")}
+def _check_counts(ctx: Ctx, checks: list[Check]) -> str:
+    n = {k: sum(1 for c in checks if c.status == k) for k in ("passed", "failed", "not_run")}
     return ctx.t("sum_checks", **n) if checks else DASH
 
 
@@ -56,7 +56,7 @@ def _like_for_like(ctx: Ctx, stage: str) -> str:
     theirs = ctx.ref.stage_config(stage)
     if not theirs:
         return ctx.t("sum_ref_unknown")
-    ours = ctx.run.params(stage)
+    ours = ctx.run.stage_params(stage)
     differ = []
     for k, v in theirs.items():
         if isinstance(v, (dict, list)):
@@ -96,13 +96,15 @@ def s0_summary(ctx: Ctx) -> None:
         st = run.stages[stage]
         if not (st.requested or st.ran):
             continue
-        checks = [c for c in st.checks if row.check is None or c.get("id") == row.check]
-        if row.check is not None and checks:
-            status = check_status(ctx, checks[0].get("status"))
-            if checks[0].get("status") == "not_run":
-                figures = checks[0].get("detail") or DASH
+        checks = [c for c in st.checks if row.check is None or c.id == row.check]
+        if row.check is not None:
+            # the row stands for one check (by id): without it the row says nothing, whatever the stage did
+            status = _claim_status(ctx, checks) if checks else DASH
+            details = "; ".join(c.detail for c in checks if c.detail) or DASH
+            if checks and all(c.status == "not_run" for c in checks):
+                figures = details
             else:
-                figures = _figures(ctx, row.metrics) if row.metrics else (checks[0].get("detail") or DASH)
+                figures = _figures(ctx, row.metrics) if row.metrics else details
         else:
             status = status_text(ctx, st.status)
             figures = row.figures(ctx) if row.figures else _figures(ctx, row.metrics)
@@ -120,6 +122,13 @@ def s0_summary(ctx: Ctx) -> None:
     if links:
         md.p(ctx.t("sum_notebooks") + " " + " · ".join(
             f"{stage} ([{ctx.t('nb_reader')}]({reader}), [{ctx.t('nb_full')}]({full}))" for stage, reader, full in links))
+
+
+def _claim_status(ctx: Ctx, checks: list[Check]) -> str:
+    """One status for the checks of one id (several when it ran per subject): failed if any failed, passed if
+    any passed and none failed, else not run."""
+    statuses = {c.status for c in checks}
+    return check_status(ctx, "failed" if "failed" in statuses else "passed" if "passed" in statuses else "not_run")
 
 
 def s1_model(ctx: Ctx) -> None:
@@ -279,18 +288,22 @@ def s5_performance(ctx: Ctx) -> None:
         stage_section(stage, "performance", ctx)
     md.h(3, ctx.t("s5_5"))
     roof = [m for m in stage_metrics("latency") if m.id.startswith("latency.roofline")]
-    lat = ctx.run.stages["latency"].result
-    serve_roof = dig(ctx.run.stages["serve"].result, "roofline.points") or []
-    if dig(lat, "roofline.efficiency_percent") is not None:
+    lat_roof = getattr(ctx.run.stages["latency"].result, "roofline", None)
+    serve_roof = getattr(ctx.run.stages["serve"].result, "roofline", None)
+    serve_points = serve_roof.points if serve_roof else []
+    lat_shown = lat_roof is not None and lat_roof.efficiency_percent is not None
+    if lat_shown:
         metrics_table(ctx, roof)
-        limit = dig(lat, "roofline.limit") or {}
-        how = ", ".join(f"{k} {limit[k]}" for k in ("method", "threads", "cores") if limit.get(k) is not None)
-        md.p(f"{limit.get('source') or DASH}" + (f" ({how})" if how else "") + f"; {dig(lat, 'roofline.assumes') or ''}")
-    if serve_roof:
+        limit = lat_roof.limit
+        # method, threads, cores: what the bandwidth probe adds beside source (BandwidthLimit keeps them as given)
+        extra = (limit.model_extra or {}) if limit else {}
+        how = ", ".join(f"{k} {extra[k]}" for k in ("method", "threads", "cores") if extra.get(k) is not None)
+        md.p(f"{limit.source if limit else DASH}" + (f" ({how})" if how else "") + f"; {lat_roof.assumes or ''}")
+    if serve_points:
         md.table([ctx.t("col_point"), "mean TPOT (ms)", "GB/s", "%"],
-                 [[point_label(ctx, r), fmt(r.get("mean_tpot_ms")), fmt(r.get("achieved_gbps")),
-                   fmt(r.get("efficiency_percent"))] for r in serve_roof])
-    if dig(lat, "roofline.efficiency_percent") is None and not serve_roof:
+                 [[point_label(ctx, r), fmt(r.mean_tpot_ms), fmt(r.achieved_gbps), fmt(r.efficiency_percent)]
+                  for r in serve_points])
+    if not lat_shown and not serve_points:
         md.p(ctx.t("p_roofline_none"))
     s5_startup(ctx)
 
@@ -364,10 +377,10 @@ def s8_known_issues(ctx: Ctx) -> None:
               if st.name in MEASURING_STAGES and st.status not in ("passed", "not run")]
     for name, err in failed:
         md.p(ctx.t("stage_failed", stage=name, error=(err or DASH).splitlines()[0][:400]))
-    bad_checks = [(st.name, c) for st in ctx.run.stages.values() for c in st.checks if c.get("status") == "failed"]
+    bad_checks = [(st.name, c) for st in ctx.run.stages.values() for c in st.checks if c.status == "failed"]
     if bad_checks:
         md.p(ctx.t("k_failed_checks"))
-        md.bullets([f"{s}: {c.get('name')} — {c.get('detail') or ''}".rstrip(" —") for s, c in bad_checks])
+        md.bullets([f"{s}: {c.name} — {c.detail}".rstrip(" —") for s, c in bad_checks])
     if ctx.warnings is None:
         md.p(ctx.t("k_no_logs"))
     elif not ctx.warnings:
@@ -379,7 +392,7 @@ def s8_known_issues(ctx: Ctx) -> None:
                    ", ".join(w.get("logs") or [])[:300], w.get("note") or ""] for w in ctx.warnings])
 
 
-def all_checks(run: Run) -> list[tuple[str, dict]]:
+def all_checks(run: Run) -> list[tuple[str, Check]]:
     return [(st.name, c) for st in run.stages.values() for c in st.checks]
 
 
@@ -401,16 +414,17 @@ def s9_conclusion(ctx: Ctx) -> None:
         lines.append(ctx.t("c_some_failed", n=len(not_passed), names=", ".join(not_passed)))
     dep = run.stages["deploy"]
     if dep.ran:
-        gates = [dep.get("dummy_gate"), dep.get("real_gate")]
-        ok = dep.status == "passed" and all((g or {}).get("passed") for g in gates if g is not None) \
-            and bool(dig(dep.result, "smoke_chat.reply"))
+        res = dep.result
+        ok = res is not None and dep.status == "passed" \
+            and all(g.passed for g in (res.dummy_gate, res.real_gate) if g is not None) \
+            and bool(res.smoke_chat and res.smoke_chat.reply)
         lines.append(ctx.t("c_deploy_ok") if ok else ctx.t("c_deploy_bad"))
     checks = all_checks(run)
     if checks:
-        count = {k: sum(1 for _, c in checks if c.get("status") == k) for k in ("passed", "failed", "not_run")}
+        count = {k: sum(1 for _, c in checks if c.status == k) for k in ("passed", "failed", "not_run")}
         lines.append(ctx.t("c_checks", passed=count["passed"], failed=count["failed"], not_run=count["not_run"],
                            total=len(checks)))
-        failed = [f"{s}: {c.get('name')}" for s, c in checks if c.get("status") == "failed"]
+        failed = [f"{s}: {c.name}" for s, c in checks if c.status == "failed"]
         if failed:
             lines.append(ctx.t("c_checks_failed", names="; ".join(failed)))
     else:
@@ -428,7 +442,7 @@ def s10_consistency(ctx: Ctx) -> None:
     rows = []
     for name in MEASURING_STAGES:
         st = ctx.run.stages[name]
-        in_results = (st.result or {}).get("status")
+        in_results = st.result.status if st.result is not None else None
         in_run = st.run_record.get("status")
         if in_results and in_run:
             rows.append([ctx.t("x_status_agree", stage=name), check_status(ctx, in_results == in_run),

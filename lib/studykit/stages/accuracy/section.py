@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from studykit.report.blocks import (Ctx, SummaryRow, checks_table, metrics_table, params_table, show_charts,
-                                    stage_banner)
+from studykit.report.blocks import (Ctx, SummaryRow, checks_table, metric_label, metrics_table, params_table,
+                                    show_charts, stage_banner)
 from studykit.report.mdtools import fmt, inline_code
-from studykit.schema.metrics import by_id, dig, stage_metrics
-from studykit.stages.accuracy.stage import divergence_rows
+from studykit.schema.metrics import dig, metric, stage_metrics
 
 SUMMARY = (SummaryRow("sum_accuracy", ("accuracy.token_agreement_excluding_near_ties", "accuracy.real_divergences",
                                        "accuracy.near_ties", "accuracy.top1_agreement", "accuracy.mean_kl")),)
@@ -21,23 +20,24 @@ def accuracy(ctx: Ctx) -> None:
         params_table(ctx, "accuracy")
     if stage_banner(ctx, "accuracy"):
         metrics_table(ctx, stage_metrics("accuracy"))
-        per_prompt = acc.get("per_prompt") or []
+        per_prompt = acc.result.per_prompt
         if per_prompt:
             md.table([ctx.t("col_prompt"), ctx.t("col_agreement"), ctx.t("col_first_divergence"),
-                      by_id()["accuracy.top1_agreement"].en if ctx.lang == "en" else by_id()["accuracy.top1_agreement"].zh],
-                     [[pp.get("id"), fmt(pp.get("token_agreement")), fmt(pp.get("first_divergence")),
-                       fmt(dig(pp, "teacher_forced.top1_agreement"))] for pp in per_prompt])
-        rows = divergence_rows(acc.result)
-        if rows:
-            md.p(ctx.t("a_divergences", margin=fmt(dig(ctx.run.params("accuracy"), "near_tie_margin"))))
+                      metric_label(metric("accuracy.top1_agreement"), ctx.lang)],
+                     # a prompt's teacher-forced figures are kept as the stage wrote them (PromptAccuracy is Open)
+                     [[pp.id, fmt(pp.token_agreement), fmt(pp.first_divergence),
+                       fmt(dig(pp.model_extra, "teacher_forced.top1_agreement"))] for pp in per_prompt])
+        diverged = [(pp.id, pp.first_divergence_detail) for pp in per_prompt if pp.first_divergence_detail]
+        if diverged:
+            md.p(ctx.t("a_divergences", margin=fmt(ctx.run.stage_params("accuracy").get("near_tie_margin"))))
             md.table([ctx.t("col_prompt"), ctx.t("col_position"), ctx.t("col_kind"), ctx.t("col_ref_token"),
                       ctx.t("col_vllm_token"), "p_ref(ref)", "p_ref(vLLM)", ctx.t("col_margin"), "p_vLLM(ref)",
                       "p_vLLM(vLLM)"],
-                     [[r["prompt"], r["position"], ctx.t(f"kind_{r['kind']}"),
-                       inline_code(repr(r.get("ref_token_text") or r["ref_token"])),
-                       inline_code(repr(r.get("vllm_token_text") or r["vllm_token"])), fmt(r["p_ref_ref_token"]),
-                       fmt(r["p_ref_vllm_token"]), fmt(r["margin"]), fmt(r["p_vllm_ref_token"]),
-                       fmt(r["p_vllm_vllm_token"])] for r in rows])
+                     [[prompt, d.position, ctx.t(f"kind_{d.kind}"),
+                       inline_code(repr(d.ref_token_text or d.ref_token)),
+                       inline_code(repr(d.vllm_token_text or d.vllm_token)), fmt(d.p_ref_ref_token),
+                       fmt(d.p_ref_vllm_token), fmt(d.margin), fmt(d.p_vllm_ref_token), fmt(d.p_vllm_vllm_token)]
+                      for prompt, d in diverged])
         if not checks_table(ctx, ["accuracy"]):
             md.p(ctx.t("a_none"))
         show_charts(ctx, "accuracy")

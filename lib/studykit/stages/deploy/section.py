@@ -24,16 +24,16 @@ def quickstart(ctx: Ctx) -> None:
     if has:
         rows = []
         for key, label in (("dummy_gate", "q_gate_dummy"), ("real_gate", "q_gate_real")):
-            gate = st.get(key)
+            gate = getattr(st.result, key)
             if gate is None:
                 continue
-            rows.append([ctx.t(label), check_status(ctx, gate.get("passed")),
-                         value_cell(ctx, f"deploy.{key}_ready_s", gate.get("ready_seconds")),
-                         (gate.get("error") or "").splitlines()[0] if gate.get("error") else ""])
+            rows.append([ctx.t(label), check_status(ctx, gate.passed),
+                         value_cell(ctx, f"deploy.{key}_ready_s", gate.ready_seconds),
+                         gate.error.splitlines()[0] if gate.error else ""])
         md.table([ctx.t("q_gates"), ctx.t("col_status"), f"{ctx.t('q_ready')} (s)", ctx.t("col_detail")], rows)
     md.h(3, ctx.t("s4_2"))
     chat_cmd = run.command("deploy", "smoke chat")
-    chat = st.get("smoke_chat") or {}
+    chat = st.result.smoke_chat if st.result is not None else None
     if not chat_cmd and not chat:
         if st.ran:
             md.p(ctx.t("q_no_chat"))
@@ -43,32 +43,29 @@ def quickstart(ctx: Ctx) -> None:
         md.code(chat_cmd["command"])
     if chat:
         md.p(ctx.t("q_reply"))
-        md.quote(str(chat.get("reply") if chat.get("reply") is not None else DASH))
-        md.p(ctx.t("q_usage", finish=chat.get("finish_reason") or DASH, p=fmt(dig(chat, "usage.prompt_tokens")),
-                   c=fmt(dig(chat, "usage.completion_tokens")), s=fmt(chat.get("seconds"))))
+        md.quote(chat.reply)
+        md.p(ctx.t("q_usage", finish=chat.finish_reason or DASH, p=fmt(dig(chat.usage, "prompt_tokens")),
+                   c=fmt(dig(chat.usage, "completion_tokens")), s=fmt(chat.seconds)))
 
 
 def gates(ctx: Ctx) -> None:
     """The seed's first functional rows (dummy gate, real-weight gate, chat completions), from deploy.json."""
-    dep = ctx.run.stages["deploy"]
-    if dep.result is None:
+    res = ctx.run.stages["deploy"].result
+    if res is None:
         return
     rows = []
-    for key, label in (("dummy_gate", "q_gate_dummy"), ("real_gate", "q_gate_real")):
-        gate = dep.get(key)
-        if isinstance(gate, dict):
-            detail = ctx.t("g_ready", s=fmt(gate.get("ready_seconds"))) if gate.get("passed") else \
-                (gate.get("error") or DASH).splitlines()[0][:300]
-            rows.append([ctx.t(label), check_status(ctx, gate.get("passed")), detail])
-    chat = dep.get("smoke_chat")
-    if isinstance(chat, dict) and chat:
-        reply = chat.get("reply")
-        rows.append(["Chat Completions", check_status(ctx, bool(isinstance(reply, str) and reply.strip())),
-                     ctx.t("g_chat", n=fmt(dig(chat, "usage.completion_tokens")))])
-    models = dep.get("models")
-    if isinstance(models, list):
+    for gate, label in ((res.dummy_gate, "q_gate_dummy"), (res.real_gate, "q_gate_real")):
+        if gate is not None:
+            detail = ctx.t("g_ready", s=fmt(gate.ready_seconds)) if gate.passed else \
+                (gate.error or DASH).splitlines()[0][:300]
+            rows.append([ctx.t(label), check_status(ctx, gate.passed), detail])
+    chat = res.smoke_chat
+    if chat is not None:
+        rows.append(["Chat Completions", check_status(ctx, bool(chat.reply.strip())),
+                     ctx.t("g_chat", n=fmt(dig(chat.usage, "completion_tokens")))])
+    if res.models:
         served = ctx.run.params("model").get("served_model_name") or ctx.run.params("model").get("id")
-        ids = [m.get("id") for m in models if isinstance(m, dict)]
+        ids = [m.get("id") for m in res.models]
         rows.append(["/v1/models", check_status(ctx, served in ids), ", ".join(map(str, ids)) or DASH])
     ctx.md.table([ctx.t("col_check"), ctx.t("col_status"), ctx.t("col_detail")], rows)
 

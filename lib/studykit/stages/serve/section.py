@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from studykit.report.blocks import Ctx, SummaryRow, metric_label, perf_stage, point_label
 from studykit.report.mdtools import fmt
-from studykit.schema.metrics import by_id, dig
+from studykit.schema.metrics import by_id
+from studykit.stages.serve.result import ServePoint, ServeResult
 
 SUMMARY = (SummaryRow("sum_serve", ("serve.request_throughput", "serve.mean_ttft_ms", "serve.mean_tpot_ms")),)
 
@@ -13,7 +14,7 @@ SWEEP_COLUMNS = ("request_throughput", "output_throughput", "mean_ttft_ms", "p99
                  "p99_tpot_ms", "completed")
 
 
-def serve_points_table(ctx: Ctx, points: list[dict]) -> None:
+def serve_points_table(ctx: Ctx, points: list[ServePoint]) -> None:
     """Every sweep point, labelled by request rate and concurrency: mean over repeats, ± 95 % CI half-width."""
     headers = [ctx.t("col_point"), ctx.t("col_repeats")]
     for key in SWEEP_COLUMNS:
@@ -21,28 +22,28 @@ def serve_points_table(ctx: Ctx, points: list[dict]) -> None:
         headers.append(f"{metric_label(m, ctx.lang)} ({m.unit})")
     rows = []
     for pt in points:
-        row = [point_label(ctx, pt), fmt(pt.get("repeats"))]
+        row = [point_label(ctx, pt), fmt(pt.repeats)]
         for key in SWEEP_COLUMNS:
-            stat = (pt.get("metrics") or {}).get(key) or {}
-            cell = fmt(stat.get("mean"))
-            if stat.get("ci95_half_width") is not None:
-                cell += f" ± {fmt(stat['ci95_half_width'])}"
+            stat = pt.metrics.get(key)
+            cell = fmt(stat.mean if stat else None)
+            if stat and stat.ci95_half_width is not None:
+                cell += f" ± {fmt(stat.ci95_half_width)}"
             row.append(cell)
         rows.append(row)
     ctx.md.table(headers, rows)
 
 
-def _headline(ctx: Ctx, result) -> None:
-    if len(dig(result, "points") or []) > 1:
-        ctx.md.p(ctx.t("p_headline", point=point_label(ctx, result["points"][0])))
+def _headline(ctx: Ctx, result: ServeResult) -> None:
+    if len(result.points) > 1:
+        ctx.md.p(ctx.t("p_headline", point=point_label(ctx, result.points[0])))
 
 
-def _sweep(ctx: Ctx, result) -> None:
-    points = dig(result, "points") or []
+def _sweep(ctx: Ctx, result: ServeResult) -> None:
+    points = result.points
     if points:
         ctx.md.p(f"**{ctx.t('p_sweep')}**")
         serve_points_table(ctx, points)
-        if any((pt.get("repeats") or 1) > 1 for pt in points):
+        if any(pt.repeats > 1 for pt in points):
             ctx.md.p(ctx.t("p_ci_note"))
 
 
