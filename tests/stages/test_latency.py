@@ -12,7 +12,7 @@ import pytest
 from conftest import DATA, by_id, typed_result
 from studykit.stages.latency import checks
 from studykit.stages.latency.params import LatencyParams
-from studykit.stages.latency.stage import derive, latency_args, parse_latency_json
+from studykit.stages.latency.stage import derive, parse_latency_json
 
 BENCH = DATA / "bench"
 
