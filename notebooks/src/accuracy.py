@@ -17,26 +17,25 @@ min_top1_agreement = 0.95  # help: teacher-forced top-1 agreement threshold
 max_mean_kl = 0.05  # help: teacher-forced mean KL threshold (nats)
 
 # %%
-from studykit.stages.accuracy.stage import divergence_table, per_prompt_table, position_errors_chart, run_accuracy
-from studykit.stages.benchtools import effective_params
 from studykit.display import checks_frame, metrics_frame
 from studykit.runner.context import open_stage
+from studykit.stages.accuracy import checks, stage
 
 ctx = open_stage("accuracy", run_dir, params_path)
-p = effective_params(ctx, "accuracy", globals())
+p = ctx.params(globals())
+print("model checkpoint:", ctx.model_dir)
+print("\n".join(step.command for step in stage.plan(ctx.study, ctx.model_dir, ctx.run_dir, ctx.port)))
 
 # %% [markdown]
 # ## Reference, then vLLM
-# The transformers reference generates first (greedy, full-vocabulary log-probabilities, kept in
-# `raw/accuracy/reference_logprobs.npz`); then one vLLM server answers every request: free-running greedy
-# (twice, for determinism) and teacher-forced (vLLM scores the reference's own continuation with
-# `prompt_logprobs`, so both models see the same context at every position).
+# The prompt file is checked first (a bad one fails here, before any model loads). The transformers reference
+# generates first (greedy, full-vocabulary log-probabilities, kept in `raw/accuracy/reference_logprobs.npz`);
+# then one vLLM server answers every request: free-running greedy (twice, for determinism) and teacher-forced
+# (vLLM scores the reference's own continuation with `prompt_logprobs`, so both models see the same context at
+# every position).
 
 # %%
-try:
-    result, failures = run_accuracy(ctx, p)
-except Exception as err:
-    ctx.fail(err)
+result = stage.run(ctx, p)
 metrics_frame("accuracy", result)
 
 # %% [markdown]
@@ -45,7 +44,7 @@ metrics_frame("accuracy", result)
 # error and KL over each prompt's positions.
 
 # %%
-per_prompt_table(result)
+stage.per_prompt_table(result)
 
 # %% [markdown]
 # ## Free-running divergences: near ties and real ones
@@ -54,14 +53,23 @@ per_prompt_table(result)
 # `near_tie_margin` is a near tie (bf16 against fp32 can flip it); only real divergences count against the gate.
 
 # %%
-divergence_table(result)
+stage.divergence_table(result)
 
 # %% [markdown]
-# ## Probability error per position, and the checks
+# ## Probability error per position
 
 # %%
-result["charts"] = [position_errors_chart(result, ctx)]
-checks_frame(result["checks"])
+result.charts = stage.charts(ctx, result)
+
+# %% [markdown]
+# ## Checks
+# Each against its threshold in the parameters: free-running agreement up to the first real divergence,
+# teacher-forced top-1 agreement and mean KL, and the same greedy output in two passes. A failed check fails the
+# stage; `not_run` says why it could not run.
 
 # %%
-ctx.write_results(result, failures=failures)
+result.checks = checks.checks(p, result)
+checks_frame(result.checks)
+
+# %%
+ctx.write(result)

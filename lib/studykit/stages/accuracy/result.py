@@ -9,7 +9,7 @@ from pydantic import Field
 from studykit.schema.base import Open, Record, StageResult
 
 class FreeRunning(Record):
-    """Free-running greedy agreement. See accuracy_metrics.free_running_summary for the exact counting."""
+    """Free-running greedy agreement. See compare.free_running_summary for the exact counting."""
 
     prompts: int
     equal_tokens: int = Field(description="position-wise equal tokens (the seed's count)")
@@ -42,17 +42,6 @@ class FirstDivergence(Record):
     p_vllm_vllm_token: float | None = None
 
 
-class PromptAccuracy(Open):
-    """One prompt's record; the token ids and per-position data beside these fields are kept as written."""
-
-    id: str
-    equal_tokens: int
-    total_tokens: int
-    token_agreement: float
-    first_divergence: int | None = None
-    first_divergence_detail: FirstDivergence | None = None
-
-
 class TeacherForced(Record):
     positions: int
     top1_agreement: float | None = None
@@ -65,6 +54,19 @@ class TeacherForced(Record):
     max_margin_shift: float | None = Field(
         None, description="largest |vLLM's - the reference's margin between the reference's top two tokens|: "
                           "the bf16-vs-fp32 noise near_tie_margin is set against")
+
+
+class PromptAccuracy(Open):
+    """One prompt's record; the token ids and per-position data beside these fields are kept as written."""
+
+    id: str
+    equal_tokens: int
+    total_tokens: int
+    token_agreement: float
+    first_divergence: int | None = None
+    first_divergence_detail: FirstDivergence | None = None
+    chat: bool | None = Field(None, description="the prompt went through the chat template")
+    teacher_forced: TeacherForced | None = Field(None, description="this prompt's teacher-forced summary")
 
 
 class Determinism(Record):

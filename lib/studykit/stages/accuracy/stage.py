@@ -4,26 +4,26 @@ Reference: transformers on CPU, greedy, from the same checkpoint, keeping full-v
 Candidate: the vLLM server the kit starts, greedy. Compared two ways:
 - free-running: both generate N tokens from the same prompt ids (the seed's token agreement). Each prompt's
   first divergence is explained by the reference's probabilities of the two tokens there: a near tie (the margin
-  is within bf16-vs-fp32 noise) is not held against the port, a real divergence is (accuracy_metrics);
+  is within bf16-vs-fp32 noise) is not held against the port, a real divergence is (compare.py);
 - teacher-forced: vLLM scores the reference's prompt + continuation (`prompt_logprobs`), so every position
   compares the two models on the same context.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
 
 import numpy as np
 
-from studykit.stages.accuracy import compare as metrics
 from studykit.engine import cmdline
-from studykit.checks import check, failed, not_run
-from studykit.stages.deploy.stage import curl_command
-from studykit.plan import Step, base_url
 from studykit.engine.server import VllmServer, http_post_json
+from studykit.plan import Step, base_url
+from studykit.stages.accuracy import compare as metrics
+from studykit.stages.accuracy.params import AccuracyParams
+from studykit.stages.accuracy.result import AccuracyResult
+from studykit.stages.deploy.stage import curl_command
 
 
 def load_tokenizer(model_dir: Path, trust_remote_code: bool):
@@ -134,48 +134,6 @@ def compare(prompts: list[dict], reference: list[dict], full: dict, free: list[d
             "teacher_forced": metrics.summarize(all_positions)}
 
 
-def accuracy_checks(summary: dict, determinism: dict, p) -> list[dict]:
-    """The free-running gate is the agreement up to each prompt's first real divergence (near ties excluded,
-    see accuracy_metrics.free_running_summary); the raw agreement is a reported number, not a gate."""
-    fr, tf = summary["free_running"], summary["teacher_forced"]
-    gate = "free-running token agreement up to the first real divergence >= threshold"
-    if fr["token_agreement_excluding_near_ties"] is None:
-        out = [not_run(gate, f"no comparable token: all {fr['prompts']} prompts part at their first token in a "
-                             f"near tie", "accuracy.token_agreement_excluding_near_ties")]
-    else:
-        real = [f"{pp['id']}@{d['position']} (" + (f"margin {d['margin']:.4f}" if d["margin"] is not None
-                                                    else "length differs") + ")"
-                for pp in summary["per_prompt"] if (d := pp.get("first_divergence_detail"))
-                and d["kind"] == metrics.DIVERGENCE]
-        out = [check(gate, fr["token_agreement_excluding_near_ties"] >= p.min_token_agreement,
-                     f"{fr['agreeing_tokens']}/{fr['comparable_tokens']} comparable tokens agree (tokens after a "
-                     f"near tie are not comparable; after a real divergence they count as wrong); "
-                     f"real divergences: {', '.join(real) or 'none'}; near ties (margin <= {p.near_tie_margin:g}): "
-                     f"{fr['near_ties']}; raw agreement {fr['equal_tokens']}/{fr['total_tokens']} "
-                     f"(not gating); largest teacher-forced top-2 margin shift "
-                     f"{fmt_optional(tf.get('max_margin_shift'))}", p.min_token_agreement, fr["token_agreement_excluding_near_ties"],
-                     "accuracy.token_agreement_excluding_near_ties")]
-    if not tf.get("positions"):
-        out += [not_run("teacher-forced top-1 agreement >= threshold", "no teacher-forced position was compared",
-                        "accuracy.top1_agreement"),
-                not_run("teacher-forced mean KL <= threshold", "no teacher-forced position was compared",
-                        "accuracy.mean_kl")]
-    else:
-        out += [check("teacher-forced top-1 agreement >= threshold", tf["top1_agreement"] >= p.min_top1_agreement,
-                      f"over {tf['positions']} positions", p.min_top1_agreement, tf["top1_agreement"],
-                      "accuracy.top1_agreement"),
-                check("teacher-forced mean KL <= threshold", tf["mean_kl"] <= p.max_mean_kl,
-                      "KL(reference || vLLM) over vLLM's top-k plus a remaining-mass bucket", p.max_mean_kl,
-                      tf["mean_kl"], "accuracy.mean_kl")]
-    out.append(check("greedy output identical in two passes", determinism["identical"],
-                     f"mismatched prompts: {determinism['mismatched'] or 'none'}", True, determinism["identical"]))
-    return out
-
-
-def fmt_optional(value: float | None) -> str:
-    return "not measured" if value is None else f"{value:.4f}"
-
-
 def plan(study, model_dir: Path, run_dir, port) -> list[Step]:
     """Reference first (nothing else runs beside it), then one vLLM server for every request."""
     p, url = study.accuracy, base_url(study.server.host, port)
@@ -193,87 +151,96 @@ def plan(study, model_dir: Path, run_dir, port) -> list[Step]:
     ]
 
 
-def run_accuracy(ctx, p) -> tuple[dict, list[str]]:
-    """The whole stage: inputs checked first, reference, then one vLLM server for everything."""
+
+METHOD = ("prob errors and KL are teacher-forced: vLLM scores the reference's own continuation (prompt_logprobs), "
+          "so both see the same context; KL is over vLLM's returned tokens plus one bucket for the remaining mass; "
+          "no missing logprob is filled in. Free-running: at each prompt's first divergence the margin is the "
+          "reference's p(own token) - p(vLLM's token) on the shared context; a margin <= near_tie_margin is a near "
+          "tie, larger is a real divergence; teacher_forced.max_margin_shift is this run's measure of how far bf16 "
+          "moves such a margin. The gate is token_agreement_excluding_near_ties: tokens before the first divergence "
+          "agree; after a near tie the rest is not comparable, after a real divergence the rest counts as wrong. "
+          "token_agreement is the seed's raw position-wise agreement, reported, not gating.")
+
+
+def run(ctx, p: AccuracyParams) -> AccuracyResult:
+    """The whole stage: inputs checked first (a bad prompt file fails before any model loads), the reference,
+    then one vLLM server for every request; what was measured is kept if a step fails (ctx.keep)."""
     from studykit.stages.accuracy.prompts import load_prompts, tokenize_prompts
 
     study = ctx.study
-    prompts = load_prompts(p.prompts_file)  # bad files fail here, before any model loads
-    tokenizer = load_tokenizer(ctx.model_dir, study.model.trust_remote_code)
-    prompts = tokenize_prompts(prompts, tokenizer, study.model.max_model_len, p.max_new_tokens)
+    data: dict = {"params": p.model_dump(mode="json"), "top_k": p.top_k_logprobs,
+                  "thresholds": {"min_token_agreement": p.min_token_agreement, "near_tie_margin": p.near_tie_margin,
+                                 "min_top1_agreement": p.min_top1_agreement, "max_mean_kl": p.max_mean_kl},
+                  "method": METHOD}
+    with ctx.keep(data):
+        prompts = load_prompts(p.prompts_file)
+        tokenizer = load_tokenizer(ctx.model_dir, study.model.trust_remote_code)
+        prompts = tokenize_prompts(prompts, tokenizer, study.model.max_model_len, p.max_new_tokens)
 
-    t0 = time.monotonic()
-    reference, full = reference_generate(ctx.model_dir, prompts, p.max_new_tokens, p.reference_dtype,
-                                         study.model.trust_remote_code, p.top_k_logprobs)
-    reference_seconds = round(time.monotonic() - t0, 3)
-    np.savez_compressed(ctx.raw_dir / "reference_logprobs.npz", **full)
-    reference_step = ctx.step("transformers reference")
-    ctx.commands.note(reference_step.label, reference_step.text)
+        t0 = time.monotonic()
+        reference, full = reference_generate(ctx.model_dir, prompts, p.max_new_tokens, p.reference_dtype,
+                                             study.model.trust_remote_code, p.top_k_logprobs)
+        np.savez_compressed(ctx.raw_dir / "reference_logprobs.npz", **full)
+        data["reference"] = {"engine": "transformers", "dtype": p.reference_dtype, "device": "cpu",
+                             "seconds": round(time.monotonic() - t0, 3),
+                             "full_logprobs": "raw/accuracy/reference_logprobs.npz", "per_prompt": reference}
+        reference_step = ctx.step("transformers reference")
+        ctx.commands.note(reference_step.label, reference_step.text)
 
-    name = study.model.name_served
-    with ctx.server_for(ctx.step("accuracy")) as srv:
-        free = [vllm_free_running(srv, name, q["prompt_ids"], p.max_new_tokens, p.top_k_logprobs, ctx.commands)
-                for q in prompts]
-        again = [vllm_free_running(srv, name, q["prompt_ids"], p.max_new_tokens, p.top_k_logprobs)
-                 for q in prompts]
-        forced = [vllm_teacher_forced(srv, name, q["prompt_ids"], r["tokens"], p.top_k_logprobs, ctx.commands)
-                  for q, r in zip(prompts, reference)]
-    mismatched = [q["id"] for q, a, b in zip(prompts, free, again) if a["tokens"] != b["tokens"]]
-    determinism = {"passes": 2, "identical": not mismatched, "mismatched": mismatched}
-    summary = compare(prompts, reference, full, free, forced, p.top_k_logprobs, p.near_tie_margin,
-                      decode=lambda t: tokenizer.decode([t]))
-    fr, tf = summary["free_running"], summary["teacher_forced"]
-    result = {"params": p.model_dump(mode="json"), "reference": {"engine": "transformers", "dtype": p.reference_dtype, "device": "cpu",
-                            "seconds": reference_seconds, "full_logprobs": "raw/accuracy/reference_logprobs.npz",
-                            "per_prompt": reference},
-              "candidate": {"engine": "vllm", "dtype": study.model.dtype, "server_command": srv.command},
-              "server": srv.label,
-              "top_k": p.top_k_logprobs, "free_running": fr, "teacher_forced": tf,
-              "determinism": determinism, "per_prompt": summary["per_prompt"],
-              "thresholds": {"min_token_agreement": p.min_token_agreement, "near_tie_margin": p.near_tie_margin,
-                             "min_top1_agreement": p.min_top1_agreement, "max_mean_kl": p.max_mean_kl},
-              "method": "prob errors and KL are teacher-forced: vLLM scores the reference's own continuation "
-                        "(prompt_logprobs), so both see the same context; KL is over vLLM's returned tokens plus "
-                        "one bucket for the remaining mass; no missing logprob is filled in. Free-running: at each "
-                        "prompt's first divergence the margin is the reference's p(own token) - p(vLLM's token) "
-                        "on the shared context; a margin <= near_tie_margin is a near tie, larger is a real "
-                        "divergence; teacher_forced.max_margin_shift is this run's measure of how far bf16 moves such a "
-                        "margin. The gate is token_agreement_excluding_near_ties: tokens before the first "
-                        "divergence agree; after a near tie the rest is not comparable, after a real divergence "
-                        "the rest counts as wrong. token_agreement is the seed's raw position-wise agreement, "
-                        "reported, not gating."}
-    result["checks"] = accuracy_checks(summary, determinism, p)
-    return result, failed(result["checks"])
+        name = study.model.name_served
+        with ctx.server_for(ctx.step("accuracy")) as srv:
+            data["server"] = srv.label
+            data["candidate"] = {"engine": "vllm", "dtype": study.model.dtype, "server_command": srv.command}
+            free = [vllm_free_running(srv, name, q["prompt_ids"], p.max_new_tokens, p.top_k_logprobs, ctx.commands)
+                    for q in prompts]
+            again = [vllm_free_running(srv, name, q["prompt_ids"], p.max_new_tokens, p.top_k_logprobs)
+                     for q in prompts]
+            forced = [vllm_teacher_forced(srv, name, q["prompt_ids"], r["tokens"], p.top_k_logprobs, ctx.commands)
+                      for q, r in zip(prompts, reference)]
+        mismatched = [q["id"] for q, a, b in zip(prompts, free, again) if a["tokens"] != b["tokens"]]
+        data["determinism"] = {"passes": 2, "identical": not mismatched, "mismatched": mismatched}
+        summary = compare(prompts, reference, full, free, forced, p.top_k_logprobs, p.near_tie_margin,
+                          decode=lambda t: tokenizer.decode([t]))
+        data.update(free_running=summary["free_running"], teacher_forced=summary["teacher_forced"],
+                    per_prompt=summary["per_prompt"])
+    return ctx.result(data)
 
 
-def position_errors_chart(result: dict, ctx) -> str:
+def charts(ctx, result: AccuracyResult) -> list[str]:
+    """The teacher-forced probability error of the reference's token at each generated position, per prompt."""
+    import matplotlib
+    matplotlib.use("agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    for pp in result["per_prompt"]:
-        ax.plot([pos["abs_prob_error"] for pos in pp["positions"]], marker=".", label=pp["id"])
+    for pp in result.per_prompt:
+        ax.plot([pos["abs_prob_error"] for pos in pp.positions], marker=".", label=pp.id)
     ax.set_xlabel("generated position")
     ax.set_ylabel("|p_ref − p_vllm| of the reference token")
     ax.set_title("Teacher-forced probability error per position")
     ax.legend(fontsize=6, ncol=3)
-    return ctx.save_figure(fig, "prob-error", dpi=110)
+    return [ctx.save_figure(fig, "prob-error", dpi=110)]
 
 
-def per_prompt_table(result: dict):
+def per_prompt_table(result: AccuracyResult):
     import pandas as pd
 
-    return pd.DataFrame([{"prompt": pp["id"], "chat": pp["chat"], "token_agreement": pp["token_agreement"],
-                          "first_divergence": pp["first_divergence"],
-                          "divergence_kind": (pp.get("first_divergence_detail") or {}).get("kind"),
-                          "margin": (pp.get("first_divergence_detail") or {}).get("margin"),
-                          "top1_agreement": pp["teacher_forced"]["top1_agreement"],
-                          "prob_mae": pp["teacher_forced"]["prob_mae"],
-                          "mean_kl": pp["teacher_forced"]["mean_kl"]} for pp in result["per_prompt"]])
+    rows = []
+    for pp in result.per_prompt:
+        d, tf = pp.first_divergence_detail, pp.teacher_forced
+        rows.append({"prompt": pp.id, "chat": pp.chat, "token_agreement": pp.token_agreement,
+                     "first_divergence": pp.first_divergence, "divergence_kind": d.kind if d else None,
+                     "margin": d.margin if d else None, "top1_agreement": tf.top1_agreement if tf else None,
+                     "prob_mae": tf.prob_mae if tf else None, "mean_kl": tf.mean_kl if tf else None})
+    return pd.DataFrame(rows)
 
 
-def divergence_rows(result: dict) -> list[dict]:
+def divergence_rows(result: AccuracyResult | dict) -> list[dict]:
     """Every prompt's first free-running divergence, near ties and real ones, in prompt order, for the report:
-    the two tokens, the reference's and vLLM's probabilities of each, the margin and the kind."""
+    the two tokens, the reference's and vLLM's probabilities of each, the margin and the kind. Takes the typed
+    result (the notebook) or results/accuracy.json as read (the report)."""
+    if isinstance(result, AccuracyResult):
+        result = result.model_dump(mode="json")
     rows = []
     for pp in result.get("per_prompt") or []:
         d = pp.get("first_divergence_detail")
@@ -288,11 +255,7 @@ def divergence_rows(result: dict) -> list[dict]:
     return rows
 
 
-def divergence_table(result: dict):
+def divergence_table(result: AccuracyResult | dict):
     import pandas as pd
 
     return pd.DataFrame(divergence_rows(result))
-
-
-def dumps(obj) -> str:
-    return json.dumps(obj, ensure_ascii=False, indent=1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -30,9 +30,21 @@ class ChunkedPrefill(Record):
     usage: dict[str, Any] | None = None
 
 
+class GraphVsEager(Record):
+    """The same greedy request on a graph-mode and an eager server, when asked for (else why not)."""
+
+    status: Literal["measured", "not applicable"]
+    identical: bool | None = None
+    graph_tokens: list[int] | None = None
+    eager_tokens: list[int] | None = None
+    reason: str | None = None
+
+
 class FunctionalResult(StageResult):
-    not_applicable: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    not_applicable: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="features not exercised (tensor parallel, multi-modal): why, from the "
+                                          "study and config.json")
     engine_flags: dict[str, bool | None] = Field(default_factory=dict)
     prefix_caching: PrefixCaching | None = None
     chunked_prefill: ChunkedPrefill | None = None
-    graph_vs_eager: dict[str, Any] | None = None
+    graph_vs_eager: GraphVsEager | None = None

@@ -1,4 +1,8 @@
-"""Functional claims measured, not asserted: prefix caching, chunked prefill, graph vs eager, TP, multi-modal."""
+"""Functional claims measured on a running server, not asserted: prefix caching (vLLM's own hit counters),
+chunked prefill (a prompt longer than the per-step token budget completes) and, when asked for, graph mode against
+eager (the same greedy tokens). Tensor parallelism and multi-modal input are not exercised: `not_applicable`
+records from the study and config.json why they do not apply, or that they are configured / present but not
+checked."""
 
 from __future__ import annotations
 
@@ -6,11 +10,12 @@ import json
 import re
 from pathlib import Path
 
-from studykit.checks import check, not_run
-from studykit.stages.deploy.stage import curl_command
 from studykit.engine import cmdline
-from studykit.plan import Step, base_url
 from studykit.engine.server import http_get, http_post_json
+from studykit.plan import Step, base_url, find
+from studykit.stages.deploy.stage import curl_command
+from studykit.stages.functional.params import FunctionalParams
+from studykit.stages.functional.result import FunctionalResult
 
 _METRIC = re.compile(r"^(vllm:[a-z_]+)(\{[^}]*\})?\s+([-+0-9.eE]+|NaN)$")
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
@@ -139,26 +144,54 @@ def not_applicable(study, model_dir: Path) -> dict:
     }
 
 
-def functional_checks(results: dict) -> list[dict]:
-    pc, cp, ge = results["prefix_caching"], results["chunked_prefill"], results["graph_vs_eager"]
-    out = [check("prompt longer than max_num_batched_tokens completes", cp["completed"],
-                 f"{cp['prompt_tokens']} prompt tokens, budget {cp['max_num_batched_tokens']} per step",
-                 True, cp["completed"], "functional.chunked_prefill_prompt_tokens")]
-    name = "prefix cache hits = whole shared blocks x later requests"
-    if pc["enabled"] not in ("True", "true"):
-        out.append(not_run(name, f"prefix caching is off in the server's cache config (enabled={pc['enabled']})",
-                           "functional.prefix_cache_hit_tokens"))
-    elif pc["expected_hit_tokens"] is None:
-        out.append(not_run(name, "the server's cache config reports no block size",
-                           "functional.prefix_cache_hit_tokens"))
-    else:
-        out.append(check(name, pc["hit_tokens"] == pc["expected_hit_tokens"],
-                         pc["why_no_hits"] or f"{pc['requests'] - 1} requests x {pc['prefix_full_blocks']} blocks "
-                                              f"x {pc['block_size']} tokens", pc["expected_hit_tokens"],
-                         pc["hit_tokens"], "functional.prefix_cache_hit_tokens"))
-    name = "graph and eager give the same greedy tokens"
-    if ge.get("status") == "measured":
-        out.append(check(name, ge["identical"], "16 greedy tokens", True, ge["identical"]))
-    else:
-        out.append(not_run(name, ge.get("reason") or "not measured"))
-    return out
+GRAPH_PROBE = "Write a haiku about the sea."
+
+
+def graph_vs_eager_not_applicable(study) -> dict:
+    return {"status": "not applicable",
+            "reason": ("graph compilation on CPU takes minutes; set functional.graph_vs_eager: true to compare"
+                       if study.platform == "cpu" else "functional.graph_vs_eager is false")}
+
+
+def run(ctx, p: FunctionalParams) -> FunctionalResult:
+    """Prefix caching and chunked prefill on one server (plus a greedy probe), then the probe again on a server of
+    the other graph mode when graph_vs_eager is set; what was measured is kept if a step fails (ctx.keep)."""
+    from studykit.stages.accuracy.stage import load_tokenizer
+
+    study = ctx.study
+    data: dict = {"params": p.model_dump(mode="json"), "server": "functional"}
+    with ctx.keep(data):
+        data["not_applicable"] = not_applicable(study, ctx.model_dir)
+        tokenizer = load_tokenizer(ctx.model_dir, study.model.trust_remote_code)
+        name = study.model.name_served
+        budget, _ = batched_tokens_budget(study)
+        steps = ctx.plan()
+        probe = tokenizer(GRAPH_PROBE)["input_ids"]
+        with ctx.server_for(find(steps, "functional")) as srv:
+            flags = engine_config_flags(srv.log_path)
+            data["engine_flags"] = flags
+            data["prefix_caching"] = prefix_cache_check(srv, name, tokenizer, p.prefix_tokens, p.prefix_requests,
+                                                        ctx.commands)
+            data["chunked_prefill"] = chunked_prefill_check(srv, name, tokenizer, budget, flags, ctx.commands)
+            base_tokens = complete(srv.base_url, name, probe, 16)["tokens"]
+        other = next((s for s in steps if s.label in ("functional-graph", "functional-eager")), None)
+        if other is None:
+            data["graph_vs_eager"] = graph_vs_eager_not_applicable(study)
+        else:
+            with ctx.server_for(other) as srv:
+                other_tokens = complete(srv.base_url, name, probe, 16)["tokens"]
+            # the base server runs the study's mode, the other one the opposite
+            graph, eager = (other_tokens, base_tokens) if other.label == "functional-graph" else (base_tokens,
+                                                                                                   other_tokens)
+            data["graph_vs_eager"] = {"status": "measured", "identical": graph == eager, "eager_tokens": eager,
+                                      "graph_tokens": graph}
+    return ctx.result(data)
+
+
+def features_frame(result: FunctionalResult):
+    """Prefix caching and chunked prefill as measured, side by side (one row per field)."""
+    import pandas as pd
+
+    cols = {label: (part.model_dump() if part else {}) for label, part in
+            (("prefix caching", result.prefix_caching), ("chunked prefill", result.chunked_prefill))}
+    return pd.DataFrame({label: pd.Series(values, dtype=object) for label, values in cols.items()})

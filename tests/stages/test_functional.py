@@ -1,0 +1,159 @@
+"""The functional stage: its checks fed a real recorded result (the golden run passes) and wrong ones (each fails,
+or is not_run with the reason), the engine's flags read from a real start-up log, what `not_applicable` records for
+tensor parallelism and multi-modal input, the plan, and a stage whose server fails (what it had is kept)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import DATA, by_id, tiny_study, typed_result
+from studykit.stages.functional import checks
+from studykit.stages.functional.params import FunctionalParams
+from studykit.stages.functional.stage import batched_tokens_budget, engine_config_flags, not_applicable, plan
+
+GOLDEN = DATA / "runs" / "golden"
+IDS = ("functional.chunked_prefill", "functional.prefix_caching", "functional.graph_vs_eager")
+
+
+def functional_results(enabled="True"):
+    return {"prefix_caching": {"enabled": enabled, "hit_tokens": 768, "query_tokens": 1056,
+                               "expected_hit_tokens": 768, "requests": 4, "prefix_tokens": 256,
+                               "prefix_full_blocks": 2, "block_size": 128, "working": True, "why_no_hits": None},
+            "chunked_prefill": {"completed": True, "prompt_tokens": 529, "max_num_batched_tokens": 256},
+            "graph_vs_eager": {"status": "not applicable", "reason": "graph compilation on CPU takes minutes"}}
+
+
+def run_checks(data):
+    return checks.checks(FunctionalParams(), typed_result("functional", data))
+
+
+def test_recorded_functional_passes_and_the_hits_are_whole_blocks():
+    doc = json.loads((GOLDEN / "results" / "functional.json").read_text())
+    data = {k: doc[k] for k in ("params", "not_applicable", "engine_flags", "prefix_caching", "chunked_prefill",
+                                "graph_vs_eager")}
+    res = checks.checks(FunctionalParams(**doc["params"]), typed_result("functional", data))
+    assert [c.id for c in res] == list(IDS)
+    assert [c.status for c in res] == ["passed", "passed", "not_run"], [(c.id, c.detail) for c in res]
+    pc = doc["prefix_caching"]
+    # 3 later requests reuse the 256-token prefix's whole 128-token blocks: 3 x 2 x 128
+    assert by_id(res, "functional.prefix_caching")[0].expected == (pc["requests"] - 1) * (256 // 128) * 128 == 768
+    assert "minutes" in by_id(res, "functional.graph_vs_eager")[0].detail
+
+
+def test_functional_checks_fail_and_not_run():
+    res = run_checks(functional_results())
+    assert [c.status for c in res] == ["passed", "passed", "not_run"]
+    assert "minutes" in res[2].detail
+    bad = functional_results()
+    bad["prefix_caching"]["hit_tokens"] = 0
+    bad["chunked_prefill"]["completed"] = False
+    assert [c.status for c in run_checks(bad)][:2] == ["failed", "failed"]
+    (off,) = by_id(run_checks(functional_results(enabled="False")), "functional.prefix_caching")
+    assert off.status == "not_run" and "off" in off.detail
+    measured = functional_results()
+    measured["graph_vs_eager"] = {"status": "measured", "identical": False}
+    assert by_id(run_checks(measured), "functional.graph_vs_eager")[0].status == "failed"
+
+
+def test_prefix_hits_off_by_one_block_fail():
+    wrong = functional_results()
+    wrong["prefix_caching"]["hit_tokens"] = 768 - 128  # one request missed a block
+    (c,) = by_id(run_checks(wrong), "functional.prefix_caching")
+    assert c.status == "failed" and (c.expected, c.actual) == (768, 640)
+
+
+def test_prefix_check_without_block_size_is_not_run():
+    no_block = functional_results()
+    no_block["prefix_caching"].update(block_size=None, prefix_full_blocks=None, expected_hit_tokens=None)
+    (c,) = by_id(run_checks(no_block), "functional.prefix_caching")
+    assert c.status == "not_run" and "block size" in c.detail
+
+
+def test_a_prompt_within_the_budget_does_not_show_chunked_prefill():
+    short = functional_results()
+    short["chunked_prefill"]["prompt_tokens"] = 200  # fits one 256-token step: nothing was chunked
+    (c,) = by_id(run_checks(short), "functional.chunked_prefill")
+    assert c.status == "failed" and "200 prompt tokens, budget 256" in c.detail
+
+
+def test_graph_vs_eager_measured():
+    same = functional_results()
+    same["graph_vs_eager"] = {"status": "measured", "identical": True, "graph_tokens": [5, 6, 7],
+                              "eager_tokens": [5, 6, 7]}
+    assert by_id(run_checks(same), "functional.graph_vs_eager")[0].status == "passed"
+    contradicting = functional_results()
+    contradicting["graph_vs_eager"] = {"status": "measured", "identical": True, "graph_tokens": [5, 6, 7],
+                                       "eager_tokens": [5, 6, 8]}  # says identical, tokens differ
+    assert by_id(run_checks(contradicting), "functional.graph_vs_eager")[0].status == "failed"
+
+
+def test_nothing_measured_is_not_run_everywhere():
+    res = run_checks({})
+    assert [(c.id, c.status) for c in res] == [(i, "not_run") for i in IDS]
+
+
+def test_engine_flags_from_a_real_start_up_log():
+    log = GOLDEN / "logs" / "functional-functional.log"
+    text = log.read_text()
+    assert "enable_prefix_caching=True" in text and "enable_chunked_prefill=True" in text
+    assert engine_config_flags(log) == {"enable_prefix_caching": True, "enable_chunked_prefill": True}
+
+
+def test_engine_flags_missing_from_the_log_are_none(tmp_path):
+    log = tmp_path / "x.log"
+    log.write_text("INFO engine started enable_prefix_caching=False\n")
+    assert engine_config_flags(log) == {"enable_prefix_caching": False, "enable_chunked_prefill": None}
+
+
+def test_not_applicable_records_configured_or_why_not(tmp_path):
+    """Tensor parallelism and multi-modal input are recorded from the study and config.json, not exercised."""
+    from studykit.params import load_study
+
+    (tmp_path / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"]}))
+    study = load_study(tiny_study(tmp_path))
+    na = not_applicable(study, tmp_path)
+    assert na["tensor_parallel"]["status"] == "not applicable" and "1" in na["tensor_parallel"]["reason"]
+    assert na["multi_modal"]["status"] == "not applicable" and "LlamaForCausalLM" in na["multi_modal"]["reason"]
+    tp2 = study.model_copy(update={"server": study.server.model_copy(update={"tensor_parallel_size": 2})})
+    assert not_applicable(tp2, tmp_path)["tensor_parallel"] == {"status": "configured", "tensor_parallel_size": 2}
+    (tmp_path / "config.json").write_text(json.dumps({"architectures": ["X"], "vision_config": {}}))
+    mm = not_applicable(study, tmp_path)["multi_modal"]
+    assert mm["status"] == "not checked" and "vision_config" in mm["reason"]
+
+
+def test_budget_and_plan(tmp_path):
+    from studykit.params import load_study
+
+    study = load_study(tiny_study(tmp_path, {"functional": {"max_num_batched_tokens": 128}}))
+    assert batched_tokens_budget(study) == (128, ["--max-num-batched-tokens", "128"])
+    steps = plan(study, tmp_path, tmp_path, 8000)
+    assert [s.label for s in steps] == ["functional", "prefix-cache request", "chunked-prefill request"]
+    assert "273-token prompt, budget 128" in steps[2].text  # 2 x 128 + 17
+    graph = study.model_copy(update={"functional": study.functional.model_copy(update={"graph_vs_eager": True})})
+    other = plan(graph, tmp_path, tmp_path, 8000)[-1]
+    want = "functional-graph" if study.enforce_eager else "functional-eager"
+    assert other.label == want and ("--enforce-eager" in other.argv) == (not study.enforce_eager)
+
+
+def test_run_keeps_what_it_measured_when_the_server_fails(tmp_path, default_model_dir):
+    """No engine is started: the server step raises. The stage fails, results/functional.json has the error and
+    what was recorded before it (not_applicable), and nothing it did not measure."""
+    from studykit.runner.context import StageFailed, open_stage
+    from studykit.stages.functional import stage
+
+    ctx = open_stage("functional", str(tmp_path / "run"), str(tiny_study(tmp_path)))
+    ctx._model_dir = default_model_dir
+    p = ctx.params({"prefix_requests": 3})
+
+    def no_server(step):
+        raise RuntimeError(f"engine for {step.label} died")
+
+    ctx.server_for = no_server
+    with pytest.raises(StageFailed, match="engine for functional died"):
+        stage.run(ctx, p)
+    doc = json.loads((tmp_path / "run" / "results" / "functional.json").read_text())
+    assert doc["status"] == "failed" and doc["params"]["prefix_requests"] == 3
+    assert doc["not_applicable"]["tensor_parallel"]["status"] == "not applicable"
+    assert doc["prefix_caching"] is None and doc["graph_vs_eager"] is None
