@@ -1,5 +1,6 @@
-"""The tasks stage without a model: bad input stops it before any model loads, the shipped items are what the
-generator makes, the lm-eval command lines, and every check can pass, fail or not run."""
+"""The tasks stage's inputs without a model: bad input stops it before any model loads, the shipped items are what
+the generator makes, the lm-eval command lines, a hub task read from its fetched directory. Pairing, checks and
+`run` are in tests/stages/test_tasks.py."""
 
 from __future__ import annotations
 
@@ -9,9 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from studykit.params import Study, load_study
+from studykit.params import load_study
 from studykit.stages.tasks.params import TasksParams
-from studykit.schema import validate_result
 from studykit.stages.tasks import defaults
 from studykit.stages.tasks.data import (
     KIT_TASKS_DIR,
@@ -21,7 +21,6 @@ from studykit.stages.tasks.data import (
     write_task_dir,
 )
 from studykit.stages.tasks import stage as tasks_stage
-from studykit.stages.tasks.stage import compare_task, run_tasks, task_checks
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -127,23 +126,24 @@ def test_baseline_outside_0_1_is_a_params_error():
         TasksParams(baselines={"studykit_mc": 45.0})
 
 
-class _NoModelContext:
-    """A stage context whose model must not be touched: bad input has to stop the stage first."""
-
-    def __init__(self, run_dir: Path, study: Study):
-        self.run_dir, self.study = run_dir, study
-
-    @property
-    def model_dir(self):
-        raise AssertionError("the model was resolved before the inputs were checked")
-
-
 def test_bad_input_stops_the_stage_before_any_model_loads(tmp_path):
+    """The stage fails naming the bad line, results/tasks.json says so, and the model was never resolved."""
+    from conftest import tiny_study
+    from studykit.runner.context import StageContext, StageFailed, open_stage
+
+    class NoModel(StageContext):
+        @property
+        def model_dir(self):
+            raise AssertionError("the model was resolved before the inputs were checked")
+
     d = _task_dir(tmp_path, [GOOD, '{"id": "x", "question": "Q?", "choices": [" x", " y"], "answer": "y"}'])
-    study = load_study(ROOT / "params" / "smollm2-135m-cpu.yaml")
+    opened = open_stage("tasks", str(tmp_path / "run"), str(tiny_study(tmp_path)))
+    ctx = NoModel("tasks", opened.run_dir, opened.study)
     p = TasksParams(tasks=["my_mc"], include_path=[str(d)])
-    with pytest.raises(TaskInputError, match="line 2: item 'x': answer key 'y' is outside the choices"):
-        run_tasks(_NoModelContext(tmp_path / "run", study), p)
+    with pytest.raises(StageFailed, match="line 2: item 'x': answer key 'y' is outside the choices"):
+        tasks_stage.run(ctx, p)
+    doc = json.loads((tmp_path / "run" / "results" / "tasks.json").read_text())
+    assert doc["status"] == "failed" and doc["error"].startswith("TaskInputError: ") and doc["params"]["tasks"] == ["my_mc"]
 
 
 # --- the run's task directory and the command lines ---------------------------------------------------------------
@@ -179,80 +179,6 @@ def test_plan_runs_the_same_tasks_on_both_backends(tmp_path):
     assert "add_bos_token=True" in cand_args and "tokenized_requests=True" in cand_args
     assert serve[serve.index("--port") + 1] == "8123"
     assert all(s.command for s in steps) and "HF_DATASETS_OFFLINE=1" in steps[0].command
-
-
-# --- pairing and checks -------------------------------------------------------------------------------------------
-
-
-def _mc_sample(doc_id: int, lls: list[float], gold: int) -> dict:
-    best = max(range(len(lls)), key=lls.__getitem__)
-    return {"doc_id": doc_id, "doc": {"id": f"q{doc_id}"}, "target": str(gold),
-            "arguments": {f"gen_args_{i}": {"arg_0": "Q?", "arg_1": f" c{i}"} for i in range(len(lls))},
-            "filtered_resps": [[str(x), "False"] for x in lls], "filter": "none",
-            "metrics": ["acc"], "acc": float(best == gold), "doc_hash": f"d{doc_id}", "prompt_hash": f"p{doc_id}"}
-
-
-def _paired(ref_right: list[int], cand_right: list[int]) -> tuple[list[dict], list[dict]]:
-    ref = [_mc_sample(i, [-1.0, -2.0] if r else [-2.0, -1.0], 0) for i, r in enumerate(ref_right)]
-    cand = [_mc_sample(i, [-1.1, -2.1] if c else [-2.1, -1.1], 0) for i, c in enumerate(cand_right)]
-    return ref, cand
-
-
-def _statuses(checks: list[dict]) -> dict[str, str]:
-    return {c["name"].split(": ", 1)[1]: c["status"] for c in checks}
-
-
-def test_checks_pass_when_the_backends_agree():
-    ref, cand = _paired([1, 1, 0, 1], [1, 1, 0, 1])
-    t = compare_task("t", ["t"], {"t": ref}, {"t": cand}, None)
-    assert t["metric"] == "acc,none" and t["mcnemar_exact_p"] == 1.0 and not t["discordant"]
-    assert t["loglikelihood"]["max_abs_delta_nats"] == pytest.approx(0.1)
-    p = TasksParams(tasks=["t"], baselines={"t": 0.75})
-    got = _statuses(task_checks(t, p, {"reference": {"t": 0.75}, "vllm": {"t": 0.75}}))
-    assert set(got.values()) == {"passed"}, got
-
-
-def test_each_check_can_fail():
-    ref, cand = _paired([1, 1, 1, 1, 1, 1, 0, 0], [0, 0, 0, 1, 1, 1, 0, 0])
-    cand = cand[:-1]  # one item the vLLM run did not log
-    t = compare_task("t", ["t"], {"t": ref}, {"t": cand}, None)
-    assert t["only_reference_correct"] == 3 and len(t["discordant"]) == 3
-    assert t["discordant"][0]["reference"]["answer"]["text"] == " c0"
-    assert t["discordant"][0]["candidate"]["answer"]["text"] == " c1"
-    p = TasksParams(tasks=["t"], max_abs_delta=0.1, baselines={"t": 0.9})
-    checks = task_checks(t, p, {"reference": {"t": 0.75}, "vllm": {"t": 0.375}})
-    got = _statuses(checks)
-    assert got == {"both backends scored the same items": "failed",
-                   "reference score from per-item logs = lm-eval's score": "not_run",
-                   "vllm score from per-item logs = lm-eval's score": "not_run",
-                   "|vLLM - reference| <= max_abs_delta": "failed",
-                   "vLLM score within rtol of the recorded baseline": "failed"}
-
-
-def test_lm_eval_score_disagreeing_with_the_item_logs_fails():
-    ref, cand = _paired([1, 0], [1, 0])
-    t = compare_task("t", ["t"], {"t": ref}, {"t": cand}, None)
-    got = _statuses(task_checks(t, TasksParams(tasks=["t"]), {"reference": {"t": 0.5}, "vllm": {"t": 0.6}}))
-    assert got["reference score from per-item logs = lm-eval's score"] == "passed"
-    assert got["vllm score from per-item logs = lm-eval's score"] == "failed"
-    assert got["vLLM score within rtol of the recorded baseline"] == "not_run"
-
-
-def test_a_named_metric_that_was_not_logged_is_an_error():
-    ref, cand = _paired([1], [1])
-    with pytest.raises(ValueError, match=r"no samples scored by 'exact_match' with filter 'strict-match'; "
-                                         r"logged: \['acc,none'\]"):
-        compare_task("t", ["t"], {"t": ref}, {"t": cand}, "exact_match,strict-match")
-
-
-def test_result_fits_the_schema():
-    ref, cand = _paired([1, 0, 1], [1, 1, 1])
-    t = compare_task("t", ["t"], {"t": ref}, {"t": cand}, None)
-    doc = {"stage": "tasks", "study": "s", "status": "passed", "started_utc": "x", "ended_utc": "y",
-           "wall_seconds": 1.0, "tasks": [t], "checks": task_checks(t, TasksParams(tasks=["t"]), {})}
-    model = validate_result("tasks", json.loads(json.dumps(doc)))
-    assert model.tasks[0].only_candidate_correct == 1
-    assert model.tasks[0].per_item[1].candidate.answer["choice"] == 0
 
 
 # --- a hub task reads its fetched local directory ---------------------------------------------------------------

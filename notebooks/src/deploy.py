@@ -13,37 +13,42 @@ smoke_prompt = "say hi"  # help: user message of the smoke chat request (the see
 max_completion_tokens = 16  # help: max_completion_tokens of the smoke chat
 
 # %%
-from studykit.stages.benchtools import effective_params
-from studykit.stages.deploy.stage import chat_frame, deploy_failures, gates_frame, real_gate_with_chat, start_gate
+from studykit.display import checks_frame, metrics_frame
 from studykit.runner.context import open_stage
+from studykit.stages.deploy import checks, stage
 
 ctx = open_stage("deploy", run_dir, params_path)
-p = effective_params(ctx, "deploy", globals())
+p = ctx.params(globals())
 print("model checkpoint:", ctx.model_dir)
+print("\n".join(step.command for step in stage.plan(ctx.study, ctx.model_dir, ctx.run_dir, ctx.port)))
 
 # %% [markdown]
-# ## Dummy-weight gate
-# `--load-format dummy` skips reading the weights: it proves the architecture, config and platform work.
+# ## The gates
+# The dummy-weight gate first: `--load-format dummy` skips reading the weights, so it proves the architecture,
+# config and platform work. Then the server the seed's quick start describes, with the real weights, timed to
+# `/health`; on it `/v1/models` and the smoke chat request (temperature 0), exactly as recorded in
+# `commands.jsonl`. A gate that does not get to ready is recorded with its error, not raised.
 
 # %%
-dummy = start_gate(ctx, "dummy-gate") if dummy_gate else None
-gates_frame([dummy])
+result = stage.run(ctx, p)
+metrics_frame("deploy", result)
+
+# %%
+stage.gates_frame(result)
+
+# %%
+stage.chat_frame(result)
 
 # %% [markdown]
-# ## Real-weight gate, `/v1/models` and the smoke chat
-# The server the seed's quick start describes, timed to `/health`; then the model list and the smoke chat
-# request (temperature 0), exactly as recorded in `commands.jsonl`.
+# ## Checks
+# Each gate asked for got to ready (a failed gate fails the stage, naming the engine's own error when the log
+# has one), each gate's command loads the weights it claims, the smoke request matches the params, its reply has
+# text within max_completion_tokens, and `/v1/models` lists the served name. `not_run` says why a check could
+# not run.
 
 # %%
-real, chat, models = real_gate_with_chat(ctx) if real_gate else (None, None, [])
-gates_frame([dummy, real])
+result.checks = checks.checks(p, result)
+checks_frame(result.checks)
 
 # %%
-chat_frame(chat, models)
-
-# %%
-ctx.write_results(
-    {"params": p.model_dump(mode="json"), "dummy_gate": dummy, "real_gate": real, "smoke_chat": chat,
-     "models": models, "model_dir": str(ctx.model_dir), "server": "real-gate" if real else None},
-    failures=deploy_failures(ctx.study, dummy, real, chat, models),
-)
+ctx.write(result)

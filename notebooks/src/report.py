@@ -14,15 +14,31 @@ languages = ["zh", "en"]  # help: report languages, any of zh, en
 # %%
 from IPython.display import Markdown, display
 
-from studykit.stages.report.stage import run_report_stage
+from studykit.runner.context import open_stage
+from studykit.stages.report import stage
 
-ctx, summary = run_report_stage(run_dir, params_path, reference, languages)
-print(f"report written in {summary['generation_seconds']} s:")
-for name, path in summary["files"].items():
+ctx = open_stage("report", stage.run_dir_for(run_dir, params_path), params_path)
+p = ctx.params(globals())
+
+# %% [markdown]
+# ## Build the report
+
+# %%
+result = stage.run(ctx, p)
+print(f"report written in {result.generation_seconds} s:")
+for name, path in result.files.items():
     print(" ", path)
 
 # %% [markdown]
 # ## The report (first language)
 
 # %%
-display(Markdown((ctx.run_dir / f"report.{summary['languages'][0]}.md").read_text(encoding="utf-8")))
+display(Markdown((ctx.run_dir / f"report.{result.languages[0]}.md").read_text(encoding="utf-8")))
+
+# %% [markdown]
+# ## Record it
+# `results/report.json`: the files, the reference compared with, the checks of every stage counted. The stage
+# fails only when the reference could not be read (the report says so at its top).
+
+# %%
+ctx.write(result)

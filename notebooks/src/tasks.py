@@ -24,39 +24,45 @@ data_dir = None  # help: local dataset directory for hub tasks (filled by `study
 datasets = []  # help: hub datasets the tasks read ({dataset_path, modelscope_id, revision}), fetched into data_dir
 
 # %%
-from studykit.stages.benchtools import effective_params
 from studykit.display import checks_frame
 from studykit.runner.context import open_stage
-from studykit.stages.tasks.stage import discordant_table, run_tasks, scores_chart, summary_table
+from studykit.stages.tasks import checks, stage
 
 ctx = open_stage("tasks", run_dir, params_path)
-p = effective_params(ctx, "tasks", globals())
-print("\n".join(step.command for step in ctx.plan()))
+p = ctx.params(globals())
+print("\n".join(step.command for step in stage.plan(ctx.study, ctx.model_dir, ctx.run_dir, ctx.port)))
 
 # %% [markdown]
 # ## Both backends, then the paired comparison
-# One row per task: each backend's score with its 95 % interval (Wilson), the paired difference vLLM − reference
-# with its interval, the items only one backend got right, and McNemar's exact p on those.
+# Every task name, data file and dataset directory is checked before any model loads. One row per task: each
+# backend's score with its 95 % interval (Wilson), the paired difference vLLM − reference with its interval, the
+# items only one backend got right, and McNemar's exact p on those.
 
 # %%
-try:
-    result, failures = run_tasks(ctx, p)
-except Exception as err:
-    ctx.fail(err)
-summary_table(result)
+result = stage.run(ctx, p)
+stage.summary_table(result)
 
 # %% [markdown]
 # ## The items the two backends answer differently
 
 # %%
-discordant_table(result)
+stage.discordant_table(result)
 
 # %% [markdown]
-# ## Scores with their intervals, and the checks
+# ## Scores with their intervals
 
 # %%
-result["charts"] = [scores_chart(result, ctx)]
-checks_frame(result["checks"])
+result.charts = stage.charts(ctx, result)
+
+# %% [markdown]
+# ## Checks
+# Per task: compared, both backends scored the same items, each side's per-item score equals lm-eval's own
+# aggregate, |vLLM − reference| within max_abs_delta, and vLLM within rtol of a recorded baseline. A failed check
+# fails the stage; `not_run` says why it could not run.
 
 # %%
-ctx.write_results(result, failures=failures)
+result.checks = checks.checks(p, result)
+checks_frame(result.checks)
+
+# %%
+ctx.write(result)

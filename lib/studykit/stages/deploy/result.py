@@ -29,6 +29,7 @@ class SmokeChat(Record):
 
 class DeployResult(StageResult):
     model_dir: str | None = None
+    served_model_name: str | None = Field(None, description="--served-model-name: what /v1/models must list")
     dummy_gate: Gate | None = None
     real_gate: Gate | None = None
     smoke_chat: SmokeChat | None = None

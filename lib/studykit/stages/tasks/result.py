@@ -15,6 +15,8 @@ class BackendScore(Record):
     score: float
     ci95_low: float = Field(description="Wilson 95 % interval")
     ci95_high: float
+    lm_eval_score: float | None = Field(None, description="lm-eval's own aggregate of the same metric (none for a "
+                                                          "group or a metric lm-eval does not aggregate)")
 
 
 class PairedDelta(Record):

@@ -1,4 +1,4 @@
-"""The tasks stage: inputs checked, the reference run, the vLLM run, then per-item pairing and checks.
+"""The tasks stage: inputs checked, the reference run, the vLLM run, then per-item pairing (checks.py checks it).
 
 Per-item scores come from lm-eval's own --log_samples files (kept in raw/tasks/<backend>/), so the kit does
 not re-score anything: it pairs the two backends' records of the same document and compares them.
@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
-
 from pathlib import Path
+from typing import Any
 
 from studykit.engine import cmdline
 from studykit.plan import Step, base_url
 from studykit.stages.tasks import lmeval
 from studykit.stages.tasks.lmeval import OFFLINE_ENV, SERVER_LABEL, STAGE
 from studykit.stages.tasks.data import resolve_tasks, write_task_dir
+from studykit.stages.tasks.params import TasksParams
+from studykit.stages.tasks.result import TasksResult
 from studykit.stages.tasks.stats import parity
 
 
@@ -79,9 +80,18 @@ def _loglik_delta(ref: dict, cand: dict) -> float | None:
     return max(abs(x - y) for x, y in zip(a["loglikelihoods"], b["loglikelihoods"]))
 
 
+def lm_eval_score(results: dict, task: str, metric: str, subtasks: list[str]) -> float | None:
+    """lm-eval's own aggregate of a task under the metric the kit compared (for the consistency check); none for
+    a group (its aggregate weighs subtasks its own way) or a metric lm-eval does not aggregate."""
+    agg = results.get("results", {}).get(task, {})
+    return agg.get(metric) if "," in metric and not subtasks else None
+
+
 def compare_task(name: str, leaves: list[str], ref_samples: dict[str, list[dict]],
-                 cand_samples: dict[str, list[dict]], spec: str | None) -> dict:
-    """Pair the two backends item by item over a task's leaves (a group pools its subtasks' items)."""
+                 cand_samples: dict[str, list[dict]], spec: str | None,
+                 aggregates: dict[str, dict] | None = None) -> dict:
+    """Pair the two backends item by item over a task's leaves (a group pools its subtasks' items). `aggregates`
+    ({backend: lm-eval's results JSON}) adds lm-eval's own score of each side beside the per-item one."""
     items, mismatched, metric_used = [], [], set()
     for leaf in leaves:
         for backend, logs in (("reference", ref_samples), ("vllm", cand_samples)):
@@ -106,67 +116,13 @@ def compare_task(name: str, leaves: list[str], ref_samples: dict[str, list[dict]
     stats = parity([it["reference"]["score"] for it in items], [it["candidate"]["score"] for it in items])
     deltas = [it["max_abs_loglik_delta_nats"] for it in items if it["max_abs_loglik_delta_nats"] is not None]
     discordant = [it for it in items if it["reference"]["score"] != it["candidate"]["score"]]
-    return {"task": name, "subtasks": leaves if leaves != [name] else [], "metric": ",".join(sorted(metric_used)),
-            **stats, "unpaired": mismatched,
+    subtasks, metric = leaves if leaves != [name] else [], ",".join(sorted(metric_used))
+    for side, backend in (("reference", "reference"), ("candidate", "vllm")):
+        stats[side]["lm_eval_score"] = lm_eval_score((aggregates or {}).get(backend, {}), name, metric, subtasks)
+    return {"task": name, "subtasks": subtasks, "metric": metric, **stats, "unpaired": mismatched,
             "loglikelihood": ({"items": len(deltas), "mean_max_abs_delta_nats": sum(deltas) / len(deltas),
                                "max_abs_delta_nats": max(deltas)} if deltas else None),
             "discordant": discordant, "per_item": items}
-
-
-def _check(name: str, status: str, detail: str, expected: Any = None, actual: Any = None,
-           metric: str | None = None) -> dict:
-    return {"name": name, "status": status, "detail": detail, "expected": expected, "actual": actual,
-            "metric": metric}
-
-
-def task_checks(t: dict, p, lm_eval_scores: dict[str, dict[str, float | None]]) -> list[dict]:
-    name, ref, cand = t["task"], t["reference"]["score"], t["candidate"]["score"]
-    out = []
-    out.append(_check(f"{name}: both backends scored the same items", "failed" if t["unpaired"] else "passed",
-                      f"{t['items']} items paired" + (f"; {len(t['unpaired'])} not: {t['unpaired'][:5]}"
-                                                      if t["unpaired"] else ""), 0, len(t["unpaired"])))
-    for backend, mine in (("reference", ref), ("vllm", cand)):
-        theirs = lm_eval_scores.get(backend, {}).get(name)
-        if theirs is None:
-            out.append(_check(f"{name}: {backend} score from per-item logs = lm-eval's score", "not_run",
-                              "lm-eval reported no aggregate for this metric (a group, or a metric it does "
-                              "not aggregate)"))
-        elif t["unpaired"]:
-            out.append(_check(f"{name}: {backend} score from per-item logs = lm-eval's score", "not_run",
-                              "some items are unpaired, so the paired score covers fewer items than lm-eval's"))
-        else:
-            ok = abs(mine - theirs) <= 1e-9
-            out.append(_check(f"{name}: {backend} score from per-item logs = lm-eval's score",
-                              "passed" if ok else "failed", f"per-item mean {mine:.6g}, lm-eval {theirs:.6g}",
-                              theirs, mine))
-    delta = cand - ref
-    out.append(_check(f"{name}: |vLLM - reference| <= max_abs_delta",
-                      "passed" if abs(delta) <= p.max_abs_delta else "failed",
-                      f"vLLM {cand:.4f} - reference {ref:.4f} = {delta:+.4f} (95 % CI {t['delta']['ci95_low']:+.4f}"
-                      f" .. {t['delta']['ci95_high']:+.4f}); McNemar exact p = {t['mcnemar_exact_p']:.4g} on "
-                      f"{t['only_candidate_correct'] + t['only_reference_correct']} discordant items",
-                      p.max_abs_delta, round(abs(delta), 6), metric=f"tasks.{name}.delta"))
-    baseline = p.baselines.get(name)
-    if baseline is None:
-        out.append(_check(f"{name}: vLLM score within rtol of the recorded baseline", "not_run",
-                          f"no recorded baseline for {name!r} (tasks.baselines)"))
-    else:
-        ok = abs(cand - baseline) <= p.rtol * baseline
-        out.append(_check(f"{name}: vLLM score within rtol of the recorded baseline", "passed" if ok else "failed",
-                          f"|{cand:.4f} - {baseline:.4f}| = {abs(cand - baseline):.4f} vs rtol {p.rtol} x baseline "
-                          f"= {p.rtol * baseline:.4f} (vllm-ascend's convention)", round(p.rtol * baseline, 6),
-                          round(abs(cand - baseline), 6), metric=f"tasks.{name}.candidate.score"))
-    return out
-
-
-def lm_eval_scores(results: dict, tasks: list[dict]) -> dict[str, float | None]:
-    """lm-eval's own aggregate per task, under the metric the kit compared (for the consistency check)."""
-    out = {}
-    for t in tasks:
-        agg = results.get("results", {}).get(t["task"], {})
-        metric = t["metric"]
-        out[t["task"]] = agg.get(metric) if "," in metric and not t["subtasks"] else None
-    return out
 
 
 def run_step(ctx, step, timeout: float | None = None) -> dict:
@@ -177,97 +133,89 @@ def run_step(ctx, step, timeout: float | None = None) -> dict:
             "returncode": rec.returncode}
 
 
-def run_tasks(ctx, p) -> tuple[dict, list[str]]:
-    """The whole stage. Every input is checked before the reference model or the server starts."""
-    resolved = resolve_tasks(p)
-    write_task_dir(resolved, lmeval.task_dir(ctx.run_dir))
-    ctx.study = ctx.study.model_copy(update={"tasks": p})
-    study = ctx.study
-    ref_step, server_step, vllm_step = ctx.plan()
-    commands, seconds = [], {}
-    t0 = time.monotonic()
-    commands.append(run_step(ctx, ref_step))
-    seconds["reference"] = round(time.monotonic() - t0, 3)
-    with ctx.server_for(server_step) as srv:
+METHOD = ("per-item 0/1 scores from lm-eval's sample logs of both runs, paired by document; scores with Wilson 95 % "
+          "intervals, the paired difference with the Wald interval for paired proportions, McNemar's exact (binomial) "
+          "test on the discordant items")
+
+
+def run(ctx, p: TasksParams) -> TasksResult:
+    """Both backends, then the pairing. Every input is checked before the reference model or the server starts;
+    what was measured is kept if a later step fails (ctx.keep)."""
+    data: dict[str, Any] = {"params": p.model_dump(mode="json"), "method": METHOD, "commands": [],
+                            "thresholds": {"max_abs_delta": p.max_abs_delta, "rtol": p.rtol,
+                                           "baselines": dict(p.baselines)}}
+    with ctx.keep(data):
+        data["lm_eval_version"] = lmeval.lm_eval_version()
+        resolved = resolve_tasks(p)
+        data["task_sources"] = {"jsonl": resolved["jsonl"],
+                                "hub": {k: {"leaves": v["leaves"],
+                                            "local_datasets": {leaf: d for leaf, (_, d) in v["overrides"].items()}}
+                                        for k, v in resolved["hub"].items()}}
+        write_task_dir(resolved, lmeval.task_dir(ctx.run_dir))
+        ref_step, server_step, vllm_step = ctx.plan()
         t0 = time.monotonic()
-        commands.append(run_step(ctx, vllm_step))
-        seconds["vllm"] = round(time.monotonic() - t0, 3)
-        server_command, server_label = srv.command, srv.label
-    samples, scores_by_backend, result_files = {}, {}, {}
-    for backend in lmeval.BACKENDS:
-        out_dir = lmeval.output_dir(ctx.run_dir, backend)
-        samples[backend] = {t: lmeval.read_samples(f) for t, f in lmeval.sample_files(out_dir).items()}
-        results = lmeval.read_results(out_dir)
-        result_files[backend] = results["_path"]
-        scores_by_backend[backend] = results
-    leaves = {name: (resolved["hub"][name]["leaves"] if name in resolved["hub"] else [name]) for name in p.tasks}
-    tasks = [compare_task(name, leaves[name], samples["reference"], samples["vllm"], p.metrics.get(name))
-             for name in p.tasks]
-    lm_scores = {b: lm_eval_scores(scores_by_backend[b], tasks) for b in lmeval.BACKENDS}
-    checks = [c for t in tasks for c in task_checks(t, p, lm_scores)]
-    result = {
-        "reference": {"engine": "transformers (lm-eval hf)", "dtype": p.reference_dtype, "device": "cpu",
-                      "seconds": seconds["reference"], "results_file": result_files["reference"]},
-        "candidate": {"engine": "vllm (lm-eval local-completions)", "dtype": study.model.dtype,
-                      "server_command": server_command, "seconds": seconds["vllm"],
-                      "results_file": result_files["vllm"]},
-        "lm_eval_version": lmeval.lm_eval_version(),
-        "task_sources": {"jsonl": resolved["jsonl"],
-                         "hub": {k: {"leaves": v["leaves"], "local_datasets": {leaf: d for leaf, (_, d)
-                                                                                in v["overrides"].items()}}
-                                 for k, v in resolved["hub"].items()}},
-        "tasks": tasks,
-        "params": json.loads(p.model_dump_json()),
-        "thresholds": {"max_abs_delta": p.max_abs_delta, "rtol": p.rtol, "baselines": dict(p.baselines)},
-        "commands": commands,
-        "server": server_label,
-        "checks": checks,
-        "method": "per-item 0/1 scores from lm-eval's sample logs of both runs, paired by document; scores with "
-                  "Wilson 95 % intervals, the paired difference with the Wald interval for paired proportions, "
-                  "McNemar's exact (binomial) test on the discordant items",
-    }
-    return result, [f"check failed: {c['name']}: {c['detail']}" for c in checks if c["status"] == "failed"]
+        data["commands"].append(run_step(ctx, ref_step))
+        data["reference"] = {"engine": "transformers (lm-eval hf)", "dtype": p.reference_dtype, "device": "cpu",
+                             "seconds": round(time.monotonic() - t0, 3)}
+        with ctx.server_for(server_step) as srv:
+            data["server"] = srv.label
+            t0 = time.monotonic()
+            data["commands"].append(run_step(ctx, vllm_step))
+            data["candidate"] = {"engine": "vllm (lm-eval local-completions)", "dtype": ctx.study.model.dtype,
+                                 "server_command": srv.command, "seconds": round(time.monotonic() - t0, 3)}
+        samples, aggregates = {}, {}
+        for backend in lmeval.BACKENDS:
+            out_dir = lmeval.output_dir(ctx.run_dir, backend)
+            samples[backend] = {t: lmeval.read_samples(f) for t, f in lmeval.sample_files(out_dir).items()}
+            aggregates[backend] = lmeval.read_results(out_dir)
+        data["reference"]["results_file"] = aggregates["reference"]["_path"]
+        data["candidate"]["results_file"] = aggregates["vllm"]["_path"]
+        leaves = {name: (resolved["hub"][name]["leaves"] if name in resolved["hub"] else [name]) for name in p.tasks}
+        data["tasks"] = [compare_task(name, leaves[name], samples["reference"], samples["vllm"], p.metrics.get(name),
+                                      aggregates) for name in p.tasks]
+    return ctx.result(data)
 
 
-def summary_table(result: dict):
+def summary_table(result: TasksResult):
     import pandas as pd
 
-    return pd.DataFrame([{"task": t["task"], "metric": t["metric"], "items": t["items"],
-                          "reference": t["reference"]["score"], "vllm": t["candidate"]["score"],
-                          "delta": t["delta"]["value"], "delta_ci95": (t["delta"]["ci95_low"], t["delta"]["ci95_high"]),
-                          "mcnemar_p": t["mcnemar_exact_p"], "discordant": len(t["discordant"])}
-                         for t in result["tasks"]])
+    return pd.DataFrame([{"task": t.task, "metric": t.metric, "items": t.items, "reference": t.reference.score,
+                          "vllm": t.candidate.score, "delta": t.delta.value,
+                          "delta_ci95": (t.delta.ci95_low, t.delta.ci95_high), "mcnemar_p": t.mcnemar_exact_p,
+                          "discordant": len(t.discordant)} for t in result.tasks])
 
 
-def scores_chart(result: dict, ctx) -> str:
+def charts(ctx, result: TasksResult) -> list[str]:
+    """Both backends' scores per task with their Wilson intervals."""
+    import matplotlib
+    matplotlib.use("agg")
     import matplotlib.pyplot as plt
 
-    tasks = result["tasks"]
+    tasks = result.tasks
     fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(tasks), 3.4))
     width = 0.38
-    labels = (("reference", f"transformers {result['reference']['dtype']}"),
-              ("candidate", f"vLLM {result['candidate']['dtype']}"))
+    labels = (("reference", f"transformers {(result.reference or {}).get('dtype')}"),
+              ("candidate", f"vLLM {(result.candidate or {}).get('dtype')}"))
     for k, (side, label) in enumerate(labels):
+        scores = [getattr(t, side) for t in tasks]
         xs = [i + (k - 0.5) * width for i in range(len(tasks))]
-        ys = [t[side]["score"] for t in tasks]
-        err = [[y - t[side]["ci95_low"] for y, t in zip(ys, tasks)], [t[side]["ci95_high"] - y for y, t in zip(ys, tasks)]]
+        ys = [s.score for s in scores]
+        err = [[s.score - s.ci95_low for s in scores], [s.ci95_high - s.score for s in scores]]
         ax.bar(xs, ys, width, yerr=err, capsize=3, label=label)
-    ax.set_xticks(range(len(tasks)), [t["task"] for t in tasks])
+    ax.set_xticks(range(len(tasks)), [t.task for t in tasks])
     ax.set_ylim(0, 1)
     ax.set_ylabel("score (95 % CI)")
     ax.legend(fontsize=8)
-    return ctx.save_figure(fig, "scores", dpi=110)
+    return [ctx.save_figure(fig, "scores", dpi=110)]
 
 
-def discordant_table(result: dict):
+def discordant_table(result: TasksResult):
     import pandas as pd
 
-    rows = []
-    for t in result["tasks"]:
-        for it in t["discordant"]:
-            rows.append({"task": it["task"], "id": it["id"] if it["id"] is not None else it["doc_id"],
-                         "target": it["target"], "reference": json.dumps(it["reference"]["answer"], ensure_ascii=False),
-                         "vllm": json.dumps(it["candidate"]["answer"], ensure_ascii=False),
-                         "reference_correct": it["reference"]["score"], "vllm_correct": it["candidate"]["score"]})
-    return pd.DataFrame(rows)
-
+    rows = [{"task": it.task, "id": it.id if it.id is not None else it.doc_id, "target": it.target,
+             "reference": json.dumps(it.reference.answer, ensure_ascii=False),
+             "vllm": json.dumps(it.candidate.answer, ensure_ascii=False),
+             "reference_correct": it.reference.score, "vllm_correct": it.candidate.score}
+            for t in result.tasks for it in t.discordant]
+    return pd.DataFrame(rows, columns=["task", "id", "target", "reference", "vllm", "reference_correct",
+                                       "vllm_correct"])
