@@ -14,8 +14,9 @@ languages = ["zh", "en"]  # help: report languages, any of zh, en
 # %%
 from IPython.display import Markdown, display
 
+from studykit.display import checks_frame
 from studykit.runner.context import open_stage
-from studykit.stages.report import stage
+from studykit.stages.report import checks, stage
 
 ctx = open_stage("report", stage.run_dir_for(run_dir, params_path), params_path)
 p = ctx.params(globals())
@@ -36,9 +37,14 @@ for name, path in result.files.items():
 display(Markdown((ctx.run_dir / f"report.{result.languages[0]}.md").read_text(encoding="utf-8")))
 
 # %% [markdown]
-# ## Record it
-# `results/report.json`: the files, the reference compared with, the checks of every stage counted. The stage
-# fails only when the reference could not be read (the report says so at its top).
+# ## Checks and record
+# Every requested file is on disk, and the reference (when one is given) was read. `results/report.json` holds the
+# files, the reference compared with and the checks of every stage counted. The stage fails only when a file is
+# missing or the reference could not be read (the report says so at its top).
+
+# %%
+result.checks = checks.checks(p, result)
+checks_frame(result.checks)
 
 # %%
 ctx.write(result)

@@ -72,3 +72,23 @@ def test_the_run_to_report_on(tmp_path, monkeypatch):
         (tmp_path / "outputs" / "smollm2-135m-cpu" / stamp).mkdir(parents=True)
         (tmp_path / "outputs" / "smollm2-135m-cpu" / stamp / "run.json").write_text("{}")
     assert stage.run_dir_for("", str(DEFAULT_PARAMS)).endswith("20261125T020000Z")
+
+
+def test_report_checks_fail_on_a_missing_file_and_an_unread_reference(tmp_path):
+    from conftest import typed_result
+    from studykit.stages.report import checks
+    from studykit.stages.report.params import ReportParams
+
+    md = tmp_path / "report.en.md"
+    md.write_text("# r\n")
+    p = ReportParams(languages=["en"], reference="params/reference/seed-bitcpm4-0.5b-ascend.yaml")
+    result = typed_result("report", {"files": {"report.en.md": str(md), "report.html": str(tmp_path / "no.html")},
+                                     "reference": {"given": p.reference, "error": "cannot read it"}})
+    got = {c.id: c for c in checks.checks(p, result)}
+    assert got["report.files_written"].status == "failed" and "report.html" in got["report.files_written"].detail
+    assert got["report.reference_read"].status == "failed"
+    (tmp_path / "no.html").write_text("<html></html>")
+    result = typed_result("report", {"files": {"report.en.md": str(md), "report.html": str(tmp_path / "no.html")},
+                                     "reference": {"given": None, "error": None}})
+    got = {c.id: c for c in checks.checks(ReportParams(languages=["en"]), result)}
+    assert got["report.files_written"].status == "passed" and got["report.reference_read"].status == "not_run"
