@@ -7,6 +7,8 @@ import copy
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import psutil
@@ -20,12 +22,81 @@ os.environ.setdefault("MPLBACKEND", "agg")
 
 
 def vllm_processes() -> list[psutil.Process]:
+    """Every vLLM process on the machine (the launcher, an engine core, a worker), whoever started it."""
     found = []
     for p in psutil.process_iter(["pid", "cmdline"]):
         cmd = " ".join(p.info["cmdline"] or [])
         if "studykit.engine.launcher" in cmd or "EngineCore" in cmd or "VLLM::" in cmd:
             found.append(p)
     return found
+
+
+class OwnProcesses:
+    """The processes a test started, to tell its leftovers from a study running beside the suite. A tracker
+    samples this process's descendants (pid and session id) while the test runs; afterwards a process is the
+    test's if it was one of them or shares a session with one. The session id survives what the others do not:
+    a server orphaned to init when its starter died is no descendant any more, and vLLM's setproctitle blanks
+    /proc/<pid>/environ, so an inherited marker variable cannot be read back. Every vllm serve the kit starts
+    leads its own session (start_new_session), and its engine and workers stay in it."""
+
+    def __init__(self, root_pid: int | None = None, interval_s: float = 0.5):
+        self.root = psutil.Process(root_pid or os.getpid())
+        self.interval_s = interval_s
+        self.seen: set[tuple[int, float]] = set()  # (pid, create_time): a pid reused later is not ours
+        self.sessions: set[int] = set()
+        self._own_session = os.getsid(self.root.pid)  # the shell's: a study started beside the suite shares it
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def sample(self) -> None:
+        for p in self.root.children(recursive=True):
+            try:
+                self.seen.add((p.pid, p.create_time()))
+                self.sessions.add(os.getsid(p.pid))
+            except (psutil.NoSuchProcess, ProcessLookupError):
+                pass
+        self.sessions.discard(self._own_session)
+
+    def __enter__(self) -> "OwnProcesses":
+        def loop():
+            while not self._stop.is_set():
+                self.sample()
+                self._stop.wait(self.interval_s)
+
+        self._thread = threading.Thread(target=loop, name="own-processes", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+        self.sample()
+
+    def owns(self, proc: psutil.Process) -> bool:
+        try:
+            return ((proc.pid, proc.create_time()) in self.seen or os.getsid(proc.pid) in self.sessions
+                    or self.root in proc.parents())
+        except (psutil.NoSuchProcess, ProcessLookupError):
+            return False
+
+    def vllm_left(self) -> list[psutil.Process]:
+        """This test's vLLM processes still alive."""
+        left = []
+        for p in vllm_processes():
+            try:
+                if self.owns(p) and p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                    left.append(p)
+            except psutil.NoSuchProcess:
+                pass
+        return left
+
+    def wait_vllm_gone(self, timeout_s: float = 30) -> list[psutil.Process]:
+        """vllm_left() once empty, or what is still left after timeout_s (a stopping engine takes a moment)."""
+        deadline = time.monotonic() + timeout_s
+        while (left := self.vllm_left()) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        return left
 
 
 @pytest.fixture(scope="session")
@@ -64,19 +135,42 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 1800) -> subpr
 CANARY = "sk-canary-4f1d2e9b7c"
 
 
+# A secret in the study's server.env: the default run sets it too, so the run that every e2e test reads also shows
+# that no secret value, from the environment or from the study, reaches a file of the run.
+SERVER_SECRET = "MY_API_KEY"
+
+
 @pytest.fixture(scope="session")
 def default_run(tmp_path_factory, default_model_dir) -> Path:
-    """One real run of the default study (every stage, vLLM on CPU), shared by the end-to-end tests: every
-    engine start costs ~30 s on 2 cores, so tests read this run instead of starting their own."""
-    outputs = tmp_path_factory.mktemp("default-run") / "outputs"
-    result = run_cli("run", str(DEFAULT_PARAMS), env={"STUDYKIT_OUTPUTS": str(outputs), "VLLM_TEST_MARKER": "e2e",
-                                                      "HF_TOKEN": CANARY, "MODELSCOPE_API_TOKEN": CANARY},
+    """One real run of the default study (every stage, vLLM on CPU; plus a canary secret in server.env), shared by
+    the end-to-end tests: every engine start costs ~30 s on 2 cores, so tests read this run instead of starting
+    their own."""
+    base = tmp_path_factory.mktemp("default-run")
+    params = tiny_study(base, {"server": {"env": {SERVER_SECRET: CANARY}}})
+    outputs = base / "outputs"
+    result = run_cli("run", str(params), env={"STUDYKIT_OUTPUTS": str(outputs), "VLLM_TEST_MARKER": "e2e",
+                                              "HF_TOKEN": CANARY, "MODELSCOPE_API_TOKEN": CANARY},
                      timeout=3600)
     runs = list(outputs.glob("smollm2-135m-cpu/*/run.json"))
     assert result.returncode == 0 and len(runs) == 1, (result.stdout[-4000:], result.stderr[-4000:])
     run_dir = runs[0].parent
     (run_dir / "cli.stdout.txt").write_text(result.stdout)
     return run_dir
+
+
+MINICPM_PARAMS = ROOT / "params" / "minicpm-tiny-cpu.yaml"
+
+
+@pytest.fixture(scope="session")
+def minicpm_run(tmp_path_factory):
+    """One real `studykit run params/minicpm-tiny-cpu.yaml` (every stage), shared by every MiniCPM e2e assertion:
+    (the finished CompletedProcess, its run directory, pids of vllm processes it left running)."""
+    outputs = tmp_path_factory.mktemp("minicpm-study") / "outputs"
+    with OwnProcesses() as own:
+        r = run_cli("run", str(MINICPM_PARAMS), env={"STUDYKIT_OUTPUTS": str(outputs)}, timeout=2400)
+    left = [p.pid for p in own.vllm_left()]  # at once: the runner stops every server before it returns
+    (run_dir,) = (outputs / "minicpm-tiny-cpu").iterdir()
+    return r, run_dir, left
 
 
 @pytest.fixture
@@ -89,19 +183,11 @@ def outputs(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture
 def no_vllm_left():
-    """Fails the test if it leaves a vllm process running that was not there before it."""
-    before = {p.pid for p in vllm_processes()}
-    yield
-    deadline_left = []
-    for _ in range(60):
-        deadline_left = [p for p in vllm_processes() if p.pid not in before and p.is_running()
-                         and p.status() != psutil.STATUS_ZOMBIE]
-        if not deadline_left:
-            break
-        import time
-
-        time.sleep(0.5)
-    assert not deadline_left, f"vllm processes left running: {[p.info['cmdline'] for p in deadline_left]}"
+    """Fails the test if a vllm process it started is still running after it (only its own: OwnProcesses)."""
+    with OwnProcesses() as own:
+        yield
+    left = own.wait_vllm_gone()
+    assert not left, f"vllm processes left running: {[(p.pid, p.info['cmdline']) for p in left]}"
 
 
 DATA = Path(__file__).resolve().parent / "data"

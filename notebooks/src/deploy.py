@@ -4,7 +4,7 @@
 # the real weights (time to ready), list `/v1/models`, and send the smoke chat request. Every command is
 # recorded in the run's `commands.jsonl`; the results land in `results/deploy.json`.
 
-# %% parameters
+# %% tags=["parameters"]
 run_dir = ""  # help: run directory made by `studykit run`; empty makes a fresh one (stepping by hand)
 params_path = ""  # help: study YAML; empty means the run's params.yaml, or the default study
 dummy_gate = True  # help: start once with --load-format dummy and time it to ready

@@ -3,7 +3,7 @@
 # The seed listed prefix caching, chunked prefill and graph mode as working because they are "on by default".
 # Here each is exercised on a running server and read back from vLLM's own counters and start-up log.
 
-# %% parameters
+# %% tags=["parameters"]
 run_dir = ""  # help: run directory made by `studykit run`; empty makes a fresh one (stepping by hand)
 params_path = ""  # help: study YAML; empty means the run's params.yaml, or the default study
 prefix_tokens = 256  # help: length of the shared prefix for the prefix-cache check

@@ -5,7 +5,7 @@
 # "total latency / 128" mixed with prefill. Consistency checks, telemetry (CPU%, RSS of the vllm processes)
 # and the memory roofline of decode are stored with the numbers in `results/latency.json`.
 
-# %% parameters
+# %% tags=["parameters"]
 run_dir = ""  # help: run directory made by `studykit run`; empty makes a fresh one (stepping by hand)
 params_path = ""  # help: study YAML; empty means the run's params.yaml, or the default study
 input_len = 32  # help: prompt tokens per request (--input-len)

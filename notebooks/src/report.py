@@ -5,7 +5,7 @@
 # measured here. Sections follow the seed report; a stage that failed or did not run says so with its error.
 # With `reference` set, every table gains reference and delta (%) columns.
 
-# %% parameters
+# %% tags=["parameters"]
 run_dir = ""  # help: run directory to report on; empty means the newest run of the study in params_path
 params_path = ""  # help: study YAML; empty means the run's params.yaml, or the default study
 reference = None  # help: previous run directory or reference file to compare with (e.g. params/reference/seed-bitcpm4-0.5b-ascend.yaml)

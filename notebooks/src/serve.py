@@ -5,7 +5,7 @@
 # `repeats` times each (mean and 95% Student-t interval per metric). Per-request detail is saved under
 # `raw/serve/`; numbers keep vLLM's names (`request_throughput`, `output_throughput`, `p99_ttft_ms`, ...).
 
-# %% parameters
+# %% tags=["parameters"]
 run_dir = ""  # help: run directory made by `studykit run`; empty makes a fresh one (stepping by hand)
 params_path = ""  # help: study YAML; empty means the run's params.yaml, or the default study
 base_url = None  # help: bench an existing server instead of starting one

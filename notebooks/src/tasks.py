@@ -5,7 +5,7 @@
 # in `raw/tasks/`; `results/tasks.json` pairs them item by item: each score with a 95 % CI, the paired
 # difference with its CI, McNemar's exact p-value and the discordant items with both answers.
 
-# %% parameters
+# %% tags=["parameters"]
 run_dir = ""  # help: run directory made by `studykit run`; empty makes a fresh one (stepping by hand)
 params_path = ""  # help: study YAML; empty means the run's params.yaml, or the default study
 tasks = ["studykit_mc", "studykit_gen"]  # help: lm-eval task or group names (the kit's offline tasks by default)

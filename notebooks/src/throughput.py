@@ -5,7 +5,7 @@
 # 1,024-token prompts). vLLM's JSON has no output token count: output tokens and output tokens/s are derived
 # from num_prompts x output_len and cross-checked with the totals vLLM prints. Results in `results/throughput.json`.
 
-# %% parameters
+# %% tags=["parameters"]
 run_dir = ""  # help: run directory made by `studykit run`; empty makes a fresh one (stepping by hand)
 params_path = ""  # help: study YAML; empty means the run's params.yaml, or the default study
 input_len = 32  # help: prompt tokens per request (--random-input-len)
