@@ -51,6 +51,12 @@ def test_multiple_choice_answers_are_right_by_construction():
             assert item["choices"][item["answer"]].strip() == str(a + b)
 
 
+@pytest.mark.parametrize("path,key", [(defaults.MC_FILE, "question"), (defaults.GEN_FILE, "prompt")])
+def test_shipped_prompts_are_distinct(path, key):
+    prompts = [i[key] for i in read_items(path)]
+    assert len(set(prompts)) == len(prompts)
+
+
 def test_chinese_numerals():
     assert [defaults.number_zh(n) for n in (7, 10, 11, 20, 63, 99)] == ["七", "十", "十一", "二十", "六十三", "九十九"]
     assert defaults.number_en(62) == "sixty-two"
@@ -221,3 +227,105 @@ def test_hub_task_is_pointed_at_its_local_dataset(tmp_path, monkeypatch):
     task = TaskManager(include_path=str(target)).load_task_or_group(["gsm8k"])["gsm8k"]
     docs = list(task.eval_docs)
     assert len(docs) == 8 and docs[3]["question"] == "What is 3 + 3?"
+
+
+# --- a researcher's own task with local data, in every form lm-eval's docs show -----------------------------------
+
+DOC_TASK = """task: {name}
+dataset_path: {builder}
+dataset_name: null
+dataset_kwargs:
+  data_files: {data_files}
+output_type: generate_until
+test_split: {split}
+doc_to_text: "{{{{prompt}}}}"
+doc_to_target: "{{{{answer}}}}"
+generation_kwargs:
+  until: ["\\n"]
+metric_list:
+  - metric: exact_match
+"""
+ROWS = [{"prompt": f"{i} + {i} =", "answer": str(2 * i)} for i in range(5)]
+
+
+def _write_rows(path: Path, rows: list[dict], fmt: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    elif fmt == "json":
+        path.write_text(json.dumps(rows), encoding="utf-8")
+    else:
+        path.write_text("prompt,answer\n" + "".join(f"{r['prompt']},{r['answer']}\n" for r in rows),
+                        encoding="utf-8")
+
+
+def _doc_tasks(tmp_path: Path) -> Path:
+    """Four tasks as lm-eval's new-task guide writes local data: a path, a list, a split -> path mapping (json
+    array), a split -> path mapping (csv, absolute); relative paths beside the YAML."""
+    d = tmp_path / "mytasks"
+    _write_rows(d / "data" / "one.jsonl", ROWS, "jsonl")
+    _write_rows(d / "data" / "a.jsonl", ROWS[:2], "jsonl")
+    _write_rows(d / "data" / "b.jsonl", ROWS[2:], "jsonl")
+    _write_rows(d / "data" / "test.json", ROWS, "json")
+    _write_rows(tmp_path / "elsewhere" / "test.csv", ROWS, "csv")
+    for name, builder, files, split in (
+            ("doc_path", "json", "data/one.jsonl", "train"),
+            ("doc_list", "json", "[data/a.jsonl, data/b.jsonl]", "train"),
+            ("doc_splits", "json", "{test: data/test.json}", "test"),
+            ("doc_csv", "csv", "{test: " + str(tmp_path / "elsewhere" / "test.csv") + "}", "test")):
+        (d / f"{name}.yaml").write_text(DOC_TASK.format(name=name, builder=builder, data_files=files, split=split),
+                                        encoding="utf-8")
+    return d
+
+
+def test_local_data_in_every_documented_form_is_checked_and_read_by_lm_eval(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+    d = _doc_tasks(tmp_path)
+    names = ["doc_path", "doc_list", "doc_splits", "doc_csv"]
+    resolved = resolve_tasks(TasksParams(tasks=names, include_path=[str(d)]))
+    local = resolved["local"]
+    assert {n: local[n]["form"] for n in names} == {"doc_path": "path", "doc_list": "list", "doc_splits": "splits",
+                                                    "doc_csv": "splits"}
+    assert local["doc_list"]["data_files"] == {"train": [str(d / "data" / "a.jsonl"), str(d / "data" / "b.jsonl")]}
+    assert {n: local[n]["rows"] for n in names} == {"doc_path": {"train": 5}, "doc_list": {"train": 5},
+                                                    "doc_splits": {"test": 5}, "doc_csv": {"test": 5}}
+    # the run's copy names the files by absolute path, so lm-eval reads them wherever it runs
+    target = write_task_dir(resolved, tmp_path / "taskdefs")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    from lm_eval.tasks import TaskManager
+
+    loaded = TaskManager(include_path=str(target)).load_task_or_group(names)
+    for name in names:
+        docs = list(loaded[name].eval_docs)
+        assert [doc["prompt"] for doc in docs] == [r["prompt"] for r in ROWS], name
+        assert str(docs[3]["answer"]) == "6"
+
+
+def test_local_data_split_the_task_does_not_have_is_named(tmp_path):
+    d = _doc_tasks(tmp_path)
+    (d / "doc_path.yaml").write_text(DOC_TASK.format(name="doc_path", builder="json", data_files="data/one.jsonl",
+                                                     split="test"), encoding="utf-8")
+    with pytest.raises(TaskInputError, match=r"test_split 'test' is not a split of its data_files, which give "
+                                             r"\['train'\] \(a bare path or a list is datasets' 'train' split"):
+        resolve_tasks(TasksParams(tasks=["doc_path"], include_path=[str(d)]))
+
+
+def test_local_data_missing_file_and_bad_form_are_named(tmp_path):
+    d = _doc_tasks(tmp_path)
+    (d / "data" / "test.json").unlink()
+    with pytest.raises(TaskInputError, match=r"task data file '.*data/test\.json' does not exist .*a relative path "
+                                             r"is read from the task YAML's directory"):
+        resolve_tasks(TasksParams(tasks=["doc_splits"], include_path=[str(d)]))
+    (d / "doc_splits.yaml").write_text(DOC_TASK.format(name="doc_splits", builder="json", data_files="{test: 5}",
+                                                       split="test"), encoding="utf-8")
+    with pytest.raises(TaskInputError, match=r"data_files \{'test': 5\} is not a form lm-eval documents"):
+        resolve_tasks(TasksParams(tasks=["doc_splits"], include_path=[str(d)]))
+
+
+def test_local_data_bad_json_line_is_named(tmp_path):
+    d = _doc_tasks(tmp_path)
+    (d / "data" / "one.jsonl").write_text(json.dumps(ROWS[0]) + "\n" + '{"prompt": "x"\n', encoding="utf-8")
+    with pytest.raises(TaskInputError, match=r"one\.jsonl, line 2: not valid JSON"):
+        resolve_tasks(TasksParams(tasks=["doc_path"], include_path=[str(d)]))

@@ -1,12 +1,7 @@
 """Parity statistics against values worked out by hand (arithmetic in the comments)."""
 
 import pytest
-from studykit.stages.tasks.stats import (
-    mcnemar_exact_p,
-    paired_difference_ci95,
-    parity,
-    wilson_ci95,
-)
+from studykit.stages.tasks.stats import mcnemar_exact_p, parity, wilson_ci95
 
 
 def test_wilson_8_of_10():
@@ -25,12 +20,22 @@ def test_wilson_all_correct_stays_inside_unit_interval():
     assert low == pytest.approx(0.72247, abs=1e-4)
 
 
-def test_paired_difference_3_vs_7_of_100():
-    # d = (3 - 7) / 100 = -0.04; var = (10 - 16/100) / 100^2 = 9.84e-4; se = 0.031369; half = 0.061483
-    d, low, high = paired_difference_ci95(3, 7, 100)
-    assert d == pytest.approx(-0.04)
-    assert low == pytest.approx(-0.101483, abs=1e-5)
-    assert high == pytest.approx(0.021483, abs=1e-5)
+def test_paired_difference_is_agresti_min_3_vs_7_of_100():
+    # Agresti-Min: 0.5 added to each cell, b = 3 only the candidate, c = 7 only the reference, n = 100:
+    # centre (3 - 7) / 102 = -0.039216; sd sqrt((10 + 1) - 16/102) / 102 = sqrt(10.843137) / 102 = 0.032283;
+    # half 1.959964 * 0.032283 = 0.063274 -> (-0.102490, 0.024058); the estimate stays (3 - 7) / 100
+    out = parity([1] * 7 + [0] * 3 + [1] * 40 + [0] * 50, [0] * 7 + [1] * 3 + [1] * 40 + [0] * 50)
+    assert out["delta"]["value"] == pytest.approx(-0.04)
+    assert out["delta"]["ci95_low"] == pytest.approx(-0.102490, abs=1e-5)
+    assert out["delta"]["ci95_high"] == pytest.approx(0.024058, abs=1e-5)
+    assert out["delta"]["method"].startswith("Agresti-Min")
+
+
+def test_paired_difference_does_not_collapse_without_discordant_items():
+    # no discordant item of 50: centre 0, sd sqrt(1) / 52, half 1.959964 / 52 = 0.037692 (Wald gave [0, 0])
+    out = parity([1] * 20 + [0] * 30, [1] * 20 + [0] * 30)
+    assert (out["delta"]["ci95_low"], out["delta"]["ci95_high"]) == (pytest.approx(-0.037692, abs=1e-6),
+                                                                     pytest.approx(0.037692, abs=1e-6))
 
 
 def test_mcnemar_exact_by_hand():

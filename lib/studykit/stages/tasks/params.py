@@ -28,7 +28,12 @@ class TasksParams(Strict):
     reference_dtype: Literal["float32", "bfloat16"] = Field("float32", description="dtype of the transformers reference (lm-eval hf)")
     metrics: dict[str, str] = Field(default_factory=dict,
                                     description="task -> 'metric,filter' to compare (default: the task's first)")
-    max_abs_delta: float = Field(0.05, ge=0, le=1, description="fail when |vLLM score - reference score| exceeds this")
+    max_abs_delta: float = Field(0.05, ge=0, le=1,
+                                 description="tolerance of the paired gate: passed when the 95 % interval of vLLM - "
+                                             "reference lies within +-this, failed when wholly outside, inconclusive "
+                                             "when it straddles a bound")
+    accept_inconclusive: bool = Field(False, description="an inconclusive paired gate passes the stage (shown as "
+                                                         "inconclusive, accepted) instead of failing it")
     rtol: float = Field(0.05, ge=0, description="vllm-ascend's tolerance: |vLLM score - baseline| <= rtol * baseline")
     baselines: dict[str, float] = Field(default_factory=dict,
                                         description="task -> recorded baseline score (0..1) of vLLM on this model")

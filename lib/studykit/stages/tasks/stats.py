@@ -2,9 +2,9 @@
 
 - each backend's score: the proportion correct with a Wilson 95 % interval (good near 0 and 1, where small
   models and easy tasks sit; the Wald interval collapses there);
-- the paired difference (candidate - reference) with the Wald interval for paired proportions:
-  d = (b - c) / n, var = ((b + c) - (b - c)^2 / n) / n^2, where b = items only the candidate gets right and
-  c = items only the reference gets right (Agresti, Categorical Data Analysis, 10.1);
+- the paired difference (candidate - reference) with Agresti and Min's interval (studykit.verdict): 0.5 added to
+  each cell of the 2x2 table, so it does not collapse to [0, 0] when no item is discordant, the usual outcome of
+  a port that works (the Wald interval for paired proportions did);
 - McNemar's exact test: under "no difference" each discordant item is a fair coin, so
   p = min(1, 2 * P(X <= min(b, c))) with X ~ Binomial(b + c, 1/2); no discordant items gives p = 1.
 """
@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import math
 from statistics import NormalDist
+
+from studykit.verdict import paired_difference
 
 Z95 = NormalDist().inv_cdf(0.975)
 
@@ -34,18 +36,6 @@ def wilson_ci95(correct: int, n: int) -> tuple[float, float]:
     centre = (p + z2 / (2 * n)) / denom
     half = Z95 * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
     return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def paired_difference_ci95(only_candidate: int, only_reference: int, n: int) -> tuple[float, float, float]:
-    """(difference candidate - reference, low, high) from the discordant counts b, c over n paired items."""
-    if n <= 0:
-        raise ValueError(f"a paired difference needs at least one item, got n={n}")
-    b, c = only_candidate, only_reference
-    if b < 0 or c < 0 or b + c > n:
-        raise ValueError(f"discordant counts b={b}, c={c} do not fit n={n} items")
-    d = (b - c) / n
-    half = Z95 * math.sqrt(max(0.0, (b + c) - (b - c) ** 2 / n)) / n
-    return d, d - half, d + half
 
 
 def mcnemar_exact_p(only_candidate: int, only_reference: int) -> float:
@@ -74,8 +64,8 @@ def parity(reference_scores: list[float], candidate_scores: list[float]) -> dict
         k = sum(scores)
         low, high = wilson_ci95(k, n)
         out[name] = {"correct": k, "score": k / n, "ci95_low": low, "ci95_high": high}
-    d, low, high = paired_difference_ci95(b, c, n)
-    out["delta"] = {"value": d, "ci95_low": low, "ci95_high": high}
+    iv = paired_difference(only_candidate=b, only_reference=c, n=n)
+    out["delta"] = {"value": iv.estimate, "ci95_low": iv.low, "ci95_high": iv.high, "method": iv.method}
     out["only_candidate_correct"] = b
     out["only_reference_correct"] = c
     out["mcnemar_exact_p"] = mcnemar_exact_p(b, c)
