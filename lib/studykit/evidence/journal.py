@@ -45,6 +45,11 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def parse_utc(stamp: str) -> datetime:
+    """An aware datetime from a utc_now() stamp ("2026-11-26T07:26:27.652Z"), as the journal and run.json hold them."""
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
 @dataclass
 class CommandRecord:
     stage: str
