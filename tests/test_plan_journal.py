@@ -9,7 +9,8 @@ import re
 from pathlib import Path
 
 from studykit.evidence.journal import read_commands
-from studykit.runner.dryrun import model_dir_for, plan
+from studykit.runner.dryrun import plan
+from studykit.weights.store import checkpoint
 from studykit.params import load_study
 
 GOLDEN = Path(__file__).parent / "data" / "runs" / "golden"
@@ -27,7 +28,7 @@ def assert_dry_run_equals_journal(run_dir: Path, recorded_model_dir: str, run_di
     """Every command the dry run prints (servers, benches, lm-eval runs) is the one the run journaled, in order."""
     study = load_study(run_dir / "params.yaml")
     _, steps = plan(study)
-    dirs = [str(model_dir_for(study)), recorded_model_dir]
+    dirs = [str(checkpoint(study).model_dir), recorded_model_dir]
 
     def norm(text: str) -> str:
         return normalise(text.replace(run_dir_prefix, "") if run_dir_prefix else text, dirs)

@@ -235,9 +235,9 @@ def run_study(params_path: str | Path, stages: list[str] | None = None, *, fail_
 
 
 def _execution_order(study: Study, wanted: list[str]) -> list[str]:
-    from studykit.runner.dryrun import model_dir_for
+    from studykit.weights.store import checkpoint
 
-    return execution_order(study, wanted, model_dir_for(study))
+    return execution_order(study, wanted, checkpoint(study).model_dir)
 
 
 class _Interrupts:
