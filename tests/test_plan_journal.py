@@ -69,3 +69,17 @@ def test_one_server_for_the_stages_with_identical_serve_commands():
     assert len(engine_starts) <= 6, [(r["stage"], r["label"]) for r in engine_starts]
     run = json.loads((GOLDEN / "run.json").read_text())
     assert run["stages"]["serve"]["vllm_seconds"] > 0.9 * run["stages"]["serve"]["wall_seconds"] - 15
+
+
+def test_the_dry_run_creates_nothing_where_it_runs(tmp_path, monkeypatch):
+    """Plans build paths under the RUN_DIR placeholder: no directory of that name may appear in the working
+    directory (the tasks stage's plan once made RUN_DIR/raw/tasks there)."""
+    from conftest import DEFAULT_PARAMS
+
+    study = load_study(DEFAULT_PARAMS)
+    assert "tasks" in study.stages
+    here = tmp_path / "cwd"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    plan(study)
+    assert list(here.iterdir()) == []

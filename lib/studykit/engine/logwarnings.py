@@ -13,7 +13,6 @@ Rows: {"message", "level" ("error" | "warning" | "shutdown"), "count", "logs", "
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -21,7 +20,8 @@ from pathlib import Path
 
 from studykit.engine import vllm_log
 from studykit.engine.logscan import scan_lines
-from studykit.evidence.journal import parse_utc
+from studykit.evidence.journal import parse_utc, read_commands
+from studykit.evidence.rundir import RunLayout
 
 SHUTDOWN = "shutdown"
 TRACEBACK_START = "Traceback (most recent call last):"
@@ -52,21 +52,15 @@ class SplitLog:
 
 
 def run_logs(root: Path) -> list[Path]:
-    logs = sorted((root / "logs").glob("*.log")) + sorted((root / "raw").glob("**/*.log"))
+    layout = RunLayout(root)
+    logs = sorted(layout.logs.glob("*.log")) + sorted(layout.raw.glob("**/*.log"))
     return [p for p in logs if p.is_file()]
 
 
 def stop_signals(root: Path) -> dict[str, datetime]:
     """Log path (resolved) → when the kit sent that server its stop signal, from commands.jsonl."""
     out: dict[str, datetime] = {}
-    path = root / "commands.jsonl"
-    if not path.exists():
-        return out
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
+    for rec in read_commands(root):
         stamp = (rec.get("extra") or {}).get("stop_signal_utc")
         if stamp and rec.get("log"):
             out[_log_key(root, rec["log"])] = parse_utc(stamp)

@@ -33,9 +33,9 @@ class RunLayout:
         return self.results / f"{stage}.json"
 
     def raw_dir(self, stage: str) -> Path:
-        d = self.raw / stage
-        d.mkdir(parents=True, exist_ok=True)
-        return d
+        """The stage's raw outputs. Only the path: a plan builds it under the RUN_DIR placeholder, where nothing
+        may be created; whoever writes there makes the directory."""
+        return self.raw / stage
 
     def make_dirs(self) -> None:
         for d in (self.results, self.notebooks, self.raw, self.logs, self.charts, self.pids):
