@@ -1,6 +1,6 @@
 """Warnings from a run's server and benchmark logs, grouped and counted, for the "known issues" section.
 
-studykit.logscan classifies single lines; this module adds what needs the whole log and the run around it:
+studykit.engine.logscan classifies single lines; this module adds what needs the whole log and the run around it:
 
 - a Python traceback is ONE entry, named by its final exception line, however many lines it spans (vLLM
   prefixes every line of it with its own "ERROR <time> [file:line]");

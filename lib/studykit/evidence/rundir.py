@@ -61,7 +61,7 @@ def _jsonable(obj: Any) -> Any:
 
 def write_json(path: str | Path, data: Any) -> Path:
     """Write via a temporary file and rename, so a reader never sees half a file. Secret values of the
-    process environment are written as *** (studykit.redact), wherever they slipped in."""
+    process environment are written as *** (studykit.evidence.redact), wherever they slipped in."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

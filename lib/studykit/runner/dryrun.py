@@ -1,5 +1,5 @@
 """`studykit run PARAMS --dry-run`: every command and environment variable the study would run, in order,
-built by each stage's own plan() (studykit.plan) — the same Steps the stage notebooks execute — without
+built by each stage's own plan() as Steps (studykit.plan) — the same Steps the stage notebooks execute — without
 starting, downloading or building anything.
 
 The Ascend profile's dry run is how its commands are checked here, where no Ascend host is reachable:
