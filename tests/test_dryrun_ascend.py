@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, run_cli
-from studykit.runner.dryrun import model_dir_for, plan
+from studykit.runner.dryrun import plan
+from studykit.weights.store import checkpoint
 from studykit.params import load_study
 
 ASCEND = ROOT / "params" / "bitcpm4-0.5b-ascend.yaml"
@@ -75,7 +76,7 @@ def ascend(tmp_path_factory):
     try:
         study = load_study(ASCEND)
         env, steps = plan(study)
-        model_dir = model_dir_for(study)
+        model_dir = checkpoint(study).model_dir
     finally:
         if old is None:
             os.environ.pop("STUDYKIT_CACHE")

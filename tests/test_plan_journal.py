@@ -9,7 +9,8 @@ import re
 from pathlib import Path
 
 from studykit.evidence.journal import read_commands
-from studykit.runner.dryrun import model_dir_for, plan
+from studykit.runner.dryrun import plan
+from studykit.weights.store import checkpoint
 from studykit.params import load_study
 
 GOLDEN = Path(__file__).parent / "data" / "runs" / "golden"
@@ -27,7 +28,7 @@ def assert_dry_run_equals_journal(run_dir: Path, recorded_model_dir: str, run_di
     """Every command the dry run prints (servers, benches, lm-eval runs) is the one the run journaled, in order."""
     study = load_study(run_dir / "params.yaml")
     _, steps = plan(study)
-    dirs = [str(model_dir_for(study)), recorded_model_dir]
+    dirs = [str(checkpoint(study).model_dir), recorded_model_dir]
 
     def norm(text: str) -> str:
         return normalise(text.replace(run_dir_prefix, "") if run_dir_prefix else text, dirs)
@@ -68,3 +69,17 @@ def test_one_server_for_the_stages_with_identical_serve_commands():
     assert len(engine_starts) <= 6, [(r["stage"], r["label"]) for r in engine_starts]
     run = json.loads((GOLDEN / "run.json").read_text())
     assert run["stages"]["serve"]["vllm_seconds"] > 0.9 * run["stages"]["serve"]["wall_seconds"] - 15
+
+
+def test_the_dry_run_creates_nothing_where_it_runs(tmp_path, monkeypatch):
+    """Plans build paths under the RUN_DIR placeholder: no directory of that name may appear in the working
+    directory (the tasks stage's plan once made RUN_DIR/raw/tasks there)."""
+    from conftest import DEFAULT_PARAMS
+
+    study = load_study(DEFAULT_PARAMS)
+    assert "tasks" in study.stages
+    here = tmp_path / "cwd"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    plan(study)
+    assert list(here.iterdir()) == []

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from studykit.evidence.journal import display_command
+from studykit.evidence.rundir import RunLayout
 
 PORT_PLACEHOLDER = "PORT"  # server.port: auto picks a free port at run time
 RUN_DIR_PLACEHOLDER = "RUN_DIR"
@@ -32,7 +33,8 @@ class Step:
 
 
 def raw_dir(run_dir: str | Path, stage: str) -> Path:
-    return Path(run_dir) / "raw" / stage
+    # Transitional: the stage plans that import this switch to RunLayout(run_dir).raw_dir(stage), then it goes.
+    return RunLayout(run_dir).raw_dir(stage)
 
 
 def base_url(host: str, port: int | str) -> str:

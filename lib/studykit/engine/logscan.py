@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+from studykit.engine import vllm_log
 
 
 @dataclass(frozen=True)
@@ -43,9 +42,6 @@ KNOWN_ISSUES = (
                "the device ran out of memory: lower max_num_seqs / max_model_len or the KV cache size"),
 )
 
-# vLLM: "(APIServer pid=1) WARNING 11-25 02:33:41 [file.py:12] message" (the pid prefix and colours optional).
-_VLLM_LINE = re.compile(r"\b(?P<level>WARNING|ERROR|CRITICAL)\b\s+\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?\s+"
-                        r"\[(?P<where>[^\]]+)\]\s*(?P<msg>.*)")
 # Python warnings: "/path/x.py:58: UserWarning: message". Not anchored: tqdm bars end without a newline, so a
 # warning can follow "... 4/4 [00:36<00:00,  9.21s/it]" on the same line.
 _PY_WARNING = re.compile(r"\S+\.py:\d+: (?P<cat>\w*Warning): (?P<msg>.*)")
@@ -60,7 +56,7 @@ _WARN_ECHO = re.compile(r"^\s+warnings\.warn\(")
 # What launchers and log collectors put before a line, one space of it included so that the indentation of
 # Python's echo line survives: vLLM's "(EngineCore_DP0 pid=3150) (pid=3212) " and "(VllmWorker rank=0 pid=1) ",
 # torch.distributed's "[rank0]:", "[RAW SERVER] " of test harnesses, docker compose's "service-name  | ".
-_PREFIX = re.compile(r"^(?:\((?:[\w-]+ )?(?:rank=\d+ )?pid=\d+\) ?"  # (EngineCore_DP0 pid=1) / (pid=2)
+_PREFIX = re.compile(rf"^(?:{vllm_log.PROCESS_PREFIX.pattern}"  # (EngineCore_DP0 pid=1) / (pid=2)
                      r"|\[rank\d+\]: ?"  # [rank0]: (torch.distributed adds a space before its own lines)
                      r"|\[[A-Z]+ [A-Z ]*[A-Z]\] ?"  # [RAW SERVER]
                      r"|[\w.-]+ *\| ?)")  # compose-service  |
@@ -99,10 +95,9 @@ def classify(line: str) -> tuple[str, str, KnownIssue | None] | None:
     for issue in KNOWN_ISSUES:
         if issue.regex.search(line):
             return issue.name, issue.level, issue
-    m = _VLLM_LINE.search(line)
-    if m:
-        level = "warning" if m["level"] == "WARNING" else "error"
-        return normalize(m["msg"]), level, None
+    vllm = vllm_log.parse(line)
+    if vllm is not None and vllm.level in ("WARNING", "ERROR", "CRITICAL"):
+        return normalize(vllm.message), "warning" if vllm.level == "WARNING" else "error", None
     m = _PY_WARNING.search(line)
     if m:
         return normalize(f"{m['cat']}: {m['msg']}"), "warning", None
@@ -120,10 +115,11 @@ def classify(line: str) -> tuple[str, str, KnownIssue | None] | None:
 def _physical_lines(lines):
     """Lines as a terminal shows them: tqdm redraws with carriage returns, each redraw its own line."""
     for raw in lines:
-        yield from _ANSI.sub("", raw.rstrip("\n")).split("\r")
+        yield from vllm_log.ANSI.sub("", raw.rstrip("\n")).split("\r")
 
 
-def scan_lines(lines, source: str = "") -> list[dict]:
+def scan_lines(lines) -> list[dict]:
+    """Grouped WARNING/ERROR lines: [{pattern, level, count, example, known, note, first_line}]."""
     groups: dict[tuple[str, str], dict] = {}
     after_py_warning = False
     for n, line in enumerate(_physical_lines(lines), 1):
@@ -141,28 +137,7 @@ def scan_lines(lines, source: str = "") -> list[dict]:
         if g is None:
             g = groups[(key, level)] = {"pattern": key, "level": level, "count": 0, "example": line.strip()[:500],
                                         "known": issue is not None, "note": issue.note if issue else None,
-                                        "first_line": n, "source": source}
+                                        "first_line": n}
         g["count"] += 1
     # Errors first, then known issues, then by how often they occur.
     return sorted(groups.values(), key=lambda g: (g["level"] != "error", not g["known"], -g["count"], g["first_line"]))
-
-
-def scan_log(path: str | Path) -> list[dict]:
-    """Grouped WARNING/ERROR lines of one log: [{pattern, level, count, example, known, note, first_line}]."""
-    path = Path(path)
-    with open(path, "r", encoding="utf-8", errors="replace") as fh:
-        return scan_lines(fh, source=path.name)
-
-
-def scan_logs(paths) -> list[dict]:
-    """Like scan_log over several logs, groups merged (count summed, first example kept, sources listed)."""
-    merged: dict[tuple[str, str], dict] = {}
-    for p in paths:
-        for g in scan_log(p):
-            key = (g["pattern"], g["level"])
-            if key in merged:
-                merged[key]["count"] += g["count"]
-                merged[key]["sources"].append(g["source"])
-            else:
-                merged[key] = {**g, "sources": [g["source"]]}
-    return sorted(merged.values(), key=lambda g: (g["level"] != "error", not g["known"], -g["count"]))

@@ -1,6 +1,6 @@
 """Warnings from a run's server and benchmark logs, grouped and counted, for the "known issues" section.
 
-studykit.logscan classifies single lines; this module adds what needs the whole log and the run around it:
+studykit.engine.logscan classifies single lines; this module adds what needs the whole log and the run around it:
 
 - a Python traceback is ONE entry, named by its final exception line, however many lines it spans (vLLM
   prefixes every line of it with its own "ERROR <time> [file:line]");
@@ -13,19 +13,17 @@ Rows: {"message", "level" ("error" | "warning" | "shutdown"), "count", "logs", "
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from studykit.engine import vllm_log
 from studykit.engine.logscan import scan_lines
+from studykit.evidence.journal import parse_utc, read_commands
+from studykit.evidence.rundir import RunLayout
 
 SHUTDOWN = "shutdown"
-ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-# vLLM's log prefix: "(APIServer pid=1) ERROR 11-25 02:26:19 [file.py:255] message"; the time is the host's.
-VLLM_PREFIX = re.compile(r"^(?:\((?P<proc>[^)]*)\)\s*)?(?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL)\s+"
-                         r"(?P<stamp>\d\d-\d\d \d\d:\d\d:\d\d)(?:\.\d+)?\s+(?:\[(?P<where>[^\]]+)\]\s?)?(?P<msg>.*)")
 TRACEBACK_START = "Traceback (most recent call last):"
 # The line that ends a traceback: "pkg.module.SomeError: text" or a bare "KeyboardInterrupt".
 EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception|Exit|Interrupt|Warning)\b(?::.*)?$")
@@ -35,9 +33,8 @@ CHAIN_LINES = ("During handling of the above exception", "The above exception wa
 
 @dataclass
 class LogLine:
-    text: str                 # without colours and without vLLM's prefix
-    level: str | None         # vLLM's level when the line has its prefix
-    where: str | None         # vLLM's [file:line]
+    line: str                 # without colours
+    text: str                 # the message: without vLLM's prefix, when the line has one
     after_stop: bool
 
 
@@ -55,24 +52,18 @@ class SplitLog:
 
 
 def run_logs(root: Path) -> list[Path]:
-    logs = sorted((root / "logs").glob("*.log")) + sorted((root / "raw").glob("**/*.log"))
+    layout = RunLayout(root)
+    logs = sorted(layout.logs.glob("*.log")) + sorted(layout.raw.glob("**/*.log"))
     return [p for p in logs if p.is_file()]
 
 
 def stop_signals(root: Path) -> dict[str, datetime]:
     """Log path (resolved) → when the kit sent that server its stop signal, from commands.jsonl."""
     out: dict[str, datetime] = {}
-    path = root / "commands.jsonl"
-    if not path.exists():
-        return out
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
+    for rec in read_commands(root):
         stamp = (rec.get("extra") or {}).get("stop_signal_utc")
         if stamp and rec.get("log"):
-            out[_log_key(root, rec["log"])] = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+            out[_log_key(root, rec["log"])] = parse_utc(stamp)
     return out
 
 
@@ -89,12 +80,6 @@ def _log_key(root: Path, log: str) -> str:
         return str(p)  # outside the run: matches no log of it
 
 
-def _line_time(stamp: str, year: int) -> datetime:
-    # vLLM writes the host's local time without a year; the stop signal's year is the log's year.
-    naive = datetime.strptime(f"{year}-{stamp}", "%Y-%m-%d %H:%M:%S")
-    return naive.astimezone(timezone.utc)
-
-
 def parse_lines(lines: list[str], stop: datetime | None) -> list[LogLine]:
     """Every line once, colours and vLLM's prefix removed, marked when written at or after the stop signal.
 
@@ -104,11 +89,12 @@ def parse_lines(lines: list[str], stop: datetime | None) -> list[LogLine]:
     after = False
     out = []
     for raw in lines:
-        line = ANSI.sub("", raw.rstrip("\n"))
-        m = VLLM_PREFIX.match(line)
-        if m and stop_second is not None and not after:
-            after = _line_time(m["stamp"], stop_second.year) >= stop_second
-        out.append(LogLine(m["msg"], m["level"], m["where"], after) if m else LogLine(line, None, None, after))
+        line = vllm_log.ANSI.sub("", raw.rstrip("\n"))
+        vllm = vllm_log.parse(line)
+        if vllm is not None and stop_second is not None and not after:
+            # the stop signal's year is the log's year; astimezone reads the naive stamp in the host's zone
+            after = vllm.local_time(stop_second.year).astimezone(timezone.utc) >= stop_second
+        out.append(LogLine(line, vllm.message if vllm else line, after))
     return out
 
 
@@ -126,9 +112,7 @@ def split_log(lines: list[str], stop: datetime | None = None) -> SplitLog:
             split.tracebacks.append(Traceback(exception, line.after_stop))
             i = end + 1
             continue
-        # logscan classifies vLLM lines by their prefix: give it one back, without the process and time.
-        text = f"{line.level} 01-01 00:00:00 [{line.where or '-'}] {line.text}" if line.level else line.text
-        (split.after_stop if line.after_stop else split.before_stop).append(text)
+        (split.after_stop if line.after_stop else split.before_stop).append(line.line)
         i += 1
     return split
 
@@ -188,11 +172,11 @@ def _rows_of_log(root: Path, log: Path, stop: datetime | None) -> list[dict]:
 
 
 def _shown(example: str) -> str:
-    """A vLLM example as "[file.py:12] message", without level and time."""
-    m = VLLM_PREFIX.match(example)
-    if not m:
+    """A vLLM example as "[file.py:12] message", without process, level and time."""
+    vllm = vllm_log.parse(example)
+    if vllm is None:
         return example.strip()
-    return (f"[{m['where']}] " if m["where"] and m["where"] != "-" else "") + m["msg"].strip()
+    return (f"[{vllm.where}] " if vllm.where else "") + vllm.message.strip()
 
 
 def collect_warnings(root: Path) -> list[dict] | None:

@@ -26,7 +26,7 @@ def check_platform(study, detect=None, npu_smi_text: str | None = None, torch_np
 
     - torch_npu (what vLLM runs on): how many devices `torch.npu.device_count()` sees, asked in a child process
       (`torch_npu_devices()` returns the count or raises RuntimeError with the reason; injectable for tests);
-    - npu-smi (what the report describes the cards with): `npu-smi info` parsed by studykit.ascend.
+    - npu-smi (what the report describes the cards with): `npu-smi info` parsed by studykit.evidence.ascend.
 
     npu-smi fails on hosts where the study still works: for non-root users, in containers without
     /usr/local/dcmi or with the device held by another container (dcmi -8005 / -8020). Its failure is recorded in

@@ -226,8 +226,3 @@ def reap_leftovers(pid_dir: str | Path, keep: set[int] = frozenset()) -> list[in
         f.unlink(missing_ok=True)
     return killed
 
-
-def wait_port_closed(host: str, port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not port_is_free(host, port):
-        time.sleep(0.2)

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from studykit.evidence.journal import CommandLog, CommandRecord, group_alive, utc_now
+from studykit.evidence.journal import CommandLog, CommandRecord, group_alive, parse_utc, utc_now
 from studykit.evidence.redact import redact_file
 from studykit.evidence.rundir import RunLayout, read_json, write_json
 
@@ -39,10 +38,6 @@ def server_key(argv: list[str]) -> str:
             continue
         out.append(a)
     return json.dumps(out)
-
-
-def _utc_seconds(stamp: str) -> float:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 def registry_path(run_dir: str | Path) -> Path:
@@ -118,7 +113,7 @@ def stop_finished(run_dir: str | Path, remaining: list[str], log=print) -> list[
         entry["stopped_utc"] = utc_now()
         entry["stop"] = how
         started = entry["started_utc"]
-        seconds = round(_utc_seconds(entry["stopped_utc"]) - _utc_seconds(started), 3)
+        seconds = round((parse_utc(entry["stopped_utc"]) - parse_utc(started)).total_seconds(), 3)
         CommandLog(run_dir, entry["stage"]).append(CommandRecord(
             stage=entry["stage"], label=entry["label"], argv=entry["argv"], command=entry["command"],
             env=entry["env"], started_utc=started, ended_utc=entry["stopped_utc"], seconds=seconds,

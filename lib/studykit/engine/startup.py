@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from studykit.engine.logscan import _ANSI
+from studykit.engine import vllm_log
 
 _NUM = r"(\d+(?:\.\d+)?)"
 
@@ -60,10 +60,6 @@ _GIB_GROUP = {"graph_capture_gib": 2}
 _INIT_COMPILATION = re.compile(rf"init engine \(profile, create kv cache, warmup model\) took {_NUM} s "
                                rf"\(compilation: {_NUM} s")
 
-# vLLM's prefix: "INFO 11-26 07:26:48 [file.py:12]" (optionally with fractions of a second).
-# "(EngineCore_DP0 pid=299) INFO ..." -> EngineCore_DP0
-_PROCESS = re.compile(r"^\((?P<name>[\w.-]+) pid=\d+\)")
-_STAMP = re.compile(r"\b(?:DEBUG|INFO|WARNING|ERROR|CRITICAL)\s+(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.\d+)?\s")
 # Ready lines, in the order of preference: a server is ready when uvicorn has started (that line has no
 # timestamp of its own: the last vLLM timestamp before it stands for it); an offline engine (bench latency or
 # throughput) is ready when the engine core finished its init.
@@ -72,16 +68,6 @@ _READY = (
     ("starting vllm server", re.compile(r"Starting vLLM (?:API )?server\b")),
     ("init engine", _SECONDS_LINES["engine_init_s"][0]),
 )
-BREAKDOWN_FIELDS = (*_SECONDS_LINES, *_GIB_LINES)
-
-
-def _stamp(line: str) -> datetime | None:
-    m = _STAMP.search(line)
-    if not m:
-        return None
-    month, day, hour, minute, second = map(int, m.groups())
-    # 2000 is a leap year, so a 02-29 stamp parses; only differences between stamps are used.
-    return datetime(2000, month, day, hour, minute, second)
 
 
 def _largest(lines: list[str], patterns: tuple[re.Pattern, ...], group: int) -> float | None:
@@ -98,7 +84,7 @@ def startup_breakdown(log_path: str | Path, started_at: datetime | None = None) 
     path = Path(log_path)
     if not path.is_file():
         raise FileNotFoundError(f"startup_breakdown: no log file at {path}")
-    lines = [_ANSI.sub("", line) for line in path.read_text(errors="replace").splitlines()]
+    lines = [vllm_log.ANSI.sub("", line) for line in path.read_text(errors="replace").splitlines()]
     out: dict[str, Any] = {"log": str(path)}
     for name, patterns in _SECONDS_LINES.items():
         out[name] = _largest(lines, patterns, _SECONDS_GROUP.get(name, 1))
@@ -111,13 +97,13 @@ def startup_breakdown(log_path: str | Path, started_at: datetime | None = None) 
     ready_stamps: dict[str, datetime] = {}
     process_first: dict[str, datetime] = {}
     for line in lines:
-        stamp = _stamp(line)
-        if stamp is not None:
-            last_stamp = stamp
+        parsed = vllm_log.parse(line)
+        if parsed is not None:
+            # 2000 is a leap year, so a 02-29 stamp is a date; only differences between stamps are used.
+            last_stamp = stamp = parsed.local_time(2000)
             first_stamp = first_stamp or stamp
-            proc = _PROCESS.match(line)
-            if proc:
-                process_first.setdefault(proc.group("name"), stamp)
+            if parsed.process:
+                process_first.setdefault(parsed.process, stamp)
         for marker, regex in _READY:
             if marker not in ready_stamps and last_stamp is not None and regex.search(line):
                 ready_stamps[marker] = last_stamp
@@ -155,49 +141,6 @@ def _span_seconds(first: datetime | None, last: datetime | None) -> float | None
     return (last - first).total_seconds()
 
 
-def startup_bench_argv(study, model_dir: str | Path, *, num_iters_cold: int = 1, num_iters_warmup: int = 1,
-                       num_iters_warm: int = 1, output_json: str | Path | None = None) -> list[str]:
-    """`vllm bench startup` with the study's engine flags: cold starts (fresh vLLM and torch.compile caches) and
-    warm starts (caches kept), each in a fresh process. vLLM's default is 3 cold and 3 warm starts; one of each
-    keeps it to three engine starts on a small host."""
-    from studykit.engine import cmdline
-
-    for name, value, least in (("num_iters_cold", num_iters_cold, 1), ("num_iters_warmup", num_iters_warmup, 0),
-                               ("num_iters_warm", num_iters_warm, 1)):
-        if not isinstance(value, int) or value < least:
-            raise ValueError(f"startup_bench_argv: {name}={value!r}; allowed: an integer >= {least}")
-    args = ["--num-iters-cold", str(num_iters_cold), "--num-iters-warmup", str(num_iters_warmup),
-            "--num-iters-warm", str(num_iters_warm)]
-    if output_json:
-        args += ["--output-json", str(output_json)]
-    return cmdline.bench_argv(study, "startup", model_dir, args)
-
-
-def parse_startup_bench_json(path: str | Path) -> dict[str, Any]:
-    """`vllm bench startup --output-json` as a flat record: per phase (cold: fresh vLLM and torch.compile
-    caches; warm: caches kept) the mean and every iteration of the engine construction seconds
-    (LLM.from_engine_args, after Python has imported vLLM) and of the torch.compile seconds within it."""
-    from studykit.engine.benchjson import NUM, BenchParseError, load_bench_json
-
-    phases, parts = ("cold", "warm"), ("startup", "compilation")
-    required: dict[str, Any] = {}
-    for phase in phases:
-        for what in parts:
-            required[f"avg_{phase}_{what}_time"] = NUM
-            required[f"{phase}_{what}_times"] = list
-    data = load_bench_json(path, required)
-    out: dict[str, Any] = {"raw": str(path)}
-    for phase in phases:
-        for what, name in zip(parts, ("startup", "compile")):
-            values = data[f"{phase}_{what}_times"]
-            if not values or not all(isinstance(v, NUM) and not isinstance(v, bool) for v in values):
-                raise BenchParseError(f"{path}: '{phase}_{what}_times' should be a non-empty list of numbers, "
-                                      f"got {values!r:.80}")
-            out[f"{phase}_{name}_s"] = float(data[f"avg_{phase}_{what}_time"])
-            out[f"{phase}_{name}_s_each"] = [float(v) for v in values]
-    return out
-
-
 ENGINE_BENCHES = ("latency", "throughput")  # `vllm bench serve` is a client of a server, not an engine
 
 
@@ -220,7 +163,7 @@ def engine_starts(run_dir: str | Path) -> list[dict[str, Any]]:
     """One row per engine start in the run's commands.jsonl, in start order: stage, label, kind, seconds to ready
     (a server: the kit's process start to /health; a bench: process start to vLLM's init-engine line) and the
     parts vLLM's own log lines give. Read from the journal and the logs: nothing is measured here."""
-    from studykit.evidence.journal import read_commands
+    from studykit.evidence.journal import parse_utc, read_commands
 
     run_dir = Path(run_dir)
     rows = []
@@ -231,7 +174,7 @@ def engine_starts(run_dir: str | Path) -> list[dict[str, Any]]:
         log = Path(rec["log"]) if rec.get("log") else None
         if log is not None and not log.is_absolute():
             log = run_dir / log
-        started = datetime.fromisoformat(rec["started_utc"].replace("Z", "+00:00"))
+        started = parse_utc(rec["started_utc"])
         parts = startup_breakdown(log, started_at=started) if log is not None and log.is_file() else {}
         if kind == "serve":
             ready_s, how = (rec.get("extra") or {}).get("ready_seconds"), "process start to /health"

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from studykit import PACKAGE_DIR
 
+from studykit.evidence.rundir import RunLayout
 from studykit.evidence.redact import redact_argv, redact_data, redact_env, secret_values, unmask_env
 
 LAUNCHER_MODULE = "studykit.engine.launcher"
@@ -45,6 +46,11 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def parse_utc(stamp: str) -> datetime:
+    """An aware datetime from a utc_now() stamp ("2026-11-26T07:26:27.652Z"), as the journal and run.json hold them."""
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
 @dataclass
 class CommandRecord:
     stage: str
@@ -67,7 +73,7 @@ class CommandLog:
     def __init__(self, run_dir: str | Path, stage: str):
         self.run_dir = Path(run_dir)
         self.stage = stage
-        self.path = self.run_dir / "commands.jsonl"
+        self.path = RunLayout(run_dir).commands
 
     def append(self, record: CommandRecord, env_extra: dict[str, str] | None = None) -> None:
         """Journal one command; secrets (by name, and the values of this process's and env_extra's secret
@@ -225,11 +231,11 @@ def _reap(pid: int, proc: subprocess.Popen | None = None) -> None:
 
 
 def read_commands(run_dir: str | Path) -> list[dict]:
-    path = Path(run_dir) / "commands.jsonl"
+    path = RunLayout(run_dir).commands
     if not path.exists():
         return []
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         line = line.strip()
         if line:
             try:

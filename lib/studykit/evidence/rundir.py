@@ -33,9 +33,9 @@ class RunLayout:
         return self.results / f"{stage}.json"
 
     def raw_dir(self, stage: str) -> Path:
-        d = self.raw / stage
-        d.mkdir(parents=True, exist_ok=True)
-        return d
+        """The stage's raw outputs. Only the path: a plan builds it under the RUN_DIR placeholder, where nothing
+        may be created; whoever writes there makes the directory."""
+        return self.raw / stage
 
     def make_dirs(self) -> None:
         for d in (self.results, self.notebooks, self.raw, self.logs, self.charts, self.pids):
@@ -61,7 +61,7 @@ def _jsonable(obj: Any) -> Any:
 
 def write_json(path: str | Path, data: Any) -> Path:
     """Write via a temporary file and rename, so a reader never sees half a file. Secret values of the
-    process environment are written as *** (studykit.redact), wherever they slipped in."""
+    process environment are written as *** (studykit.evidence.redact), wherever they slipped in."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

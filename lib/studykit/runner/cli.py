@@ -8,6 +8,7 @@ import sys
 
 from studykit.params import ParamsError
 from studykit.stages import STAGE_ORDER
+from studykit.weights.store import BUILTIN
 
 
 def _cmd_run(args) -> int:
@@ -50,15 +51,10 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_model(args) -> int:
-    from studykit.weights import smollm2
-
-    if args.what == "build-default":
-        path = smollm2.build_default(dtype=args.dtype, force=args.force)
-    else:
-        from studykit.weights.minicpm_tiny import build_minicpm_tiny
-
-        path = build_minicpm_tiny(force=args.force)
-    print(path)
+    (builtin,) = [b for b in BUILTIN.values() if b.command == args.what]
+    # only the default model has a dtype choice; the others are built in bfloat16
+    options = {"dtype": args.dtype} if args.what == "build-default" else {}
+    print(builtin.build(force=args.force, **options))
     return 0
 
 
@@ -114,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(func=_cmd_report)
 
     model = sub.add_parser("model", help="build the kit's own checkpoints (offline)")
-    model.add_argument("what", choices=["build-default", "build-minicpm-tiny"])
+    model.add_argument("what", choices=[b.command for b in BUILTIN.values()])
     model.add_argument("--dtype", choices=["bfloat16", "float32"], default="bfloat16")
     model.add_argument("--force", action="store_true", help="rebuild even if the cached copy is intact")
     model.set_defaults(func=_cmd_model)

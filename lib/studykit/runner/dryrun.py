@@ -1,5 +1,5 @@
 """`studykit run PARAMS --dry-run`: every command and environment variable the study would run, in order,
-built by each stage's own plan() (studykit.plan) — the same Steps the stage notebooks execute — without
+built by each stage's own plan() as Steps (studykit.plan) — the same Steps the stage notebooks execute — without
 starting, downloading or building anything.
 
 The Ascend profile's dry run is how its commands are checked here, where no Ascend host is reachable:
@@ -14,46 +14,23 @@ from pathlib import Path
 
 from studykit.engine import cmdline
 from studykit.weights import files
-from studykit.weights import smollm2
+from studykit.weights.store import Checkpoint, checkpoint
 from studykit.params import Study, load_study
 from studykit.stages import STAGE_ORDER
 from studykit.stages import stage_plan
 from studykit.plan import PORT_PLACEHOLDER, RUN_DIR_PLACEHOLDER, Step
 
 
-def model_dir_for(study: Study) -> Path:
-    """Where the checkpoint will be, without building or downloading it."""
-    m = study.model
-    if m.source == "local":
-        return Path(m.path)
-    if m.source == "modelscope":
-        from studykit.weights.modelscope import cache_dir_for
-
-        return cache_dir_for(m.id, m.revision)
-    if m.id == smollm2.DEFAULT_MODEL:
-        return files.cache_root() / "models" / f"{smollm2.DEFAULT_MODEL}-bfloat16"
-    from studykit.weights.minicpm_tiny import NAME
-
-    return files.cache_root() / "models" / NAME
-
-
 def _port(study: Study) -> int | str:
     return study.server.port if study.server.port != "auto" else PORT_PLACEHOLDER
 
 
-def _weights_steps(study: Study, model_dir: Path) -> list[Step]:
-    m = study.model
-    if m.source == "modelscope":
-        from studykit.weights.modelscope import download_command
-
-        cached = (model_dir / files.MANIFEST).is_file()
-        cmd = download_command(m.id, m.revision, model_dir)
-        return [Step("weights", "modelscope download", "command", shlex.split(cmd),
-                     text=cmd + ("  # cached: reused if intact" if cached else ""))]
-    if m.source == "builtin":
-        what = "build-default" if m.id == smollm2.DEFAULT_MODEL else "build-minicpm-tiny"
-        return [Step("weights", f"build {m.id}", "command", ["studykit", "model", what])]
-    return [Step("weights", "local checkpoint", "python", text=f"# local checkpoint {model_dir}")]
+def _weights_step(checkpoint: Checkpoint) -> Step:
+    if not checkpoint.argv:
+        return Step("weights", checkpoint.label, "python", text=f"# {checkpoint.label} {checkpoint.model_dir}")
+    cached = (checkpoint.model_dir / files.MANIFEST).is_file()
+    return Step("weights", checkpoint.label, "command", checkpoint.argv,
+                text=(shlex.join(checkpoint.argv) + "  # cached: reused if intact") if cached else "")
 
 
 def plan(study: Study, stages: list[str] | None = None) -> tuple[dict[str, str], list[Step]]:
@@ -62,9 +39,10 @@ def plan(study: Study, stages: list[str] | None = None) -> tuple[dict[str, str],
     from studykit.runner.sharing import execution_order, server_users
 
     wanted = [s for s in STAGE_ORDER if s in (stages or study.stages)]
-    model_dir = model_dir_for(study)
+    weights = checkpoint(study)
+    model_dir = weights.model_dir
     shared = server_users(study, wanted, model_dir)
-    steps = _weights_steps(study, model_dir)
+    steps = [_weights_step(weights)]
     if study.ray is not None:
         from studykit.engine.ray_cluster import cluster_steps
 
@@ -131,6 +109,6 @@ def dry_run(params_path: str | Path, stages: list[str] | None = None, out=None) 
     out = out or sys.stdout
     study = load_study(params_path)  # ParamsError -> exit 2 in the CLI
     env, steps = plan(study, stages)
-    warnings = warnings_for(study, model_dir_for(study))
+    warnings = warnings_for(study, checkpoint(study).model_dir)
     out.write(render(study, params_path, env, steps, warnings))
     return 1 if any(w.startswith("preflight:") for w in warnings) else 0

