@@ -11,10 +11,11 @@ prompts_file = "builtin:default"  # help: JSONL prompt file ({"id","text","chat"
 max_new_tokens = 16  # help: tokens generated per prompt (the seed's 16)
 top_k_logprobs = 20  # help: logprobs vLLM returns per position
 reference_dtype = "float32"  # help: dtype of the transformers reference (the seed's float32)
-min_token_agreement = 0.9  # help: threshold on the free-running agreement up to the first real divergence
-near_tie_margin = 0.25  # help: a divergence is a near tie when p_ref(own token) - p_ref(vLLM token) is at most this
-min_top1_agreement = 0.95  # help: teacher-forced top-1 agreement threshold
-max_mean_kl = 0.05  # help: teacher-forced mean KL threshold (nats)
+max_real_divergences = 0  # help: free-running positions allowed to diverge for real (judged on the reference's context)
+near_tie_margin = None  # help: both engines' margin between the two tokens at most this for a near tie; None: 4 x the calibration's top-2 margin shift
+max_near_tie_kl = None  # help: KL at a near tie's position at most this (nats); None: 4 x the calibration's largest per-position KL
+min_top1_agreement = None  # help: teacher-forced top-1 agreement threshold; None: from the calibration's top-1 disagreements
+max_mean_kl = None  # help: teacher-forced mean KL threshold (nats); None: 3 x the calibration's mean KL
 
 # %%
 from studykit.display import checks_frame, metrics_frame
@@ -27,12 +28,15 @@ print("model checkpoint:", ctx.model_dir)
 print("\n".join(step.command for step in stage.plan(ctx.study, ctx.model_dir, ctx.run_dir, ctx.port)))
 
 # %% [markdown]
-# ## Reference, then vLLM
+# ## Reference, calibration, then vLLM
 # The prompt file is checked first (a bad one fails here, before any model loads). The transformers reference
-# generates first (greedy, full-vocabulary log-probabilities, kept in `raw/accuracy/reference_logprobs.npz`);
-# then one vLLM server answers every request: free-running greedy (twice, for determinism) and teacher-forced
-# (vLLM scores the reference's own continuation with `prompt_logprobs`, so both models see the same context at
-# every position).
+# generates first (greedy, full-vocabulary log-probabilities, kept in `raw/accuracy/reference_logprobs.npz`).
+# The calibration runs the same checkpoint in the other dtype (bfloat16 for a float32 reference) over the
+# reference's continuation: its rounding noise, times a stated multiple, gives every threshold the parameters
+# leave empty (`threshold_basis` in the result). Then one vLLM server answers every request: free-running greedy,
+# resumed from the reference's prefix after each divergence so every position is judged on the reference's
+# context (the plain request twice, for determinism), and teacher-forced (vLLM scores the reference's own
+# continuation with `prompt_logprobs`, so both models see the same context at every position).
 
 # %%
 result = stage.run(ctx, p)
@@ -48,9 +52,10 @@ stage.per_prompt_table(result)
 
 # %% [markdown]
 # ## Free-running divergences: near ties and real ones
-# At each prompt's first divergence, the reference's probability of its own token and of vLLM's token on the
-# shared context (the margin), and vLLM's probabilities of both where it returned them. A margin within
-# `near_tie_margin` is a near tie (bf16 against fp32 can flip it); only real divergences count against the gate.
+# Every position where vLLM's token differs from the reference's, on the reference's context: both engines'
+# probabilities of the two tokens, both margins and the KL there. A near tie needs vLLM to have emitted its own
+# top token, both margins within `near_tie_margin` and the KL within `max_near_tie_kl`; anything else is a real
+# divergence, and real divergences beyond `max_real_divergences` fail the stage.
 
 # %%
 stage.divergence_table(result)
@@ -63,8 +68,8 @@ result.charts = stage.charts(ctx, result)
 
 # %% [markdown]
 # ## Checks
-# Each against its threshold in the parameters: free-running agreement up to the first real divergence,
-# teacher-forced top-1 agreement and mean KL, and the same greedy output in two passes. A failed check fails the
+# Each against the threshold the run recorded (calibration x multiple, or the parameters' value): real
+# free-running divergences, teacher-forced top-1 agreement and mean KL, and the same greedy output in two passes. A failed check fails the
 # stage; `not_run` says why it could not run.
 
 # %%

