@@ -199,3 +199,52 @@ def test_faults_change_the_greedy_completion(tmp_path, default_model_dir, no_vll
     text, log = _complete(study, default_model_dir, tmp_path, "unknown", "rope_stlye")
     assert text is None, "vLLM served with an unknown fault name"
     assert "unknown fault 'rope_stlye'" in log and "rope_style" in log
+
+
+# ---- the patches' own logic, around stand-ins for the vLLM functions they wrap (vLLM imported, no engine) -----
+
+def test_decode_delay_sleeps_on_decode_only_steps(monkeypatch):
+    import time
+
+    from vllm.v1.worker.gpu_model_runner import GPUModelRunner
+
+    from studykit.faults.patches import _decode_delay
+
+    monkeypatch.setattr(GPUModelRunner, "execute_model", lambda self, so, it=None: "out")
+    _decode_delay({"ms": 60.0, "frac": 0.0})
+
+    def wall(scheduled):
+        t0 = time.perf_counter()
+        assert GPUModelRunner.execute_model(None, types.SimpleNamespace(num_scheduled_tokens=scheduled)) == "out"
+        return time.perf_counter() - t0
+
+    assert wall({"a": 1, "b": 1}) >= 0.06  # every request decodes one token
+    assert wall({"a": 1, "b": 7}) < 0.03   # a prefill chunk in the step: not a decode step
+    assert wall({}) < 0.03
+
+
+def test_sampler_slips_once_per_request_where_the_model_is_unsure(monkeypatch):
+    from vllm.v1.sample.sampler import Sampler
+    from vllm.v1.worker.gpu_model_runner import GPUModelRunner
+
+    from studykit.faults.patches import _sampler_second_choice
+
+    monkeypatch.setattr(Sampler, "sample", lambda self, logits, md, mode=None: (logits.argmax(-1), None))
+    monkeypatch.setattr(GPUModelRunner, "_sample", lambda self, logits, spec: self.sampler.sample(logits, self.md))
+    _sampler_second_choice({"p": 0.3})
+
+    def step(req_ids, probs, discard=None, temperature=None):
+        runner = types.SimpleNamespace(
+            sampler=Sampler.__new__(Sampler), input_batch=types.SimpleNamespace(req_ids=req_ids),
+            discard_request_mask=types.SimpleNamespace(np=discard or [False] * len(req_ids)),
+            md=types.SimpleNamespace(all_greedy=temperature is None, temperature=temperature))
+        logits = torch.tensor(probs).log()
+        return GPUModelRunner._sample(runner, logits, None)[0].tolist()
+
+    unsure, sure, tie = [0.28, 0.26, 0.24, 0.22], [0.7, 0.1, 0.1, 0.1], [0.23, 0.27, 0.27, 0.23]
+    # a: unsure -> its second choice; b: sure -> untouched; c: being prefilled in chunks -> discarded, untouched
+    assert step(["a", "b", "c"], [unsure, sure, unsure], discard=[False, False, True]) == [1, 0, 0]
+    # a slipped already; c's first real step slips; at an exact tie greedy takes the first, the fault the other
+    assert step(["a", "c", "d"], [unsure, unsure, tie]) == [0, 1, 2]
+    # sampling requests (temperature > 0) are not the greedy path the fault imitates
+    assert step(["e"], [unsure], temperature=torch.tensor([0.8])) == [0]
