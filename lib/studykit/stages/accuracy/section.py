@@ -5,7 +5,7 @@ from __future__ import annotations
 from studykit.report.blocks import (Ctx, SummaryRow, checks_table, metric_label, metrics_table, params_table,
                                     show_charts, stage_banner)
 from studykit.report.mdtools import fmt, inline_code
-from studykit.schema.metrics import dig, metric, stage_metrics
+from studykit.schema.metrics import metric, stage_metrics
 
 SUMMARY = (SummaryRow("sum_accuracy", ("accuracy.token_agreement_excluding_near_ties", "accuracy.real_divergences",
                                        "accuracy.near_ties", "accuracy.top1_agreement", "accuracy.mean_kl")),)
@@ -24,9 +24,8 @@ def accuracy(ctx: Ctx) -> None:
         if per_prompt:
             md.table([ctx.t("col_prompt"), ctx.t("col_agreement"), ctx.t("col_first_divergence"),
                       metric_label(metric("accuracy.top1_agreement"), ctx.lang)],
-                     # a prompt's teacher-forced figures are kept as the stage wrote them (PromptAccuracy is Open)
                      [[pp.id, fmt(pp.token_agreement), fmt(pp.first_divergence),
-                       fmt(dig(pp.model_extra, "teacher_forced.top1_agreement"))] for pp in per_prompt])
+                       fmt(pp.teacher_forced.top1_agreement if pp.teacher_forced else None)] for pp in per_prompt])
         diverged = [(pp.id, pp.first_divergence_detail) for pp in per_prompt if pp.first_divergence_detail]
         if diverged:
             md.p(ctx.t("a_divergences", margin=fmt(ctx.run.stage_params("accuracy").get("near_tie_margin"))))
