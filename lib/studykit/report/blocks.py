@@ -198,16 +198,6 @@ def check_status(ctx: Ctx, status: str | bool | None) -> str:
     return DASH
 
 
-def flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(flatten(v, f"{prefix}{k}."))
-        elif not isinstance(v, list) or all(not isinstance(x, (dict, list)) for x in v):
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def perf_stage(ctx: Ctx, stage: str, title_key: str, before_table=None, after_table=None) -> None:
     """A performance stage's part of §5: its params (and the reference's), its vLLM commands, its metric table
     (roofline rows are §5.5's), then its charts; `before_table` / `after_table(ctx, result)` (the typed

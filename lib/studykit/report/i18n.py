@@ -187,7 +187,6 @@ S: dict[str, dict[str, str]] = {
     "e_flags": {"zh": "CPU 指令集(avx/amx)", "en": "CPU flags (avx/amx)"},
     "e_memory": {"zh": "内存总量", "en": "Total memory"},
     "e_accel": {"zh": "加速器", "en": "Accelerator"},
-    "e_npu": {"zh": "NPU", "en": "NPU"},
     "e_os": {"zh": "操作系统", "en": "Operating system"},
     "e_python": {"zh": "Python", "en": "Python"},
     "e_kit": {"zh": "studykit 版本 / commit", "en": "studykit version / commit"},
@@ -239,7 +238,6 @@ S: dict[str, dict[str, str]] = {
     "k_intro": {"zh": "从服务与基准测试日志中收集的日志告警(按内容分组计数):", "en": "Warnings collected from the server and benchmark logs (grouped and counted):"},
     "k_none": {"zh": "日志中没有告警。", "en": "The logs hold no warnings."},
     "k_no_logs": {"zh": "没有可扫描的日志。", "en": "No logs to scan."},
-    "k_failed_checks": {"zh": "未通过的检查项:", "en": "Checks that failed:"},
     # section 9
     "c_stages": {"zh": "各阶段状态", "en": "Stage status"},
     "c_verdict": {"zh": "结论", "en": "Verdict"},
@@ -281,7 +279,6 @@ S: dict[str, dict[str, str]] = {
     "e_driver": {"zh": "NPU 驱动", "en": "NPU driver"},
     "e_ascend_errors": {"zh": "昇腾环境信息采集出错:{errors}", "en": "Collecting the Ascend facts failed: {errors}"},
     "e_no_accel": {"zh": "无 (CPU 推理)", "en": "none (CPU inference)"},
-    "ref_from": {"zh": "参考数据来源:{source}", "en": "Reference source: {source}"},
     "c_all_passed": {"zh": "所有请求的阶段均已通过({n} 个)。", "en": "All {n} requested stages passed."},
     "c_some_failed": {"zh": "{n} 个请求的阶段未通过:{names}。", "en": "{n} requested stage(s) did not pass: {names}."},
     "c_checks": {"zh": "一致性与阈值检查:{passed} 通过,{failed} 未通过,{not_run} 未运行(共 {total})。",
