@@ -41,13 +41,23 @@ needs_check_ids = pytest.mark.skipif(LEGACY_GOLDEN, reason="golden runs are re-r
 
 def golden_copy(name: str, dest: Path) -> Path:
     """A golden run copied to `dest`; a check recorded without an id gets `<stage>.no_id_recorded_<i>`, an id no
-    check has, so nothing selects it by accident. Does nothing to runs recorded with ids."""
+    check has, so nothing selects it by accident; a serve command recorded before ServeCommand named its run
+    (`name`, `request_rate_arg`) gets those under today's names (`run`, `request_rate`). Does nothing to runs
+    recorded with today's fields."""
     shutil.copytree(DATA / name, dest)
     for p in (dest / "results").glob("*.json"):
         doc = json.loads(p.read_text())
+        changed = False
         if p.stem in STAGE_ORDER and any("id" not in c for c in doc.get("checks", [])):
             doc["checks"] = [{"id": f"{p.stem}.no_id_recorded_{i}", **c} if "id" not in c else c
                              for i, c in enumerate(doc["checks"])]
+            changed = True
+        if p.stem == "serve":
+            for cmd in doc.get("commands", []):
+                if "run" not in cmd and "name" in cmd:
+                    cmd["run"], cmd["request_rate"] = cmd.pop("name"), cmd.pop("request_rate_arg")
+                    changed = True
+        if changed:
             p.write_text(json.dumps(doc, ensure_ascii=False, indent=1))
     return dest
 SEED_REF = "params/reference/seed-bitcpm4-0.5b-ascend.yaml"
@@ -55,13 +65,51 @@ ROOT = Path(__file__).resolve().parents[1]
 
 SECTIONS = {
     "zh": ["摘要", "1. 模型简介", "2. 环境信息", "3. 模型权重获取", "4. 快速启动", "5. 性能测评", "6. 精度与功能验证",
-           "7. 关键适配说明", "8. 已知问题与注意事项", "9. 结论", "10. 一致性检查", "附录"],
+           "7. 关键适配说明", "8. 已知问题与注意事项", "9. 结论", "附录 A 一致性检查", "附录 B 命令记录"],
     "en": ["Summary", "1. Model introduction", "2. Environment", "3. Weight acquisition", "4. Quick start", "5. Performance",
            "6. Accuracy and functional checks", "7. Adaptation notes", "8. Known issues", "9. Conclusion",
-           "10. Consistency checks", "Appendix"],
+           "Appendix A Consistency checks", "Appendix B Command record"],
 }
 SUBSECTIONS = {"zh": ["5.2 Latency 测试", "5.3 Throughput 测试", "5.4 Serve 测试", "6.2 精度对标测试"],
                "en": ["5.2 Latency", "5.3 Throughput", "5.4 Serve", "6.2 Accuracy comparison"]}
+# Every heading of the zh report of a full run, in order (../shared/reference/zh-report-terms.md's structure).
+ZH_HEADINGS = ["## 摘要", "## 1. 模型简介", "## 2. 环境信息", "### 2.1 硬件环境", "### 2.2 软件环境", "### 2.3 并行布局",
+               "## 3. 模型权重获取", "## 4. 快速启动", "### 4.1 服务部署", "### 4.2 功能验证", "## 5. 性能测评",
+               "### 5.1 测试方法", "### 5.2 Latency 测试", "### 5.3 Throughput 测试", "### 5.4 Serve 测试",
+               "### 5.5 Roofline 分析", "### 5.6 引擎启动耗时", "## 6. 精度与功能验证", "### 6.1 特性验证",
+               "### 6.2 精度对标测试", "### 6.3 任务精度 (lm-evaluation-harness)", "## 7. 关键适配说明", "### 7.1 架构复用",
+               "### 7.2 算子兼容性", "### 7.3 适配改动", "## 8. 已知问题与注意事项", "### 8.1 日志告警汇总", "## 9. 结论",
+               "## 附录 A 一致性检查", "## 附录 B 命令记录"]
+EN_HEADINGS = ["## Summary", "## 1. Model introduction", "## 2. Environment", "### 2.1 Hardware", "### 2.2 Software",
+               "### 2.3 Parallel layout", "## 3. Weight acquisition", "## 4. Quick start", "### 4.1 Serving",
+               "### 4.2 Smoke check", "## 5. Performance", "### 5.1 Method", "### 5.2 Latency", "### 5.3 Throughput",
+               "### 5.4 Serve", "### 5.5 Roofline", "### 5.6 Engine start-up", "## 6. Accuracy and functional checks",
+               "### 6.1 Feature checks", "### 6.2 Accuracy comparison", "### 6.3 Task accuracy (lm-evaluation-harness)",
+               "## 7. Adaptation notes", "### 7.1 Architecture reuse", "### 7.2 Operator compatibility",
+               "### 7.3 Adaptation changes", "## 8. Known issues", "### 8.1 Log warnings", "## 9. Conclusion",
+               "## Appendix A Consistency checks", "## Appendix B Command record"]
+
+
+def mark(lang: str) -> str:
+    """What a value cell adds after its number when a check on it failed: ' [failed: names]'."""
+    return " [" + S["x_marked"][lang].split("{")[0]
+
+
+def shown_check_name(c: dict, lang: str) -> str:
+    """A check's name as the report must show it: its id's entry in report.check_text, never the recorded words."""
+    from studykit.report.check_text import CHECKS
+
+    if c["id"] in CHECKS:
+        return getattr(CHECKS[c["id"]], lang)
+    return f"⚠ 未登记的检查项 {c['id']}" if lang == "zh" else f"⚠ {c['name']} (unregistered check id {c['id']})"
+
+
+def shown_check_label(c: dict, lang: str) -> str:
+    from studykit.report.check_text import SUBJECT_WORDS
+
+    subject = c.get("subject")
+    subject = SUBJECT_WORDS.get(subject, subject) if lang == "zh" and subject else subject
+    return shown_check_name(c, lang) + (f" ({subject})" if subject else "")
 
 
 @pytest.fixture(scope="module")
@@ -198,14 +246,17 @@ def test_summary_and_marks_pick_checks_by_id_not_by_their_words(tmp_path, lang):
     rows = {r[S["col_claim"][lang]]: r for r in tables(section(text, SECTIONS[lang][0]))[0]}
     status = S["col_status"][lang]
     assert rows[S["sum_graph"][lang]][status] == S["status_failed"][lang]
-    # no metric id on the row: its figures are the check's detail
-    assert rows[S["sum_graph"][lang]][S["col_headline"][lang]] == "the eager tokens differ at position 3"
+    # no metric id on the row: its figures are the check's detail (zh: a detail of no known shape, after a lead-in)
+    assert rows[S["sum_graph"][lang]][S["col_headline"][lang]] == \
+        ("原文:" if lang == "zh" else "") + "the eager tokens differ at position 3"
     assert rows[S["sum_prefix"][lang]][status] == S["status_passed"][lang]
     assert rows[S["sum_chunked"][lang]][status] == S["status_failed"][lang]
     metric_rows = {r[S["col_metric"][lang]]: r[S["col_value"][lang]] for t in tables(section(text, "6.1 " + (
-        "功能验证" if lang == "zh" else "Functional checks"))) if S["col_metric"][lang] in t[0] for r in t}
-    assert "❌" in metric_rows[metric_label("functional.chunked_prefill_prompt_tokens", lang)]
-    assert "❌" not in metric_rows[metric_label("functional.prefix_cache_hit_rate", lang)]
+        "特性验证" if lang == "zh" else "Feature checks"))) if S["col_metric"][lang] in t[0] for r in t}
+    chunked = {"id": "functional.chunked_prefill", "name": "graph mode = eager"}
+    assert metric_rows[metric_label("functional.chunked_prefill_prompt_tokens", lang)].endswith(
+        f" [{S['x_marked'][lang].format(names=shown_check_label(chunked, lang))}]")
+    assert mark(lang) not in metric_rows[metric_label("functional.prefix_cache_hit_rate", lang)]
 
 
 def test_a_claim_whose_check_is_missing_says_nothing_rather_than_the_stage_status(tmp_path):
@@ -299,10 +350,22 @@ def expected_table(run: Path, stage: str, heads: tuple[str, ...], lang: str, hea
     if heads == (w("col_point"), "mean TPOT (ms)", "GB/s", "%"):
         return [[point(p), fmt(p["mean_tpot_ms"]), fmt(p["achieved_gbps"]), fmt(p["efficiency_percent"])]
                 for p in stored(run, "serve")["roofline"]["points"]]  # §5.5 shows serve's points
-    if heads == (w("col_stage"), w("col_check"), w("col_status"), w("col_detail")):
-        return [[stage, cell(c["name"]), status_word(c["status"], lang), cell(c["detail"]) if c["detail"] else "—"]
+    if heads == (w("col_stage"), w("col_check"), w("col_subject"), w("col_status"), w("col_detail")):
+        from studykit.report.check_text import SUBJECT_WORDS, zh_detail
+
+        def detail(c):
+            if not c["detail"]:
+                return "—"
+            if lang == "en":
+                return cell(c["detail"])
+            zh = zh_detail(c["id"], c["detail"])
+            return cell(zh if zh is not None else "原文:" + (
+                c["detail"] if shown_check_name(c, "zh") != f"⚠ 未登记的检查项 {c['id']}" else f"{c['name']}: {c['detail']}"))
+        subject = lambda c: (SUBJECT_WORDS.get(c["subject"], c["subject"]) if lang == "zh" else c["subject"]) \
+            if c.get("subject") else "—"  # noqa: E731
+        return [[stage, cell(shown_check_name(c, lang)), cell(subject(c)), status_word(c["status"], lang), detail(c)]
                 for c in doc["checks"]]
-    if heads == (w("col_check"), w("col_status"), w("col_detail")):  # §6.1's start gates, from deploy.json
+    if heads == (w("col_check"), w("col_status"), w("col_detail")):  # §4.2's start and answer table, deploy.json
         dep = stored(run, "deploy")
         rows = [[w(key), status_word(dep[gate]["passed"], lang), w("g_ready", s=fmt(dep[gate]["ready_seconds"]))]
                 for gate, key in (("dummy_gate", "q_gate_dummy"), ("real_gate", "q_gate_real"))]
@@ -336,14 +399,14 @@ def expected_table(run: Path, stage: str, heads: tuple[str, ...], lang: str, hea
     raise AssertionError(f"{heading}: a table this test does not know: {heads}")
 
 
-SUBSECTION_STAGES = {"5.2": "latency", "5.3": "throughput", "5.4": "serve", "5.5": "latency", "6.1": "functional",
+SUBSECTION_STAGES = {"4.2": "deploy", "5.2": "latency", "5.3": "throughput", "5.4": "serve", "5.5": "latency", "6.1": "functional",
                      "6.2": "accuracy", "6.3": "tasks"}
 
 
 @pytest.mark.parametrize("lang", ["zh", "en"])
 @pytest.mark.parametrize("name", RUNS)
 def test_every_cell_of_sections_5_and_6_is_the_field_it_names(built, name, lang):
-    """Each table of §5.2–5.5 and §6.1–6.3, cell by cell, against the field of results/<stage>.json it shows,
+    """Each table of §4.2, §5.2–5.5 and §6.1–6.3, cell by cell, against the field of results/<stage>.json it shows,
     formatted as the report formats (a swapped column, a median shown as a mean or a wrong unit fails)."""
     run = built[name]
     text = read(run, lang)
@@ -360,7 +423,7 @@ def test_every_cell_of_sections_5_and_6_is_the_field_it_names(built, name, lang)
             stage_of = "deploy" if heads == (S["col_check"][lang], S["col_status"][lang], S["col_detail"][lang]) \
                 else stage
             want = expected_table(run, stage_of, heads, lang, heading)
-            shown = [[c.split(" ❌")[0] for c in r.values()][:len(want[0]) if want else None] for r in table]
+            shown = [[c.split(mark(lang))[0] for c in r.values()][:len(want[0]) if want else None] for r in table]
             if table in discordant:  # the per-task tables together hold the rows expected_table lists
                 i = sum(len(t) for t in discordant[:discordant.index(table)])
                 want = want[i:i + len(table)]
@@ -427,11 +490,11 @@ def test_summary_cells_are_the_fields_their_ids_name(built, name, lang):
 
 @pytest.mark.parametrize("lang", ["zh", "en"])
 def test_failing_check_mark_is_all_a_value_cell_adds(built, lang):
-    """The cell comparison above reads a value cell up to its ❌: the mark must carry nothing but check names."""
+    """The cell comparison above reads a value cell up to its mark: the mark must carry nothing but check names."""
     run = built["golden-failed"]
     text = section(read(run, lang), SUBSECTIONS[lang][3])
-    marked = [c for t in tables(text) for r in t for c in r.values() if " ❌ (" in c]
-    assert marked and all(re.fullmatch(r"[^❌]+ ❌ \(.+\)", c) for c in marked)
+    marked = [c for t in tables(text) for r in t for c in r.values() if mark(lang) in c]
+    assert marked and all(re.fullmatch(r"[^\[]+" + re.escape(mark(lang)) + r".+\]", c) for c in marked)
 
 
 def test_deploy_numbers_and_reply(built):
@@ -501,7 +564,7 @@ def test_failed_stage_is_shown_with_its_error(built, lang):
     assert ("未请求" if lang == "zh" else "not requested") in thr or ("未运行" if lang == "zh" else "did not run") in thr
     concl = section(text, SECTIONS[lang][9])
     assert "latency" in concl and "accuracy" in concl
-    assert ("❌ 失败" if lang == "zh" else "❌ failed") in concl
+    assert f"| {S['status_failed'][lang]} |" in concl
 
 
 @pytest.mark.parametrize("lang", ["zh", "en"])
@@ -514,16 +577,16 @@ def test_failing_check_marked_next_to_its_number_and_listed(built, lang):
     rows = [r for t in tables(section(text, SUBSECTIONS[lang][3])) for r in t if "指标" in r or "Metric" in r]
     cell = next(r for r in rows if r.get("指标" if lang == "zh" else "Metric") == metric_label("accuracy.mean_kl", lang))
     cell = cell["数值" if lang == "zh" else "Value"]
-    assert cell.startswith(fmt(acc["teacher_forced"]["mean_kl"])) and "❌" in cell and bad["name"] in cell
+    assert cell == fmt(acc["teacher_forced"]["mean_kl"]) + f" [{S['x_marked'][lang].format(names=shown_check_label(bad, lang))}]"
     ok = next(r for r in rows if r.get("指标" if lang == "zh" else "Metric") == metric_label("accuracy.top1_agreement", lang))
-    assert "❌" not in ok["数值" if lang == "zh" else "Value"]
+    assert mark(lang) not in ok["数值" if lang == "zh" else "Value"]
     consistency = tables(section(text, SECTIONS[lang][10]))[0]
     all_checks = [c for s in ("latency", "serve", "accuracy") for c in (result(run, s) or {}).get("checks", [])]
     assert len(consistency) == len(all_checks)
     status_col = "状态" if lang == "zh" else "Status"
-    failed_rows = [r for r in consistency if "❌" in r[status_col]]
+    failed_rows = [r for r in consistency if r[status_col] == S["status_failed"][lang]]
     assert {r["检查项" if lang == "zh" else "Check"] for r in failed_rows} == \
-        {c["name"] for c in all_checks if c["status"] == "failed"}
+        {shown_check_name(c, lang) for c in all_checks if c["status"] == "failed"}
 
 
 def test_conclusion_counts_passed_failed_and_not_run(built):
@@ -535,7 +598,7 @@ def test_conclusion_counts_passed_failed_and_not_run(built):
         assert (f"{count['passed']} passed, {count['failed']} failed, {count['not_run']} not run "
                 f"(of {len(checks)})") in en
     assert "out of the box" not in en and "开箱即用" not in read(built["golden"], "zh")
-    assert ("— 未运行" in read(built["golden"], "zh")) and ("— not run" in read(built["golden"], "en"))
+    assert "| 未运行 |" in read(built["golden"], "zh") and "| not run |" in read(built["golden"], "en")
 
 
 @pytest.mark.parametrize("lang", ["zh", "en"])
@@ -693,3 +756,199 @@ def test_parallel_layout_shows_the_sizes_and_each_ranks_binding(tmp_path):
     layout = section(read(run, "en"), "2.3 Parallel layout")
     assert "| TP × PP × DP | 2 × 1 × 1 |" in layout and "| VLLM_CPU_OMP_THREADS_BIND | 0\\|1 |" in layout
     assert "| 0 | 0 | 0 | 0 | 0 |" in layout and "| 1 | 0 | 0 | 1 | 1 |" in layout
+
+
+# ------------------------------------------------------------------ zh structure and check texts
+
+@pytest.mark.parametrize("lang,want", [("zh", ZH_HEADINGS), ("en", EN_HEADINGS)])
+def test_headings_in_order(built, lang, want):
+    """The seed's structure (zh-report-terms.md): 4.2 / 6.1 apart, 7.1–7.3, 8.1, appendices A and B unnumbered."""
+    text = read(built["golden"], lang)
+    assert re.findall(r"^#{2,3} .+$", text, re.M) == want
+
+
+def test_titles_say_the_platform(tmp_path):
+    run = golden_copy("golden", tmp_path / "run")
+    build_report(run)
+    model = yaml.safe_load((run / "params.yaml").read_text())["model"]["id"]
+    assert read(run, "zh").splitlines()[0] == f"# {model} vLLM CPU 测评报告"
+    assert read(run, "en").splitlines()[0] == f"# {model} vLLM CPU evaluation report"
+    study = yaml.safe_load((run / "params.yaml").read_text())
+    study["platform"] = "npu"
+    (run / "params.yaml").write_text(yaml.safe_dump(study, sort_keys=False))
+    build_report(run)
+    assert read(run, "zh").splitlines()[0] == f"# {model} 昇腾 NPU 适配测评报告"
+
+
+EMOJI = re.compile("[\u2705\u274c\u2714\u2716\u2b50\u23f0-\u23fa\U0001f300-\U0001faff]")
+
+
+@pytest.mark.parametrize("name", RUNS)
+def test_no_emoji_anywhere_and_status_in_colour(built, name):
+    """Status is a word (the Markdown) and a coloured word (the HTML), never an emoji a host may lack."""
+    for lang in ("zh", "en"):
+        assert not EMOJI.findall(read(built[name], lang)), lang
+    html = (built[name] / "report.html").read_text()
+    assert not EMOJI.findall(html)
+    assert '<td><span style="color:#1a7f37">通过</span></td>' in html
+    assert '<td><span style="color:#1a7f37">passed</span></td>' in html
+    if name == "golden-failed":
+        assert '<td><span style="color:#cf222e">失败</span></td>' in html
+        assert '<strong>结论: <span style="color:#cf222e">未通过</span></strong>' in html
+    else:
+        assert '<strong>结论: <span style="color:#1a7f37">通过</span></strong>' in html
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_conclusion_opens_with_a_one_line_verdict(built, lang):
+    for name, word in (("golden", "verdict_passed"), ("golden-failed", "verdict_failed")):
+        body = section(read(built[name], lang), SECTIONS[lang][9]).strip()
+        assert body.splitlines()[0].startswith(f"**{S['c_verdict'][lang]}: {S[word][lang]}** — ")
+
+
+def recomputed_checks(run) -> dict[str, list]:
+    """Each stage's checks as its checks.py computes them today from the stored result and params (with ids)."""
+    from studykit import stages
+    from studykit.report.model import load_run
+
+    out = {}
+    for st in load_run(run).stages.values():
+        if st.result is not None and stages.has_part(st.name, "checks"):
+            p = stages.params_model(st.name).model_validate(load_run(run).stage_params(st.name))
+            out[st.name] = stages.module(st.name, "checks").checks(p, st.result)
+    return out
+
+
+@pytest.fixture(scope="module")
+def with_ids(tmp_path_factory) -> dict[str, tuple[Path, dict]]:
+    """The golden runs with the checks their stages compute today (real ids) written into their results."""
+    out = {}
+    for name in RUNS:
+        run = golden_copy(name, tmp_path_factory.mktemp(f"ids-{name}") / name)
+        computed = recomputed_checks(run)
+        for stage, checks in computed.items():
+            doc = result(run, stage)
+            doc["checks"] = [c.model_dump() for c in checks]
+            (run / "results" / f"{stage}.json").write_text(json.dumps(doc, ensure_ascii=False))
+        build_report(run)
+        out[name] = (run, computed)
+    return out
+
+
+def literal_check_ids() -> set[str]:
+    """The ids the stages' checks.py spell out: string constants `<that stage>.<what>` that are not metric ids."""
+    import ast
+
+    from studykit.schema.metrics import by_id
+
+    found = set()
+    for path in (ROOT / "lib" / "studykit" / "stages").glob("*/checks.py"):
+        stage = path.parent.name
+        for node in ast.walk(ast.parse(path.read_text())):
+            # where the stages write an id: check(id, ...) / not_run(id, ...), `cid, name = id, ...`,
+            # (id, name, metric) tuples, {id: name} dicts
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("check", "not_run"):
+                candidates = node.args[:1]
+            elif isinstance(node, ast.Tuple):
+                candidates = node.elts[:1]
+            elif isinstance(node, ast.Dict):
+                candidates = node.keys
+            else:
+                continue
+            found |= {c.value for c in candidates if isinstance(c, ast.Constant) and isinstance(c.value, str)
+                      and re.fullmatch(rf"{stage}\.[a-z0-9_]+", c.value) and c.value not in by_id()}
+    return found
+
+
+def test_every_check_id_the_stages_produce_has_zh_and_en_text(with_ids):
+    """Ids from the golden runs' checks recomputed, the published-table checks, and the ids spelled out in the
+    stages' checks.py: each has a zh and an en name; and every entry of the table is an id some stage produces."""
+    from studykit.report.check_text import CHECKS
+    from studykit.stages.throughput.checks import seed_table_checks
+
+    produced = {c.id for _, computed in with_ids.values() for checks in computed.values() for c in checks}
+    produced |= {c.id for c in seed_table_checks(31.67, 36479.94, 4053.33, 102400, 12800, 100, 128, 128)}
+    produced |= literal_check_ids()
+    assert {"deploy.dummy_gate", "serve.parse_mean_ttft", "throughput.total_rate_agreement",
+            "functional.graph_vs_eager"} <= produced
+    assert sorted(produced - set(CHECKS)) == []
+    assert sorted(set(CHECKS) - produced) == []
+    for cid, text in CHECKS.items():
+        assert text.zh and text.en and text.zh != text.en, cid
+        assert re.search(r"[\u4e00-\u9fff]", text.zh), cid
+
+
+def test_every_detail_of_the_golden_runs_has_a_zh_template(with_ids):
+    """Each recorded detail of a fixed shape is matched by its id's zh template (a template that no longer fits
+    the stage's words shows here, not as an English lead-in in a report)."""
+    from studykit.report.check_text import zh_detail
+
+    unmatched = [(c.id, c.detail) for _, computed in with_ids.values() for checks in computed.values()
+                 for c in checks if c.detail and zh_detail(c.id, c.detail) is None]
+    assert unmatched == []
+
+
+@pytest.mark.parametrize("name", RUNS)
+def test_zh_report_shows_no_english_check_name(with_ids, name):
+    from studykit.report.check_text import CHECKS
+
+    run, computed = with_ids[name]
+    zh, en = (read(run, lang).replace("\\|", "|") for lang in ("zh", "en"))  # as a reader sees a table cell
+    assert computed
+    for stage, checks in computed.items():
+        for c in checks:
+            assert c.name not in zh and CHECKS[c.id].en not in zh, c.id
+            if stage != "report":  # the report's own checks are made after it is written
+                assert CHECKS[c.id].zh in zh and CHECKS[c.id].en in en, c.id
+    assert "原文:" not in zh and "未登记" not in zh
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_an_unknown_check_id_falls_back_visibly(tmp_path, lang):
+    run = golden_copy("golden", tmp_path / "run")
+    doc = result(run, "latency")
+    doc["checks"] = [{"id": "latency.brand_new", "name": "a new check", "status": "failed", "detail": "it broke",
+                      "subject": None, "metric": None}]
+    (run / "results" / "latency.json").write_text(json.dumps(doc))
+    build_report(run, languages=[lang])
+    rows = [r for t in tables(section(read(run, lang), SECTIONS[lang][10])) for r in t
+            if "latency.brand_new" in r.get(S["col_check"][lang], "")]
+    (row,) = rows
+    if lang == "zh":
+        assert row["检查项"] == "⚠ 未登记的检查项 latency.brand_new" and row["说明"] == "原文:a new check: it broke"
+    else:
+        assert row["Check"] == "⚠ a new check (unregistered check id latency.brand_new)" and row["Detail"] == "it broke"
+
+
+def test_zh_details_fill_templates_from_the_recorded_words():
+    """Templates against details written by the generic helpers (independent of any run)."""
+    from studykit.checks import argv_has, completed_all, token_totals
+    from studykit.report.check_text import check_detail, check_label
+
+    (prompt, output, total) = token_totals("throughput", 20, 32, 32, prompt_tokens=640, output_tokens=600,
+                                           total_tokens=1280, where="vLLM printed: ")
+    assert check_detail(prompt, "zh") == "20 条 × 32 token = 640,结果为 640"
+    assert check_detail(output, "zh") == "20 条 × 32 token = 640,结果为 600"
+    assert check_label(prompt, "zh") == "prompt token 总数 = 请求数 × 输入长度 (vLLM 打印输出)"
+    assert check_detail(completed_all("serve", 20, 19, 1, where="rate-4: "), "zh") == "完成 19/20,失败 1"
+    bad = argv_has("latency", ["--input-len", "8"], {"--input-len": 32})
+    assert check_detail(bad, "zh") == "不一致:{'--input-len': '8'}" and check_detail(bad, "en") == bad.detail
+
+
+def test_reference_texts_in_both_languages(tmp_path):
+    """A reference's title, source, notes and reasons may be {zh, en}: each report shows its own language."""
+    ref = tmp_path / "ref.yaml"
+    ref.write_text(yaml.safe_dump({
+        "title": {"zh": "种子报告", "en": "Seed report"}, "source": {"zh": "种子 §5.4", "en": "seed §5.4"},
+        "metrics": {"serve.mean_ttft_ms": {"value": 878.21, "note": {"zh": "§5.4 平均 TTFT", "en": "§5.4 Mean TTFT"}}},
+        "not_measurable": {"§5.2 88.3 tokens/s": {"zh": "不是 vllm bench latency 的输出", "en": "not a bench output"}},
+    }, allow_unicode=True))
+    run = golden_copy("golden", tmp_path / "run")
+    build_report(run, reference=str(ref))
+    zh, en = read(run, "zh"), read(run, "en")
+    assert "种子报告" in zh and "种子 §5.4" in zh and "§5.4 平均 TTFT" in zh and "不是 vllm bench latency 的输出" in zh
+    assert "Seed report" in en and "§5.4 Mean TTFT" in en and "not a bench output" in en
+    assert "Seed report" not in zh and "种子报告" not in en
+    ref.write_text("metrics: {serve.mean_ttft_ms: {value: 1, note: {zh: only}}}")
+    with pytest.raises(ReferenceError, match="note must be a string or"):
+        load_reference(str(ref))

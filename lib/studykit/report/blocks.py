@@ -1,8 +1,9 @@
 """Building blocks the sections share: the section context, stage banners, metric and sweep tables.
 
 Tables show the numbers named in studykit.schema.metrics (one table of ids, labels, units, paths): the report
-guesses no key. A failing check that names a metric id puts ❌ next to that number; derived numbers carry †.
-Checks are picked by their `id` (and `metric`), never by the words of their name.
+guesses no key. A failing check that names a metric id is named in brackets after that number; derived numbers
+carry †. Checks are picked by their `id` (and `metric`), never by the words of their name, and shown in the
+reader's language (report.check_text). Status is a word (report.html colours it), never an emoji.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from studykit.schema.metrics import Metric, stage_metrics
+from studykit.report.check_text import check_detail, check_label, check_name, check_subject
 from studykit.report.i18n import S, t
 from studykit.report.mdtools import DASH, Md, fmt, fmt_delta, inline_code
 from studykit.report.model import Run
-from studykit.report.reference import Reference
+from studykit.report.reference import Reference, in_lang
 
 DERIVED_MARK = "†"
 
@@ -54,7 +56,7 @@ class Ctx:
         for st in self.run.stages.values():
             for c in st.checks:
                 if c.status == "failed" and c.metric:
-                    out.setdefault(c.metric, []).append(c.name)
+                    out.setdefault(c.metric, []).append(check_label(c, self.lang))
         return out
 
 
@@ -63,6 +65,22 @@ class Ctx:
 def status_text(ctx: Ctx, status: str) -> str:
     key = f"status_{status}"
     return ctx.t(key) if key in S else status
+
+
+CHECK_FAILED = "check failed: "  # how studykit.checks.failed words a failed check in a stage's error
+
+
+def stage_error(ctx: Ctx, stage: str) -> str:
+    """A stage's error as the reader's language allows: in zh, the failed-check part (the recorded English names)
+    is replaced by the failed checks of its result, picked by status and named by id; the rest is kept verbatim."""
+    st = ctx.run.stages[stage]
+    err = st.error or ""
+    at = err.find(CHECK_FAILED)
+    if ctx.lang == "en" or at < 0 or st.result is None:
+        return err
+    failed = [f"{check_label(c, ctx.lang)}: {check_detail(c, ctx.lang)}" for c in st.checks if c.status == "failed"]
+    before = err[:at].rstrip("; \n")
+    return "\n".join(([before] if before else []) + [ctx.t("k_check_issue", name=f) for f in failed])
 
 
 def stage_banner(ctx: Ctx, stage: str) -> bool:
@@ -79,9 +97,9 @@ def stage_banner(ctx: Ctx, stage: str) -> bool:
         return False
     if st.status == "failed":
         ctx.md.p(ctx.t("stage_failed", stage=stage, error=""))
-        ctx.md.code(st.error or DASH, "text")
+        ctx.md.code(stage_error(ctx, stage) or DASH, "text")
     elif st.status not in ("passed",):
-        err = f": {st.error}" if st.error else ""
+        err = f": {stage_error(ctx, stage)}" if st.error else ""
         ctx.md.p(ctx.t("stage_not_finished", stage=stage, status=st.status, error=err))
     if st.result is None:
         ctx.md.p(ctx.t("stage_no_results", stage=stage))
@@ -95,7 +113,7 @@ def value_cell(ctx: Ctx, metric_id: str | None, value: Any) -> str:
     text = fmt(value)
     failing = ctx.marks.get(metric_id) if metric_id else None
     if failing:
-        text += " ❌ (" + "; ".join(ctx.t("x_marked", name=n) for n in failing) + ")"
+        text += f" [{ctx.t('x_marked', names='; '.join(failing))}]"
     return text
 
 
@@ -117,9 +135,9 @@ def metrics_table(ctx: Ctx, metrics: list[Metric]) -> int:
             ref = entry.value if entry else None
             note = ""
             if entry and entry.inconsistent:
-                note = "⚠ " + ctx.t("ref_inconsistent", why=entry.inconsistent)
+                note = "⚠ " + ctx.t("ref_inconsistent", why=in_lang(entry.inconsistent, ctx.lang))
             elif entry and entry.note:
-                note = entry.note
+                note = in_lang(entry.note, ctx.lang)
             row += [fmt(ref), fmt_delta(v, ref), note]
         rows.append(row)
     if any(m.source == "derived" for m in metrics):
@@ -180,16 +198,6 @@ def check_status(ctx: Ctx, status: str | bool | None) -> str:
     return DASH
 
 
-def flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(flatten(v, f"{prefix}{k}."))
-        elif not isinstance(v, list) or all(not isinstance(x, (dict, list)) for x in v):
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def perf_stage(ctx: Ctx, stage: str, title_key: str, before_table=None, after_table=None) -> None:
     """A performance stage's part of §5: its params (and the reference's), its vLLM commands, its metric table
     (roofline rows are §5.5's), then its charts; `before_table` / `after_table(ctx, result)` (the typed
@@ -222,9 +230,12 @@ def perf_stage(ctx: Ctx, stage: str, title_key: str, before_table=None, after_ta
 
 
 def checks_table(ctx: Ctx, stages: list[str]) -> int:
+    """Every check of the stages: its name and subject in the reader's language, status, detail."""
     rows = []
     for stage in stages:
         for c in ctx.run.stages[stage].checks:
-            rows.append([stage, c.name or DASH, check_status(ctx, c.status), c.detail])
-    ctx.md.table([ctx.t("col_stage"), ctx.t("col_check"), ctx.t("col_status"), ctx.t("col_detail")], rows)
+            rows.append([stage, check_name(c, ctx.lang), check_subject(c, ctx.lang), check_status(ctx, c.status),
+                         check_detail(c, ctx.lang)])
+    ctx.md.table([ctx.t("col_stage"), ctx.t("col_check"), ctx.t("col_subject"), ctx.t("col_status"),
+                  ctx.t("col_detail")], rows)
     return len(rows)

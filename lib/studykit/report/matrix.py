@@ -50,7 +50,7 @@ def comparison_markdown(runs: list[Run], lang: str) -> str:
     for r in runs:
         cs = [c for st in r.stages.values() for c in st.checks]
         checks.append(f"{sum(1 for c in cs if c.status == 'passed')}/{len(cs)}")
-    md.table([t("col_check", lang)] + heads, [[t("s10", lang).split(" ", 1)[-1], *checks]])
+    md.table([t("col_check", lang)] + heads, [[t("mx_checks", lang), *checks]])
     md.h(2, t("mx_reports", lang))
     md.bullets([f"{r.name}: `{r.root / 'report.html'}`" + ("" if (r.root / "report.html").exists() else f" ({DASH})")
                 for r in runs])

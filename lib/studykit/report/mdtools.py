@@ -16,7 +16,7 @@ def fmt(v: Any) -> str:
     if v is None or v == "":
         return DASH
     if isinstance(v, bool):
-        return "✅" if v else "❌"
+        return "true" if v else "false"  # as the study file writes it
     if isinstance(v, int):
         return f"{v:,}"
     if isinstance(v, float):

@@ -12,6 +12,9 @@ error naming it. Reference file (YAML or JSON):
       latency.avg_latency: 1.516          # a bare number is fine too
     not_measurable:                       # published numbers no study can reproduce, and why
       "§5.2 Avg prompt throughput 88.3 tokens/s": not a vllm bench latency output
+
+Every text (title, source, note, inconsistent, a not_measurable reason) is a string, shown in both languages, or
+{zh: ..., en: ...}, each language's report showing its own.
 """
 
 from __future__ import annotations
@@ -32,23 +35,50 @@ class ReferenceError(ValueError):
     pass
 
 
+Text = dict[str, str]  # {"zh": ..., "en": ...}
+
+
+def _text(ref: str, where: str, raw) -> Text | None:
+    """A reference text as {zh, en}: a plain string stands for both languages."""
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        return {"zh": raw, "en": raw}
+    if isinstance(raw, dict) and set(raw) == {"zh", "en"} and all(isinstance(v, str) for v in raw.values()):
+        return dict(raw)
+    raise ReferenceError(f"report.reference {ref!r}: {where} must be a string or {{zh: string, en: string}}, "
+                         f"got {raw!r}")
+
+
+def in_lang(text: Text | None, lang: str) -> str | None:
+    return text[lang] if text else None
+
+
 @dataclass
 class RefEntry:
     value: float | int | None
     unit: str | None = None
-    note: str | None = None
-    inconsistent: str | None = None
+    note: Text | None = None
+    inconsistent: Text | None = None
 
 
 @dataclass
 class Reference:
-    label: str
-    source: str
+    title: Text
+    sources: Text
     metrics: dict[str, RefEntry] = field(default_factory=dict)
     run: Run | None = None
     config: dict[str, dict] = field(default_factory=dict)
-    not_measurable: dict[str, str] = field(default_factory=dict)
+    not_measurable: dict[str, Text] = field(default_factory=dict)
     platform: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.title["en"]
+
+    @property
+    def source(self) -> str:
+        return self.sources["en"]
 
     def stage_config(self, stage: str) -> dict | None:
         """The reference's parameters for a stage: the params its stage ran with (run) or the file's config
@@ -99,7 +129,8 @@ def _entry(ref: str, key: str, raw) -> RefEntry:
     if raw.get("unit") not in (None, m.unit):
         raise ReferenceError(f"report.reference {ref!r}: metric {key!r} has unit {raw['unit']!r}, but the study "
                              f"measures it in {m.unit!r}; convert the value")
-    return RefEntry(raw["value"], raw.get("unit") or m.unit, raw.get("note"), raw.get("inconsistent"))
+    return RefEntry(raw["value"], raw.get("unit") or m.unit, _text(ref, f"metric {key!r} note", raw.get("note")),
+                    _text(ref, f"metric {key!r} inconsistent", raw.get("inconsistent")))
 
 
 def load_reference(ref: str, run_dir: Path | None = None) -> Reference:
@@ -109,8 +140,8 @@ def load_reference(ref: str, run_dir: Path | None = None) -> Reference:
             raise ReferenceError(f"report.reference {ref!r} is a directory but not a run directory "
                                  "(no run.json or results/)")
         run = load_run(path)
-        return Reference(label=f"{run.name} @ {path.name}", source=str(path), run=run,
-                         platform=run.study.get("platform"))
+        return Reference(title=_text(ref, "title", f"{run.name} @ {path.name}"), sources=_text(ref, "source", str(path)),
+                         run=run, platform=run.study.get("platform"))
     if path.suffix.lower() not in (".yaml", ".yml", ".json"):
         raise ReferenceError(f"report.reference {ref!r}: unsupported file type {path.suffix!r}; "
                              "allowed: .yaml, .yml, .json or a run directory")
@@ -124,10 +155,11 @@ def load_reference(ref: str, run_dir: Path | None = None) -> Reference:
                              f"(metric id → number or {{value, unit, note}}); metric ids: {', '.join(by_id())}")
     metrics = {str(k): _entry(ref, str(k), v) for k, v in data["metrics"].items()}
     nm = data.get("not_measurable") or {}
-    if not isinstance(nm, dict) or not all(isinstance(v, str) and v.strip() for v in nm.values()):
+    reasons = {str(k): _text(ref, f"not_measurable {k!r}", v) for k, v in nm.items()} if isinstance(nm, dict) else None
+    if reasons is None or not all(v and all(t.strip() for t in v.values()) for v in reasons.values()):
         raise ReferenceError(f"report.reference {ref!r}: 'not_measurable' maps each published number to the "
-                             "reason no study can measure it (a non-empty string)")
+                             "reason no study can measure it (a non-empty string, or {zh, en})")
     config = data.get("config") if isinstance(data.get("config"), dict) else {}
-    return Reference(label=str(data.get("title") or path.name), source=str(data.get("source") or path),
-                     metrics=metrics, config=config, not_measurable={str(k): v for k, v in nm.items()},
-                     platform=data.get("platform"))
+    return Reference(title=_text(ref, "title", data.get("title") or path.name),
+                     sources=_text(ref, "source", data.get("source") or str(path)), metrics=metrics, config=config,
+                     not_measurable=reasons, platform=data.get("platform"))

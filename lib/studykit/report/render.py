@@ -15,6 +15,8 @@ from studykit.report.i18n import t
 from studykit.report.model import MEASURING_STAGES
 from studykit.report.mdtools import DASH, Md, inline_code
 from studykit.report.blocks import Ctx, status_text
+from studykit.report.i18n import LANGUAGES, S
+from studykit.report.reference import in_lang
 from studykit.report.sections import SECTIONS
 
 CSS = """
@@ -36,10 +38,9 @@ def report_markdown(ctx: Ctx) -> str:
     run = ctx.run
     model_id = (run.params("model").get("id") or run.name)
     platform = run.study.get("platform") or DASH
-    hw = (run.environment or {}).get("hardware") or {}
-    where = f"{platform} ({hw['cpu_model']})" if platform == "cpu" and hw.get("cpu_model") else platform
     md = ctx.md
-    md.h(1, ctx.t("title", model=model_id, platform=where))
+    md.h(1, ctx.t(f"title_{platform}", model=model_id) if f"title_{platform}" in S
+         else ctx.t("title", model=model_id, platform=platform))
     md.p(ctx.t("generated", run=run.root.name))
     # The report stage runs before the runner closes run.json, so the status is taken from the stages.
     asked = [st for st in run.stages.values() if st.name in MEASURING_STAGES and (st.requested or st.ran)]
@@ -47,10 +48,11 @@ def report_markdown(ctx: Ctx) -> str:
     md.p(f"{ctx.t('run_status')}: {status_text(ctx, status)} · study `{run.name}` · "
          f"{ctx.t('run_started')} {run.run.get('started_utc') or DASH} · {ctx.t('generated_at')} {utc_now()}")
     if ctx.ref:
-        md.p(ctx.t("reference_note", ref=inline_code(ctx.ref.label), source=ctx.ref.source))
+        md.p(ctx.t("reference_note", ref=inline_code(in_lang(ctx.ref.title, ctx.lang)),
+                   source=in_lang(ctx.ref.sources, ctx.lang)))
         if ctx.ref.not_measurable:
             md.p(ctx.t("ref_not_measurable"))
-            md.bullets([f"{k}: {v}" for k, v in ctx.ref.not_measurable.items()])
+            md.bullets([f"{k}: {in_lang(v, ctx.lang)}" for k, v in ctx.ref.not_measurable.items()])
     if ctx.ref_error:
         md.p("⚠ " + ctx.ref_error)
     for problem in run.problems:
@@ -81,6 +83,33 @@ def _inline_images(body: str, root: Path) -> str:
     return re.sub(r'(<img[^>]*?\ssrc=")([^"]+)(")', sub, body)
 
 
+# A status is a word in the Markdown; the HTML gives it a colour too (text stays, so it reads without colour).
+STATUS_COLOURS = {"passed": "#1a7f37", "failed": "#cf222e", "not run": "#6e7781", "interrupted": "#9a6700",
+                  "running": "#9a6700", "unreadable": "#9a6700"}
+
+
+def status_colours(lang: str) -> dict[str, str]:
+    """The status words of a language (table cells, the verdict) -> their colour."""
+    out = {S[f"status_{k}"][lang]: colour for k, colour in STATUS_COLOURS.items()}
+    out[S["verdict_passed"][lang]] = STATUS_COLOURS["passed"]
+    out[S["verdict_failed"][lang]] = STATUS_COLOURS["failed"]
+    return out
+
+
+def _colour_statuses(body: str, lang: str) -> str:
+    """A table cell that is a status word, and the verdict's word, in its colour."""
+    colours = status_colours(lang)
+
+    def cell(m: re.Match) -> str:
+        word = html.unescape(m.group(2))
+        return f'{m.group(1)}<span style="color:{colours[word]}">{m.group(2)}</span>{m.group(3)}' \
+            if word in colours else m.group(0)
+
+    body = re.sub(r"(<td>)([^<]+)(</td>)", cell, body)
+    verdict = re.escape(html.escape(S["c_verdict"][lang]))
+    return re.sub(rf"(<strong>{verdict}: ?)([^<]+)(</strong>)", cell, body)
+
+
 def report_html(texts: dict[str, str], root: Path, title: str) -> str:
     parser = _md_parser()
     langs = list(texts)
@@ -88,6 +117,8 @@ def report_html(texts: dict[str, str], root: Path, title: str) -> str:
     sections = []
     for lang in langs:
         body = _inline_images(parser.render(texts[lang]), root)
+        if lang in LANGUAGES:
+            body = _colour_statuses(body, lang)
         sections.append(f'<section class="lang" id="lang-{lang}" lang="{"zh-CN" if lang == "zh" else "en"}">\n'
                         f"{body}</section>")
     return ("<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n"

@@ -15,8 +15,10 @@ from studykit import stages
 from studykit.schema.base import Check
 from studykit.schema.metrics import by_id, dig, stage_metrics
 from studykit.stages import STAGE_ORDER
-from studykit.report.blocks import (Ctx, SummaryRow, checks_table, check_status, flatten, metric_label, metrics_table, point_label,
-                     status_text)
+from studykit.report.blocks import (Ctx, SummaryRow, checks_table, check_status, metric_label, metrics_table,
+                                    point_label, stage_error, status_text)
+from studykit.report.check_text import check_detail, check_label
+from studykit.report.i18n import S
 from studykit.report.mdtools import DASH, fmt, fmt_bytes, inline_code
 from studykit.report.model import MEASURING_STAGES, Run, is_number
 
@@ -100,7 +102,7 @@ def s0_summary(ctx: Ctx) -> None:
         if row.check is not None:
             # the row stands for one check (by id): without it the row says nothing, whatever the stage did
             status = _claim_status(ctx, checks) if checks else DASH
-            details = "; ".join(c.detail for c in checks if c.detail) or DASH
+            details = "; ".join(check_detail(c, ctx.lang) for c in checks if c.detail) or DASH
             if checks and all(c.status == "not_run" for c in checks):
                 figures = details
             else:
@@ -196,23 +198,32 @@ def s2_environment(ctx: Ctx) -> None:
         md.p(ctx.t("e_missing"))
         return
     hw = env.get("hardware") or {}
+    ascend = env.get("ascend") or {}
     md.h(3, ctx.t("s2_1"))
-    rows = [[ctx.t("e_cpu"), hw.get("cpu_model") or DASH],
-            [ctx.t("e_cores"), f"{fmt(hw.get('logical_cores'))} / {fmt(hw.get('physical_cores'))}"],
-            [ctx.t("e_flags"), ", ".join(hw.get("cpu_flags") or []) or DASH],
-            [ctx.t("e_memory"), fmt_bytes(hw.get("memory_total_bytes"))],
-            [ctx.t("e_accel"), hw.get("accelerator") or ctx.run.study.get("platform") or DASH]]
-    for k, v in flatten(env.get("ascend") or {}).items():
-        rows.append([f"{ctx.t('e_npu')}: {k}", fmt(v) if not isinstance(v, str) else v])
+    rows = npu_rows(ctx, ascend) if ascend else []
+    accel = hw.get("accelerator")
+    rows += [[ctx.t("e_cpu"), hw.get("cpu_model") or DASH],
+             [ctx.t("e_cores"), f"{fmt(hw.get('logical_cores'))} / {fmt(hw.get('physical_cores'))}"],
+             [ctx.t("e_flags"), ", ".join(hw.get("cpu_flags") or []) or DASH],
+             [ctx.t("e_memory"), fmt_bytes(hw.get("memory_total_bytes"))]]
+    if not ascend:
+        rows.append([ctx.t("e_accel"), ctx.t("e_no_accel") if accel in (None, "", "none", "cpu")
+                     and ctx.run.study.get("platform") == "cpu" else accel or DASH])
     md.table([ctx.t("col_item"), ctx.t("col_spec")], rows)
+    if ascend.get("errors"):
+        md.p("⚠ " + ctx.t("e_ascend_errors", errors="; ".join(map(str, ascend["errors"]))))
     md.h(3, ctx.t("s2_2"))
     osinfo = env.get("os") or {}
+    ascend = env.get("ascend") or {}
     kit = env.get("kit") or {}
     rows = [[ctx.t("e_os"), osinfo.get("platform") or DASH],
             [ctx.t("e_python"), dig(env, "python.version") or DASH]]
     for name, ver in (env.get("packages") or {}).items():
         if ver:
             rows.append([name, ver])
+    for key, label in (("cann", "e_cann"), ("driver", "e_driver")):
+        if dig(ascend, f"{key}.version"):
+            rows.append([ctx.t(label), dig(ascend, f"{key}.version")])
     commit = kit.get("commit")
     rows.append([ctx.t("e_kit"), f"{kit.get('version') or DASH} / {commit[:12] if commit else DASH}"
                  + (" (dirty)" if kit.get("dirty") else "")])
@@ -220,6 +231,21 @@ def s2_environment(ctx: Ctx) -> None:
     envvars = env.get("env") or {}
     md.p(f"{ctx.t('e_env')}: " + (", ".join(inline_code(f"{k}={v}") for k, v in envvars.items()) or ctx.t("e_none")))
     parallel_layout_table(ctx)
+
+
+def npu_rows(ctx: Ctx, ascend: dict) -> list[list[str]]:
+    """The seed's 2.1 rows from npu-smi (studykit.evidence.ascend): model, count, HBM per card, npu-smi version."""
+    smi = ascend.get("npu_smi") or {}
+    model = smi.get("chip_model")
+    hbm = [mb for mb in smi.get("hbm_total_mb_per_chip") or [] if mb]
+    hbm_text = DASH
+    if hbm:
+        sizes = sorted({round(mb / 1024) for mb in hbm})
+        hbm_text = ctx.t("e_hbm_value", gb=" / ".join(str(gb) for gb in sizes))
+    return [[ctx.t("e_npu_model"), ", ".join(model) if isinstance(model, list) else model or DASH],
+            [ctx.t("e_npu_count"), fmt(smi.get("chip_count"))],
+            [ctx.t("e_hbm"), hbm_text],
+            [ctx.t("e_npu_smi"), smi.get("version") or DASH]]
 
 
 def parallel_layout_table(ctx: Ctx) -> None:
@@ -330,7 +356,6 @@ def s6_accuracy(ctx: Ctx) -> None:
     md = ctx.md
     md.h(2, ctx.t("s6"))
     md.h(3, ctx.t("s6_1"))
-    stage_section("deploy", "gates", ctx)
     stage_section("functional", "features", ctx)
     md.h(3, ctx.t("s6_2"))
     stage_section("accuracy", "accuracy", ctx)
@@ -338,9 +363,11 @@ def s6_accuracy(ctx: Ctx) -> None:
 
 
 def s7_adaptation(ctx: Ctx) -> None:
-    """From studykit.adaptation's notes: registry lookup in the installed vLLM and the remote-code question."""
+    """7.1 from studykit.engine.adaptation's notes (registry lookup in the installed vLLM, remote code), 7.2 what the
+    run shows of the operators (the stages that ran the model), 7.3 what the kit changed (flags only)."""
     md, a = ctx.md, ctx.adaptation
     md.h(2, ctx.t("s7"))
+    md.h(3, ctx.t("s7_1"))
     if not a or a.get("error"):
         md.p(ctx.t("ad_unknown") + (f" ({a['error']})" if a and a.get("error") else ""))
     else:
@@ -364,23 +391,46 @@ def s7_adaptation(ctx: Ctx) -> None:
             md.p(ctx.t("ad_trc_yes") + (f" {a.get('trust_remote_code_reason')}" if a.get("trust_remote_code_reason") else ""))
         elif trc is False:
             md.p(ctx.t("ad_trc_no"))
-        if a.get("custom_code_files"):
-            md.p(", ".join(inline_code(f) for f in a["custom_code_files"]))
     used = ctx.run.params("model").get("trust_remote_code")
     md.p(ctx.t("ad_trc_used", v="true" if used else "false"))
+    md.h(3, ctx.t("s7_2"))
+    ran = [s for s in MEASURING_STAGES if ctx.run.stages[s].status == "passed"]
+    md.p(ctx.t("ad_ops_ran", stages=", ".join(ran) or DASH))
+    if ctx.warnings is not None:
+        md.p(ctx.t("ad_ops_errors", n=sum(1 for w in ctx.warnings if w.get("level") == "error")))
+    if a and a.get("custom_code_files"):
+        md.p(ctx.t("ad_custom_code", files=", ".join(inline_code(f) for f in a["custom_code_files"])))
+    elif a and a.get("trust_remote_code_required") is False:
+        md.p(ctx.t("ad_no_custom_code"))
+    md.h(3, ctx.t("s7_3"))
+    md.p(ctx.t("ad_unchanged", version=(a or {}).get("vllm") or DASH))
+    extra = ctx.run.params("server").get("extra_args") or []
+    md.p(ctx.t("ad_extra_args", args=inline_code(" ".join(map(str, extra)))) if extra else ctx.t("ad_no_extra_args"))
 
 
 def s8_known_issues(ctx: Ctx) -> None:
+    """Each failed stage and failed check with its cause and effect; then 8.1, the log warnings grouped."""
     md = ctx.md
     md.h(2, ctx.t("s8"))
-    failed = [(st.name, st.error) for st in ctx.run.stages.values()
-              if st.name in MEASURING_STAGES and st.status not in ("passed", "not run")]
-    for name, err in failed:
-        md.p(ctx.t("stage_failed", stage=name, error=(err or DASH).splitlines()[0][:400]))
-    bad_checks = [(st.name, c) for st in ctx.run.stages.values() for c in st.checks if c.status == "failed"]
-    if bad_checks:
-        md.p(ctx.t("k_failed_checks"))
-        md.bullets([f"{s}: {c.name} — {c.detail}".rstrip(" —") for s, c in bad_checks])
+    issues = []
+    for st in ctx.run.stages.values():
+        if st.name in MEASURING_STAGES and st.status not in ("passed", "not run"):
+            issues.append((ctx.t("k_stage_issue", stage=st.name, status=status_text(ctx, st.status)),
+                           (stage_error(ctx, st.name) or DASH).splitlines()[0][:400], ctx.t("k_effect_stage")))
+    for st in ctx.run.stages.values():
+        for c in st.checks:
+            if c.status != "failed":
+                continue
+            effect = ctx.t("k_effect_metric", metric=metric_label(by_id()[c.metric], ctx.lang)) \
+                if c.metric in by_id() else ctx.t("k_effect_check")
+            issues.append((ctx.t("k_check_issue", name=f"{st.name}: {check_label(c, ctx.lang)}"),
+                           check_detail(c, ctx.lang) or DASH, effect))
+    if not issues:
+        md.p(ctx.t("k_no_issues"))
+    else:
+        md.p("\n".join(f"{i}. {title}\n   - {ctx.t('k_cause', text=cause)}\n   - {effect}"
+                       for i, (title, cause, effect) in enumerate(issues, 1)))
+    md.h(3, ctx.t("s8_1"))
     if ctx.warnings is None:
         md.p(ctx.t("k_no_logs"))
     elif not ctx.warnings:
@@ -388,17 +438,46 @@ def s8_known_issues(ctx: Ctx) -> None:
     else:
         md.p(ctx.t("k_intro"))
         md.table([ctx.t("col_level"), ctx.t("col_warning"), ctx.t("col_count"), ctx.t("col_logs"), ctx.t("col_note")],
-                 [[w.get("level") or DASH, inline_code(w["message"][:300]), w["count"],
-                   ", ".join(w.get("logs") or [])[:300], w.get("note") or ""] for w in ctx.warnings])
+                 [[level_text(ctx, w.get("level")), inline_code(w["message"][:300]), w["count"],
+                   ", ".join(w.get("logs") or [])[:300], note_text(ctx, w.get("note"))] for w in ctx.warnings])
+
+
+def level_text(ctx: Ctx, level: str | None) -> str:
+    key = f"level_{level}"
+    return ctx.t(key) if key in S else level or DASH
+
+
+def note_text(ctx: Ctx, note) -> str:
+    """A warning's explanation: one text, or {zh, en} (studykit.engine.logwarnings)."""
+    if isinstance(note, dict):
+        return note.get(ctx.lang) or ""
+    return note or ""
 
 
 def all_checks(run: Run) -> list[tuple[str, Check]]:
     return [(st.name, c) for st in run.stages.values() for c in st.checks]
 
 
+def verdict(ctx: Ctx) -> str:
+    """The conclusion's first line: passed only when every requested stage passed and no check failed."""
+    run = ctx.run
+    requested = [s for s in MEASURING_STAGES if run.stages[s].requested or run.stages[s].ran]
+    if not requested:
+        return f"**{ctx.t('c_verdict')}: {DASH}** {ctx.t('c_verdict_none')}"
+    checks = all_checks(run)
+    count = {k: sum(1 for _, c in checks if c.status == k) for k in ("passed", "failed", "not_run")}
+    bad = [s for s in requested if run.stages[s].status != "passed"]
+    if not bad and not count["failed"]:
+        return (f"**{ctx.t('c_verdict')}: {ctx.t('verdict_passed')}** — "
+                + ctx.t("c_verdict_pass", n=len(requested), passed=count["passed"], not_run=count["not_run"]))
+    return (f"**{ctx.t('c_verdict')}: {ctx.t('verdict_failed')}** — "
+            + ctx.t("c_verdict_fail", bad=len(bad), names=", ".join(bad) or DASH, failed=count["failed"]))
+
+
 def s9_conclusion(ctx: Ctx) -> None:
     md, run = ctx.md, ctx.run
     md.h(2, ctx.t("s9"))
+    md.p(verdict(ctx))
     requested = [s for s in MEASURING_STAGES if run.stages[s].requested or run.stages[s].ran]
     rows = []
     for s in requested:
@@ -424,7 +503,7 @@ def s9_conclusion(ctx: Ctx) -> None:
         count = {k: sum(1 for _, c in checks if c.status == k) for k in ("passed", "failed", "not_run")}
         lines.append(ctx.t("c_checks", passed=count["passed"], failed=count["failed"], not_run=count["not_run"],
                            total=len(checks)))
-        failed = [f"{s}: {c.name}" for s, c in checks if c.status == "failed"]
+        failed = [f"{s}: {check_label(c, ctx.lang)}" for s, c in checks if c.status == "failed"]
         if failed:
             lines.append(ctx.t("c_checks_failed", names="; ".join(failed)))
     else:
@@ -433,9 +512,9 @@ def s9_conclusion(ctx: Ctx) -> None:
     md.bullets(lines)
 
 
-def s10_consistency(ctx: Ctx) -> None:
+def appendix_a_consistency(ctx: Ctx) -> None:
     md = ctx.md
-    md.h(2, ctx.t("s10"))
+    md.h(2, ctx.t("app_a"))
     md.p(ctx.t("x_intro"))
     if not checks_table(ctx, list(MEASURING_STAGES)):
         md.p(ctx.t("x_none"))
@@ -446,15 +525,15 @@ def s10_consistency(ctx: Ctx) -> None:
         in_run = st.run_record.get("status")
         if in_results and in_run:
             rows.append([ctx.t("x_status_agree", stage=name), check_status(ctx, in_results == in_run),
-                         f"run.json: {in_run}, results/{name}.json: {in_results}"])
+                         f"run.json: {status_text(ctx, in_run)}, results/{name}.json: {status_text(ctx, in_results)}"])
     if rows:
         md.p(ctx.t("x_report_checks"))
         md.table([ctx.t("col_check"), ctx.t("col_status"), ctx.t("col_detail")], rows)
 
 
-def appendix(ctx: Ctx) -> None:
+def appendix_b_commands(ctx: Ctx) -> None:
     md = ctx.md
-    md.h(2, ctx.t("appendix"))
+    md.h(2, ctx.t("app_b"))
     cmds = [c for c in sorted(ctx.run.commands, key=lambda c: c.get("started_utc") or "") if c.get("command")]
     if not cmds:
         md.p(ctx.t("ap_none"))
@@ -471,4 +550,4 @@ def appendix(ctx: Ctx) -> None:
 
 SECTIONS: list[Callable[[Ctx], None]] = [s0_summary, s1_model, s2_environment, s3_weights, s4_quickstart, s5_performance,
                                          s6_accuracy, s7_adaptation, s8_known_issues, s9_conclusion,
-                                         s10_consistency, appendix]
+                                         appendix_a_consistency, appendix_b_commands]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from studykit.report.blocks import (Ctx, SummaryRow, checks_table, metric_label, metrics_table, params_table,
                                     show_charts, stage_banner)
 from studykit.report.mdtools import fmt, inline_code
-from studykit.schema.metrics import dig, metric, stage_metrics
+from studykit.schema.metrics import metric, stage_metrics
 
 SUMMARY = (SummaryRow("sum_accuracy", ("accuracy.real_divergences", "accuracy.near_ties", "accuracy.top1_agreement",
                                        "accuracy.mean_kl")),)
@@ -53,9 +53,8 @@ def accuracy(ctx: Ctx) -> None:
         if per_prompt:
             md.table([ctx.t("col_prompt"), ctx.t("col_agreement"), ctx.t("col_first_divergence"),
                       metric_label(metric("accuracy.top1_agreement"), ctx.lang)],
-                     # a prompt's teacher-forced figures are kept as the stage wrote them (PromptAccuracy is Open)
                      [[pp.id, fmt(pp.token_agreement), fmt(pp.first_divergence),
-                       fmt(dig(pp.model_extra, "teacher_forced.top1_agreement"))] for pp in per_prompt])
+                       fmt(pp.teacher_forced.top1_agreement if pp.teacher_forced else None)] for pp in per_prompt])
         diverged = [(pp.id, d) for pp in per_prompt
                     for d in (pp.divergences or ([pp.first_divergence_detail] if pp.first_divergence_detail else []))]
         if diverged:

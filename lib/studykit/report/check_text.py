@@ -1,0 +1,280 @@
+"""What a reader sees of a check, in zh and en, keyed by its id (`<stage>.<what>`, studykit.checks).
+
+A stage records a check with an English `name` and `detail`; the report does not show those words in the zh
+report. Each id here has a zh and an en name, and detail templates: a regex that fully matches a detail of a fixed
+shape (as the stage writes it) and the zh text built from its named groups. The en report shows the recorded
+detail. A detail no template matches is shown in zh after a lead-in (原文:), so nothing is lost and nothing is
+guessed. An id missing here is shown with a visible marker in both languages; tests/test_report.py lists every id
+the stages can produce and fails on one missing here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from studykit.schema.base import Check
+
+
+@dataclass(frozen=True)
+class CheckText:
+    zh: str
+    en: str
+    details: tuple[tuple[str, str], ...] = ()  # (regex over the recorded detail, zh template of its groups)
+
+
+# Words a detail template captures that are themselves English (a value the stage writes as a word).
+VALUE_WORDS = {"none": "无", "not measured": "未测得", "completed": "已完成", "did not complete": "未完成",
+               "failed": "失败", "did not start": "未能启动"}
+
+# Subjects the generic helpers write as words (the others are run, point, command or task names).
+SUBJECT_WORDS = {"vLLM JSON": "vLLM JSON 结果", "vLLM printed": "vLLM 打印输出", "published table": "已发布的表格"}
+
+# Reasons several checks share (the real-weight server did not come up, so nothing that runs on it ran).
+COMMON = (
+    (r"real_gate is false in the study \(the chat and the model list run on the real-weight server\)",
+     "测评配置中 real_gate 为 false(对话与模型列表在真实权重服务上运行)"),
+    (r"the real-weight gate did not pass \(deploy\.real_gate says why\)",
+     "真实权重启动验证未通过(原因见 deploy.real_gate)"),
+    (r"the real-weight gate passed but the result records no smoke chat",
+     "真实权重启动验证已通过,但结果中没有功能验证对话的记录"),
+)
+
+_TOKENS = ((r"(?P<n>\d+) prompts x (?P<len>\d+) tokens = (?P<want>\d+); result says (?P<got>\S+)",
+            "{n} 条 × {len} token = {want},结果为 {got}"),
+           (r"vLLM printed no 'Total num \.\.\. tokens' line", "vLLM 未打印 'Total num ... tokens' 行"))
+_COMMAND = ((r"all flags as requested", "全部参数与配置一致"), (r"differs: (?P<what>.*)", "不一致:{what}"))
+_RATE = ((r"(?P<rps>\S+) req/s x (?P<tpr>\S+) tok/req = (?P<implied>\S+) tok/s; result says (?P<got>\S+) "
+          r"\((?P<per>\S+) tok/req\)", "{rps} req/s × 每请求 {tpr} token = {implied} tokens/s,结果为 {got}"
+                                      "(相当于每请求 {per} token)"),
+         (r"requests/s is 0", "请求吞吐为 0"))
+_PARSE_MEAN = ((r"(?P<n>\d+) requests: (?P<mine>\S+) ms recomputed; vLLM says (?P<theirs>\S+) ms",
+                "{n} 个请求:重新计算为 {mine} ms,vLLM 给出 {theirs} ms"),
+               (r"no per-request .+ values or no mean in vLLM's JSON", "vLLM 的 JSON 中没有逐请求数值或平均值"),
+               (r"no successful request", "没有成功的请求"))
+_GATE = ((r"(?P<label>\S+) ready in (?P<s>[\d.]+) s", "{label} 就绪,耗时 {s} s"),
+         (r"(?P<label>\S+) ready in a time not measured", "{label} 就绪(耗时未测得)"),
+         (r"(?P<label>\S+) (?P<what>failed|did not start): (?P<err>.*)", "{label} {what}:{err}"),
+         (r"(?P<key>\w+) is false in the study", "测评配置中 {key} 为 false"),
+         (r"(?P<key>\w+) was asked for but the result records no gate", "测评配置要求 {key},但结果中没有其记录"))
+_SCORE = ((r"per-item mean (?P<mine>\S+), lm-eval (?P<theirs>\S+)", "逐题得分均值 {mine},lm-eval 给出 {theirs}"),
+          (r"lm-eval reported no aggregate for this metric \(a group, or a metric it does not aggregate\)",
+           "lm-eval 未给出该指标的汇总值(任务组,或它不汇总的指标)"),
+          (r"some items are unpaired, so the paired score covers fewer items than lm-eval's",
+           "部分题目未配对,配对得分覆盖的题目少于 lm-eval 的"))
+
+
+def _per_stage(stages: tuple[str, ...], what: str, text: CheckText) -> dict[str, CheckText]:
+    """A generic helper's check (studykit.checks) under the id of each stage that runs it."""
+    return {f"{stage}.{what}": text for stage in stages}
+
+
+CHECKS: dict[str, CheckText] = {
+    # studykit.checks, the generic helpers
+    **_per_stage(("throughput", "serve"), "prompt_tokens_match_shape", CheckText(
+        "prompt token 总数 = 请求数 × 输入长度", "prompt tokens = num_prompts x input_len", _TOKENS)),
+    **_per_stage(("throughput", "serve"), "output_tokens_match_shape", CheckText(
+        "输出 token 总数 = 请求数 × 输出长度", "output tokens = num_prompts x output_len", _TOKENS)),
+    "throughput.total_tokens_match_shape": CheckText(
+        "token 总数 = 请求数 × (输入长度 + 输出长度)", "total tokens = num_prompts x (input_len + output_len)",
+        _TOKENS),
+    "throughput.total_rate_agreement": CheckText(
+        "请求吞吐 × 每请求 token 数 = token 吞吐", "requests/s x tokens per request = total tokens/s", _RATE),
+    "throughput.output_rate_agreement": CheckText(
+        "请求吞吐 × 每请求输出 token 数 = 输出 token 吞吐", "requests/s x output tokens per request = output tokens/s",
+        _RATE),
+    "latency.parse_percentiles": CheckText(
+        "百分位时延 = 逐次迭代时延的百分位数(解析核对)", "percentiles = percentiles of the per-iteration latencies",
+        ((r"(?P<n>\d+) latencies; all percentiles agree", "{n} 次时延,全部百分位数一致"),
+         (r"(?P<n>\d+) latencies; differ: (?P<what>.*)", "{n} 次时延,不一致:{what}"),
+         (r"no per-iteration latencies or percentiles in vLLM's JSON", "vLLM 的 JSON 中没有逐次迭代时延或百分位数"))),
+    "serve.parse_mean_ttft": CheckText(
+        "平均首 token 时延 (TTFT) = 逐请求值的平均(解析核对)", "mean TTFT = mean of the per-request values",
+        _PARSE_MEAN),
+    "serve.parse_mean_end_to_end_latency": CheckText(
+        "平均端到端时延 (E2EL) = 逐请求值的平均(解析核对)", "mean end-to-end latency = mean of the per-request values",
+        _PARSE_MEAN),
+    "serve.completed_all": CheckText(
+        "请求全部完成且无失败", "completed = num_prompts and failed = 0",
+        ((r"completed (?P<c>\d+) of (?P<n>\d+), failed (?P<f>\S+)", "完成 {c}/{n},失败 {f}"),)),
+    **_per_stage(("latency", "throughput", "serve"), "command_matches_params", CheckText(
+        "命令参数与配置一致", "command matches params", _COMMAND)),
+    # deploy
+    "deploy.dummy_gate": CheckText("启动验证(dummy 权重)就绪", "dummy-weight gate gets to ready", _GATE),
+    "deploy.real_gate": CheckText("启动验证(真实权重)就绪并响应首批请求",
+                                  "real-weight gate gets to ready and answers its first requests", _GATE),
+    "deploy.gate_load_format": CheckText(
+        "启动命令加载的权重与验证项一致(--load-format)", "the gate's command loads the weights it claims",
+        ((r"the command's --load-format is (?P<f>\S+)", "命令的 --load-format 为 {f}"),)),
+    "deploy.smoke_request_matches_params": CheckText(
+        "功能验证请求与配置一致(smoke_prompt、max_completion_tokens、服务模型名)",
+        "smoke request = smoke_prompt, max_completion_tokens, served name",
+        ((r"as requested", "与配置一致"), (r"differs: (?P<what>.*)", "不一致:{what}"))),
+    "deploy.smoke_chat": CheckText(
+        "功能验证对话返回文本", "smoke chat replies with text",
+        ((r"reply (?P<reply>.*), finish_reason (?P<finish>\S+)", "回复 {reply},finish_reason 为 {finish}"),
+         (r"the reply is empty", "回复为空"))),
+    "deploy.smoke_chat_within_max_tokens": CheckText(
+        "功能验证对话的输出 token 数 ≤ max_completion_tokens", "smoke chat completion tokens <= max_completion_tokens",
+        ((r"usage\.completion_tokens (?P<t>\d+), max_completion_tokens (?P<m>\d+)",
+          "usage.completion_tokens 为 {t},max_completion_tokens 为 {m}"),
+         (r"the reply carries no usage\.completion_tokens", "回复中没有 usage.completion_tokens"))),
+    "deploy.models_lists_served_name": CheckText(
+        "/v1/models 列出服务模型名", "/v1/models lists the served model name",
+        ((r"/v1/models lists (?P<ids>.*)", "/v1/models 列出 {ids}"),
+         (r"the result records no served model name", "结果中没有记录服务模型名"))),
+    # latency
+    "latency.iterations_measured": CheckText(
+        "测得的迭代次数 = num_iters", "iterations measured = num_iters",
+        ((r"(?P<n>\d+) latencies for num_iters (?P<want>\d+)", "num_iters 为 {want},测得 {n} 次时延"),)),
+    "latency.decode_positive": CheckText(
+        "latency(N) > latency(1),即 Decode 单 token 时延 > 0", "latency(N) > latency(1), so decode time per token > 0",
+        ((r"\(latency\(N\) - latency\(1\)\) / \(N - 1\) = (?P<d>\S+) ms", "(latency(N) − latency(1)) / (N − 1) = {d} ms"),
+         (r"the output_len 1 run did not complete", "output_len 为 1 的运行未完成"))),
+    # throughput
+    "throughput.output_rate_matches_printed": CheckText(
+        "推导的输出 token 吞吐 = vLLM 打印的输出 token 吞吐", "derived output tokens/s = vLLM's printed output tokens/s",
+        ((r"num_requests x output_len / elapsed_time = (?P<d>\S+); vLLM printed (?P<p>\S+)",
+          "num_requests × output_len / elapsed_time = {d},vLLM 打印 {p}"),
+         (r"vLLM printed no 'Throughput: \.\.\. output tokens/s' line",
+          "vLLM 未打印 'Throughput: ... output tokens/s' 行"))),
+    "throughput.num_requests_match": CheckText(
+        "请求数 = num_prompts", "num_requests = num_prompts",
+        ((r"(?P<n>\d+) requests for num_prompts (?P<want>\d+)", "num_prompts 为 {want},完成 {n} 个请求"),)),
+    # serve
+    "serve.point_planned": CheckText(
+        "测试点属于配置的扫描计划", "the point is one the params ask for",
+        ((r"run (?P<run>\S+): rate (?P<rate>\S+), max_concurrency (?P<conc>\S+); the params plan (?P<plan>.*)",
+          "运行 {run}:请求速率 {rate},max_concurrency {conc};配置计划为 {plan}"),)),
+    # accuracy
+    "accuracy.min_token_agreement": CheckText(
+        "自由生成 Token 一致率(至首个真实分歧,不计近似平局)≥ 阈值",
+        "free-running token agreement up to the first real divergence >= threshold",
+        ((r"(?P<agree>\d+)/(?P<comparable>\d+) comparable tokens agree \(tokens after a near tie are not comparable; "
+          r"after a real divergence they count as wrong\); real divergences: (?P<real>.*); near ties \(margin <= "
+          r"(?P<margin>\S+)\): (?P<ties>\d+); raw agreement (?P<eq>\d+)/(?P<total>\d+) \(not gating\); largest "
+          r"teacher-forced top-2 margin shift (?P<shift>.*)",
+          "可比 token 中 {agree}/{comparable} 一致(近似平局之后的 token 不可比;真实分歧之后的计为不一致);真实分歧:"
+          "{real};近似平局(margin ≤ {margin}):{ties};原始一致 {eq}/{total}(不计入门槛);Teacher Forcing 下 "
+          "top-2 margin 的最大偏移:{shift}"),
+         (r"no free-running comparison was recorded", "没有自由生成比对的记录"),
+         (r"no comparable token: all (?P<n>\d+) prompts part at their first token in a near tie",
+          "没有可比 token:全部 {n} 个 prompt 在第一个 token 处即为近似平局"))),
+    "accuracy.min_top1_agreement": CheckText(
+        "Teacher Forcing Top-1 一致率 ≥ 阈值", "teacher-forced top-1 agreement >= threshold",
+        ((r"over (?P<n>\d+) positions", "共 {n} 个位置"),
+         (r"no teacher-forced position was compared", "没有比对任何 Teacher Forcing 位置"))),
+    "accuracy.max_mean_kl": CheckText(
+        "Teacher Forcing 平均 KL 散度 ≤ 阈值", "teacher-forced mean KL <= threshold",
+        ((r"KL\(reference \|\| vLLM\) over vLLM's top-k plus a remaining-mass bucket",
+          "KL(参考 || vLLM),在 vLLM 的 top-k 与其余概率合并的一项上计算"),
+         (r"no teacher-forced position was compared", "没有比对任何 Teacher Forcing 位置"))),
+    "accuracy.determinism": CheckText(
+        "两次贪心解码输出完全一致", "greedy output identical in two passes",
+        ((r"mismatched prompts: (?P<m>.*)", "输出不一致的 prompt:{m}"),
+         (r"the two free-running passes were not recorded", "两次自由生成的结果未记录"))),
+    # tasks
+    "tasks.task_compared": CheckText(
+        "任务已在两端完成比对", "compared on both backends",
+        ((r"paired", "已配对"),
+         (r"the result has no comparison of (?P<task>.*); it has (?P<has>.*)", "结果中没有 {task} 的比对;已有 {has}"))),
+    "tasks.items_paired": CheckText(
+        "两端评测的题目相同", "both backends scored the same items",
+        ((r"(?P<n>\d+) items paired", "{n} 道题已配对"),
+         (r"(?P<n>\d+) items paired; (?P<u>\d+) not: (?P<which>.*)", "{n} 道题已配对;{u} 道未配对:{which}"))),
+    "tasks.reference_score_matches_lm_eval": CheckText(
+        "参考端逐题得分均值 = lm-eval 的得分(解析核对)", "reference score from per-item logs = lm-eval's score", _SCORE),
+    "tasks.vllm_score_matches_lm_eval": CheckText(
+        "vLLM 端逐题得分均值 = lm-eval 的得分(解析核对)", "vLLM score from per-item logs = lm-eval's score", _SCORE),
+    "tasks.delta_within_max_abs_delta": CheckText(
+        "|vLLM − 参考| ≤ max_abs_delta", "|vLLM - reference| <= max_abs_delta",
+        ((r"vLLM (?P<c>\S+) - reference (?P<r>\S+) = (?P<d>\S+) \(95 % CI (?P<lo>\S+) \.\. (?P<hi>\S+)\); McNemar "
+          r"exact p = (?P<p>\S+) on (?P<n>\d+) discordant items",
+          "vLLM {c} − 参考 {r} = {d}(95% 置信区间 {lo} .. {hi});McNemar 精确检验 p = {p},两端不一致的题目 {n} 道"),)),
+    "tasks.baseline_within_rtol": CheckText(
+        "vLLM 得分与记录的基线之差在 rtol 之内", "vLLM score within rtol of the recorded baseline",
+        ((r"\|(?P<c>\S+) - (?P<b>\S+)\| = (?P<d>\S+) vs rtol (?P<rtol>\S+) x baseline = (?P<lim>\S+) "
+          r"\(vllm-ascend's convention\)", "|{c} − {b}| = {d},限值 rtol {rtol} × 基线 = {lim}(vllm-ascend 的约定)"),
+         (r"no recorded baseline for (?P<task>.*) \(tasks\.baselines\)", "tasks.baselines 中没有 {task} 的基线"))),
+    # functional
+    "functional.chunked_prefill": CheckText(
+        "超过单步 token 预算的 prompt 能完成(分块预填充 (Chunked Prefill))",
+        "prompt longer than max_num_batched_tokens completes",
+        ((r"(?P<p>\d+) prompt tokens, budget (?P<b>\d+) per step; (?P<done>completed|did not complete)",
+          "prompt {p} token,分块预填充 (Chunked Prefill) 单步 token 预算 {b};{done}"),
+         (r"the long prompt was not sent", "长 prompt 未发送"))),
+    "functional.prefix_caching": CheckText(
+        "前缀缓存 (Prefix Caching) 命中 token 数 = 共享整块数 × 后续请求数",
+        "prefix cache hits = whole shared blocks x later requests",
+        ((r"(?P<r>\d+) requests x (?P<b>\d+) blocks x (?P<bs>\d+) tokens", "{r} 个请求 × {b} 块 × {bs} token"),
+         (r"prefix caching is disabled in the server's cache config", "服务的缓存配置中前缀缓存已关闭"),
+         (r"the shared prefix \((?P<p>\d+) tokens\) is shorter than one KV block \((?P<b>\d+) tokens\); vLLM caches "
+          r"whole blocks only", "共享前缀({p} token)短于一个 KV 块({b} token);vLLM 只缓存整块"),
+         (r"no hits although the prefix spans whole blocks", "前缀覆盖整块,但没有命中"),
+         (r"the prefix-cache requests were not sent", "前缀缓存请求未发送"),
+         (r"prefix caching is off in the server's cache config \(enabled=(?P<e>.*)\)",
+          "服务的缓存配置中前缀缓存未开启(enabled={e})"),
+         (r"the server's cache config reports no block size", "服务的缓存配置未给出 block size"))),
+    "functional.graph_vs_eager": CheckText(
+        "图模式 (ACL Graph) 与 Eager 模式的贪心输出一致", "graph and eager give the same greedy tokens",
+        ((r"(?P<n>\d+) greedy tokens", "{n} 个贪心 token"),
+         (r"not measured", "未测量"),
+         (r"graph compilation on CPU takes minutes; set functional\.graph_vs_eager: true to compare",
+          "CPU 上图编译需要数分钟;设置 functional.graph_vs_eager: true 才进行比对"))),
+    # report
+    "report.files_written": CheckText(
+        "请求的报告文件均已写出且非空", "every report file requested is written",
+        ((r"missing or empty: (?P<m>.*)", "缺失或为空:{m}"), (r"(?P<n>\d+) files", "{n} 个文件"))),
+    "report.reference_read": CheckText(
+        "对比参考已读取", "the reference was read",
+        ((r"no report\.reference in the study", "测评配置中没有 report.reference"),
+         (r"(?P<ref>[^\s]+\.(?:ya?ml|json))", "{ref}"))),
+}
+
+_COMPILED: dict[str, list[tuple[re.Pattern, str]]] = {}
+
+
+def _templates(cid: str) -> list[tuple[re.Pattern, str]]:
+    if cid not in _COMPILED:
+        text = CHECKS.get(cid)
+        _COMPILED[cid] = [(re.compile(rx, re.S), zh) for rx, zh in (text.details if text else ()) + COMMON]
+    return _COMPILED[cid]
+
+
+def zh_detail(cid: str, detail: str) -> str | None:
+    """The zh text of a recorded detail when a template of the id fits it whole; None when none does."""
+    for rx, zh in _templates(cid):
+        m = rx.fullmatch(detail)
+        if m:
+            return zh.format(**{k: VALUE_WORDS.get(v, v) for k, v in m.groupdict().items()})
+    return None
+
+
+def check_name(c: Check, lang: str) -> str:
+    text = CHECKS.get(c.id)
+    if text is not None:
+        return text.zh if lang == "zh" else text.en
+    # visible, so a missing entry is noticed: the id, and (en) the name the stage recorded
+    return f"⚠ 未登记的检查项 {c.id}" if lang == "zh" else f"⚠ {c.name} (unregistered check id {c.id})"
+
+
+def check_subject(c: Check, lang: str) -> str:
+    if not c.subject:
+        return ""
+    return SUBJECT_WORDS.get(c.subject, c.subject) if lang == "zh" else c.subject
+
+
+def check_label(c: Check, lang: str) -> str:
+    """Name and, when the stage ran the check on several, which one: how a check is named in running text."""
+    subject = check_subject(c, lang)
+    return check_name(c, lang) + (f" ({subject})" if subject else "")
+
+
+def check_detail(c: Check, lang: str) -> str:
+    if not c.detail or lang != "zh":
+        return c.detail
+    zh = zh_detail(c.id, c.detail)
+    if zh is not None:
+        return zh
+    recorded = c.detail if c.id in CHECKS else f"{c.name}: {c.detail}"
+    return f"原文:{recorded}"
