@@ -26,7 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from studykit.evidence.journal import read_commands
+from studykit.evidence.journal import parse_utc, read_commands
 from studykit.evidence.rundir import read_json
 from studykit.runner.execute import vllm_seconds
 from studykit.engine.startup import engine_starts
@@ -41,7 +41,7 @@ PARTS = (("weights_load_s", "weights"), ("engine_init_s", "engine init"), ("grap
 
 
 def _utc(stamp: str) -> datetime:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    return parse_utc(stamp)
 
 
 def stage_rows(run: dict[str, Any], run_dir: Path) -> list[dict[str, Any]]:

@@ -272,6 +272,6 @@ def test_study_matrix_writes_one_comparison(tmp_path, stub_notebooks):
     en = (matrix / "comparison.en.md").read_text()
     assert "1. study-a" in en and "2. study-b" in en
     assert "| latency: Average latency | s | 12.500 | 12.500 (+0.0 %) |" in en  # a failed stage's partial number
-    assert "| latency | ❌ failed | ❌ failed |" in en
+    assert "| latency | failed | failed |" in en
     assert (matrix / "comparison.zh.md").is_file()
     assert "<table>" in (matrix / "comparison.html").read_text()

@@ -138,5 +138,6 @@ def argv_has(stage: str, argv: list[str], expected: dict[str, str | None], *, wh
 
 
 def failed(checks: Iterable[Check]) -> list[str]:
-    return [f"check failed: {c.name}: {c.detail}" for c in checks if c.status == "failed"]
+    """What fails the stage: failed checks, and inconclusive ones (a gate the study did not accept as such)."""
+    return [f"check {c.status}: {c.name}: {c.detail}" for c in checks if c.status in ("failed", "inconclusive")]
 

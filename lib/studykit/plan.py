@@ -9,10 +9,8 @@ commands.jsonl of a real run.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from studykit.evidence.journal import display_command
-from studykit.evidence.rundir import RunLayout
 
 PORT_PLACEHOLDER = "PORT"  # server.port: auto picks a free port at run time
 RUN_DIR_PLACEHOLDER = "RUN_DIR"
@@ -31,10 +29,6 @@ class Step:
     def command(self) -> str:
         return self.text or display_command(self.argv, self.env)
 
-
-def raw_dir(run_dir: str | Path, stage: str) -> Path:
-    # Transitional: the stage plans that import this switch to RunLayout(run_dir).raw_dir(stage), then it goes.
-    return RunLayout(run_dir).raw_dir(stage)
 
 
 def base_url(host: str, port: int | str) -> str:

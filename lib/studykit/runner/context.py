@@ -57,7 +57,9 @@ class StageContext:
 
     @property
     def raw_dir(self) -> Path:
-        return self.layout.raw_dir(self.stage)
+        path = self.layout.raw_dir(self.stage)
+        path.mkdir(parents=True, exist_ok=True)  # the stage writes there; the dry run's layout creates nothing
+        return path
 
     def env(self) -> dict[str, str]:
         return cmdline.platform_env(self.study)

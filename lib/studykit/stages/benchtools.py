@@ -31,13 +31,12 @@ def telemetry_charts(ctx, telemetry: list) -> list[str]:
 def engine_window(rec) -> dict[str, Any]:
     """For a bench that starts its own engine: the measured window of its telemetry, from vLLM's init-engine line
     (engine ready) to the end of the command. Empty when the log has no such line."""
-    from datetime import datetime
-
     from studykit.engine.startup import startup_breakdown
+    from studykit.evidence.journal import parse_utc
 
     if not rec.log or not Path(rec.log).is_file() or rec.seconds is None:
         return {}
-    started = datetime.fromisoformat(rec.started_utc.replace("Z", "+00:00"))
+    started = parse_utc(rec.started_utc)
     ready = startup_breakdown(rec.log, started_at=started).get("process_to_ready_s")
     if ready is None or not 0 <= ready <= rec.seconds:
         return {}

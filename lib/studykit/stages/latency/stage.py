@@ -14,7 +14,8 @@ from studykit.stages.latency.params import LatencyParams
 from studykit.engine import roofline
 from studykit.engine.telemetry import Telemetry
 from studykit.stages.latency.result import LatencyResult
-from studykit.plan import Step, raw_dir
+from studykit.evidence.rundir import RunLayout
+from studykit.plan import Step
 from studykit.engine.benchjson import NUM, BenchParseError, check_ran, load_bench_json
 from studykit.stages.benchtools import command_entry, engine_window, telemetry_charts
 
@@ -62,7 +63,7 @@ RUNS = (("latency", None), ("prefill", 1))  # name, output_len (None: the study'
 
 
 def plan(study, model_dir: Path, run_dir, port=None) -> list[Step]:
-    raw = raw_dir(run_dir, "latency")
+    raw = RunLayout(run_dir).raw_dir("latency")
     return [Step("latency", f"bench-latency-{name}", "command", cmdline.bench_argv(
         study, "latency", model_dir, latency_args(study.latency, out_len, raw / f"{name}.json"))) for name, out_len in RUNS]
 

@@ -16,7 +16,8 @@ from studykit.engine.benchjson import NUM, BenchParseError, check_ran, load_benc
 from studykit.engine.telemetry import Telemetry
 from studykit.evidence.journal import vllm_argv
 from studykit.params import Study
-from studykit.plan import Step, base_url, raw_dir
+from studykit.evidence.rundir import RunLayout
+from studykit.plan import Step, base_url
 from studykit.stages.benchtools import command_entry, telemetry_charts
 from studykit.stages.serve.params import ServeParams
 from studykit.stages.serve.result import ServePoint, ServeResult
@@ -127,7 +128,7 @@ def plan(study, model_dir: Path, run_dir, port, swept: list[float] | None = None
     else:
         url = base_url(study.server.host, port)
         steps.append(Step("serve", "serve", "server", cmdline.serve_argv(study, model_dir, port)))
-    raw = raw_dir(run_dir, "serve")
+    raw = RunLayout(run_dir).raw_dir("serve")
     for pt in points(p, swept):
         steps.append(Step("serve", f"bench-serve-{pt['name']}", "command", serve_bench_argv(
             study, model_dir, url, pt["request_rate"], pt["max_concurrency"], raw, f"{pt['name']}.json")))

@@ -117,14 +117,16 @@ def generative_items(rng: random.Random) -> list[dict]:
     items = []
     shots_en = "Write the number in digits.\nseven = 7\ntwenty-three = 23\nfifty = 50\n"
     shots_zh = "把中文数字写成阿拉伯数字。\n七 = 7\n二十三 = 23\n五十 = 50\n"
-    for n in rng.sample(range(11, 100), 30):
+    # 150 items: at the discordance a clean port shows (2 in 100), fewer cannot put the paired interval inside
+    # ±0.05 (the gate would read inconclusive)
+    for n in rng.sample(range(11, 100), 45):
         items.append({"lang": "en", "kind": "number-words", "prompt": f"{shots_en}{number_en(n)} =",
                       "answer": str(n)})
-    for n in rng.sample(range(11, 100), 30):
+    for n in rng.sample(range(11, 100), 45):
         items.append({"lang": "zh", "kind": "number-words", "prompt": f"{shots_zh}{number_zh(n)} =",
                       "answer": str(n)})
     for lang, head in (("en", "Add the numbers.\n"), ("zh", "计算加法。\n")):
-        for a, b in _pairs(rng, range(1, 10), 20, skip={(2, 3), (4, 4), (1, 6)}):
+        for a, b in _pairs(rng, range(1, 10), 30, skip={(2, 3), (4, 4), (1, 6)}):
             items.append({"lang": lang, "kind": "addition", "prompt": f"{head}2 + 3 = 5\n4 + 4 = 8\n1 + 6 = 7\n"
                                                                       f"{a} + {b} =", "answer": str(a + b)})
     return items

@@ -35,17 +35,13 @@ def lm_eval_version() -> str:
     return version("lm_eval")
 
 
-def raw_dir(run_dir: str | Path) -> Path:
-    return RunLayout(run_dir).raw_dir(STAGE)
-
-
 def task_dir(run_dir: str | Path) -> Path:
     """The one --include_path lm-eval gets: copies of every task definition the run used (kept with the run)."""
-    return raw_dir(run_dir) / "taskdefs"
+    return RunLayout(run_dir).raw_dir(STAGE) / "taskdefs"
 
 
 def output_dir(run_dir: str | Path, backend: str) -> Path:
-    return raw_dir(run_dir) / backend
+    return RunLayout(run_dir).raw_dir(STAGE) / backend
 
 
 def _common_args(study: Study, run_dir: str | Path, backend: str) -> list[str]:

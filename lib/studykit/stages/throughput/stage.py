@@ -14,7 +14,8 @@ from typing import Any
 from studykit.engine import cmdline
 from studykit.engine.benchjson import NUM, BenchParseError, check_ran, load_bench_json
 from studykit.engine.telemetry import Telemetry
-from studykit.plan import Step, raw_dir
+from studykit.evidence.rundir import RunLayout
+from studykit.plan import Step
 from studykit.stages.benchtools import command_entry, engine_window, telemetry_charts
 from studykit.stages.throughput.params import ThroughputParams
 from studykit.stages.throughput.result import ThroughputResult
@@ -56,7 +57,7 @@ def derive_tokens(rec: dict[str, Any], output_len: int, input_len: int | None = 
 
 
 def plan(study, model_dir: Path, run_dir, port=None) -> list[Step]:
-    out_json = raw_dir(run_dir, "throughput") / "throughput.json"
+    out_json = RunLayout(run_dir).raw_dir("throughput") / "throughput.json"
     return [Step("throughput", "bench-throughput", "command",
                  cmdline.bench_argv(study, "throughput", model_dir, throughput_args(study.throughput, out_json)))]
 
