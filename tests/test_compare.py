@@ -18,7 +18,7 @@ GOLDEN = Path(__file__).parent / "data" / "runs" / "golden"
 
 def copy_run(tmp_path: Path, name: str = "b") -> Path:
     dst = tmp_path / name
-    shutil.copytree(GOLDEN, dst, ignore=shutil.ignore_patterns("charts", "logs", "model", "notebooks"))
+    shutil.copytree(GOLDEN, dst, ignore=shutil.ignore_patterns("charts", "model", "notebooks"))
     return dst
 
 
@@ -104,3 +104,35 @@ def test_benjamini_hochberg_by_hand():
                                                             pytest.approx(0.03)]
     # a larger p earlier in the order pulls a smaller rank's q down to it: 0.05*2/1=0.1 > 0.06*2/2 = 0.06
     assert benjamini_hochberg([0.05, 0.06]) == [pytest.approx(0.06), pytest.approx(0.06)]
+
+
+def test_engine_config_vllm_logged_is_compared(tmp_path):
+    """A rerun whose server vLLM started with another max_num_seqs says so under the vLLM engine config."""
+    b = copy_run(tmp_path)
+    for log in (b / "logs").glob("*.log"):
+        log.write_text(log.read_text(errors="replace").replace("'max_num_seqs': 16", "'max_num_seqs': 8"))
+    rows = compare_runs(GOLDEN, b)["differs"]["vllm engine"]
+    assert ("non_default_args.max_num_seqs", 16, 8) in rows
+
+
+def test_engine_config_parser_on_a_real_log():
+    from studykit.engine.engine_config import read_engine_config
+
+    found = read_engine_config(GOLDEN / "logs" / "deploy-dummy-gate.log")
+    assert found["version"] == "0.32.0"
+    assert found["non_default_args"]["load_format"] == "dummy" and found["non_default_args"]["max_num_seqs"] == 16
+    assert found["engine_config"]["load_format"] == "dummy" and found["engine_config"]["tensor_parallel_size"] == "1"
+
+
+def test_the_report_against_a_reference_run_says_what_changed(tmp_path):
+    from studykit.report import build_report
+
+    b = copy_run(tmp_path)
+    edit_json(b / "results" / "latency.json", lambda d: d["runs"]["latency"].update(
+        latencies=[x * 1.3 for x in d["runs"]["latency"]["latencies"]]))
+    build_report(b, reference=str(GOLDEN), languages=["zh", "en"])
+    en = (b / "report.en.md").read_text()
+    assert "1 changes beyond noise:" in en and "Average latency (per iteration): worse +30.0 %" in en
+    build_report(copy_run(tmp_path, "c"), reference=str(GOLDEN),
+                 languages=["en"])
+    assert "No change beyond noise." in (tmp_path / "c" / "report.en.md").read_text()

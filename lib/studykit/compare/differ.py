@@ -63,6 +63,20 @@ def _binding(root: Path) -> set[str]:
     return binds
 
 
+def engine_config(root: Path) -> dict:
+    """What vLLM logged it used, from the run's first server log (`non-default args` and the engine config);
+    the port is left out (each run picks a free one)."""
+    from studykit.engine.engine_config import read_engine_config
+
+    for log in sorted((root / "logs").glob("*.log")):
+        found = read_engine_config(log)
+        if found:
+            args = {k: v for k, v in (found.get("non_default_args") or {}).items() if k != "port"}
+            return {"version": found.get("version"), "non_default_args": args,
+                    "engine_config": found.get("engine_config") or {}}
+    return {}
+
+
 def what_differs(a: str | Path, b: str | Path) -> dict[str, list[tuple[str, Any, Any]]]:
     """section -> [(key, value in A, value in B)] for every key that differs."""
     a, b = Path(a), Path(b)
@@ -76,7 +90,7 @@ def what_differs(a: str | Path, b: str | Path) -> dict[str, list[tuple[str, Any,
                             {**(eb.get("hardware") or {}), "npu": eb.get("npu"), "os": eb.get("os"),
                              "cpu_binding": sorted(_binding(b))}),
            "machine probe": _diff(ea.get("machine_probe") or {}, eb.get("machine_probe") or {}),
-           "vllm engine": _diff(ea.get("vllm_engine") or {}, eb.get("vllm_engine") or {})}
+           "vllm engine": _diff(engine_config(a), engine_config(b))}
     for rows in out.values():
         rows[:] = [(k, x, y) for k, x, y in rows if k not in ("memory_available_bytes",)]
     return out

@@ -75,7 +75,44 @@ def relevant_env(environ=os.environ) -> dict[str, str]:
     return redact_env({k: v for k, v in sorted(environ.items()) if k.startswith(ENV_PREFIXES)})
 
 
-def capture_environment(study: Study, params_path: str | Path | None = None) -> dict:
+def full_lock() -> dict:
+    """Every installed package (`pip freeze`) and, where conda manages the environment, `conda list --export`:
+    what a rerun needs to rebuild the environment, and what `studykit compare` diffs."""
+    lock: dict = {"pip_freeze": None, "conda_list": None}
+    try:
+        out = subprocess.run([sys.executable, "-m", "pip", "freeze", "--all"], capture_output=True, text=True,
+                             timeout=120)
+        lock["pip_freeze"] = [line for line in out.stdout.splitlines() if line.strip()] if out.returncode == 0 \
+            else None
+        if out.returncode != 0:
+            lock["pip_error"] = out.stderr.strip()[-500:]
+    except (OSError, subprocess.TimeoutExpired) as err:
+        lock["pip_error"] = f"{type(err).__name__}: {err}"
+    if os.environ.get("CONDA_PREFIX"):
+        try:
+            out = subprocess.run(["conda", "list", "--export"], capture_output=True, text=True, timeout=120)
+            lock["conda_list"] = out.stdout.splitlines() if out.returncode == 0 else None
+        except (OSError, subprocess.TimeoutExpired) as err:
+            lock["conda_error"] = f"{type(err).__name__}: {err}"
+    return lock
+
+
+def model_files(study: Study) -> list[dict] | None:
+    """Each checkpoint file with its sha256, from the checkpoint's manifest when it is already on disk (a study
+    that builds or downloads it records the manifest then; the report reads it there too)."""
+    from studykit.weights.files import read_manifest
+    from studykit.weights.store import checkpoint
+
+    try:
+        manifest = read_manifest(checkpoint(study).model_dir)
+    except Exception:  # noqa: BLE001 - a description, never a reason to stop
+        return None
+    return [{"file": r["file"], "sha256": r["sha256"]} for r in (manifest or {}).get("files", [])] or None
+
+
+def capture_environment(study: Study, params_path: str | Path | None = None, probe: bool = True) -> dict:
+    """`probe`: also run the machine probe (a few seconds on the engine's cores; `studykit compare` normalises by
+    it)."""
     vm = psutil.virtual_memory()
     versions = package_versions()
     env = {
@@ -93,6 +130,15 @@ def capture_environment(study: Study, params_path: str | Path | None = None) -> 
                    "file_sha256": sha256_file(Path(params_path)) if params_path else None},
         "env": relevant_env(),
     }
+    env["lock"] = full_lock()
+    env["model_files"] = model_files(study)
+    if probe:
+        from studykit.engine.machine_probe import machine_probe
+
+        try:
+            env["machine_probe"] = machine_probe()
+        except Exception as err:  # noqa: BLE001 - a probe that cannot run is recorded, the study goes on
+            env["machine_probe"] = {"error": f"{type(err).__name__}: {err}"}
     if study.platform == "npu" or _looks_like_ascend():
         from studykit.evidence.ascend import capture_ascend
 

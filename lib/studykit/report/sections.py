@@ -86,6 +86,26 @@ def summary_rows() -> list[tuple[str, SummaryRow]]:
             for row in stages.module(stage, "section").SUMMARY]
 
 
+def rerun_changes(ctx: Ctx) -> None:
+    """Against a reference run: what changed beyond noise (studykit.compare), or that nothing did."""
+    from studykit.compare.runs import compare_runs
+
+    try:
+        result = compare_runs(ctx.ref.run.root, ctx.run.root)
+    except Exception as err:  # noqa: BLE001 - the report is written even when the comparison breaks
+        ctx.md.p(ctx.t("rerun_error", error=f"{type(err).__name__}: {err}"))
+        return
+    changed = [c for c in result["changes"] if c.verdict in ("worse", "better")]
+    differs = [section for section, rows in result["differs"].items() if rows]
+    lead = ctx.t("rerun_differs", what=", ".join(differs)) if differs else ctx.t("rerun_same_setup")
+    if not changed:
+        ctx.md.p(lead + " " + ctx.t("rerun_none"))
+        return
+    ctx.md.p(lead + " " + ctx.t("rerun_changes", n=len(changed)))
+    ctx.md.bullets([f"{c.label}: {ctx.t('rerun_' + c.verdict)} "
+                    + (f"{c.change * 100:+.1f} %" if c.relative else f"{c.change:+.4g}") for c in changed])
+
+
 def s0_summary(ctx: Ctx) -> None:
     """The verdict first: one row per stage or claim of the seed, its status, headline figures and checks."""
     md, run = ctx.md, ctx.run
@@ -118,6 +138,8 @@ def s0_summary(ctx: Ctx) -> None:
     if any(by_id()[i].source == "derived" for _, row in summary_rows() for i in row.metrics):
         md.p(f"† {ctx.t('derived_note')} {by_id()['throughput.output_tokens_per_s'].how}; "
              f"{by_id()['latency.decode_ms_per_token'].how}")
+    if ctx.ref and ctx.ref.run is not None:
+        rerun_changes(ctx)
     from studykit.report.notebook_html import notebook_links
 
     links = notebook_links(run.root)

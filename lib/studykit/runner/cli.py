@@ -5,14 +5,80 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from studykit.params import ParamsError
 from studykit.stages import STAGE_ORDER
 from studykit.weights.store import BUILTIN
 
 
+def _absolute(args, *names: str) -> None:
+    """Every path the user gave, resolved against the directory the command was typed in, before anything runs:
+    stage kernels work in notebooks/, so a relative path passed on would name another file there."""
+    for name in names:
+        value = getattr(args, name, None)
+        if isinstance(value, list):
+            setattr(args, name, [str(Path(v).expanduser().resolve()) for v in value])
+        elif isinstance(value, str) and value:
+            setattr(args, name, str(Path(value).expanduser().resolve()))
+
+
+def _compare_to_baseline(baseline: str, run_dir: Path, fail_on_regression: bool, noise_floor: str | None) -> int:
+    from studykit.compare.runs import compare_runs, load_noise_floor, regressions, write_comparison
+
+    result = compare_runs(baseline, run_dir, load_noise_floor(noise_floor))
+    paths = write_comparison(result, run_dir)
+    worse = regressions(result)
+    print(f"compared with baseline {baseline}: {paths['comparison.html']}")
+    if worse:
+        print("worse beyond noise: " + "; ".join(f"{c.key} {c.change:+.3g}" for c in worse))
+    else:
+        print("no change beyond noise")
+    return 1 if worse and fail_on_regression else 0
+
+
+def _cmd_compare(args) -> int:
+    _absolute(args, "runs", "out", "noise_floor")
+    if len(args.runs) < 2:
+        print("studykit compare: give at least two run directories", file=sys.stderr)
+        return 2
+    from studykit.compare.runs import compare_runs, load_noise_floor, regressions, write_comparison
+    from studykit.evidence.rundir import outputs_root, utc_stamp
+
+    missing = [r for r in args.runs if not (Path(r) / "results").is_dir()]
+    if missing:
+        print(f"studykit compare: not run directories (no results/): {missing}", file=sys.stderr)
+        return 2
+    floor = load_noise_floor(args.noise_floor)
+    out_root = Path(args.out) if args.out else outputs_root() / f"compare-{utc_stamp()}"
+    code = 0
+    for i, later in enumerate(args.runs[1:], 1):
+        result = compare_runs(args.runs[0], later, floor)
+        out = out_root if len(args.runs) == 2 else out_root / f"{i}-{Path(later).name}"
+        paths = write_comparison(result, out)
+        counts = {}
+        for c in result["changes"]:
+            counts[c.verdict] = counts.get(c.verdict, 0) + 1
+        print(f"{args.runs[0]} -> {later}: " + ", ".join(f"{n} {v}" for v, n in sorted(counts.items())))
+        for section, rows in result["differs"].items():
+            if rows:
+                print(f"  differs in {section}: " + ", ".join(k for k, _, _ in rows[:8])
+                      + (f" (+{len(rows) - 8})" if len(rows) > 8 else ""))
+        for c in regressions(result):
+            print(f"  worse: {c.label} {c.change:+.3g} ({c.why})")
+        print(f"  {paths['comparison.html']}")
+        if regressions(result) and args.fail_on_regression:
+            code = 1
+    return code
+
+
 def _cmd_run(args) -> int:
     from studykit.runner.execute import run_study
+
+    _absolute(args, "params", "resume", "baseline", "noise_floor")
+    if args.baseline and not (Path(args.baseline) / "results").is_dir():
+        print(f"studykit run: --baseline {args.baseline} is not a run directory (no results/)", file=sys.stderr)
+        return 2
 
     if args.resume and args.params:
         print("studykit run: give either PARAMS or --resume RUN_DIR, not both", file=sys.stderr)
@@ -31,17 +97,22 @@ def _cmd_run(args) -> int:
         code, _, _ = run_matrix(args.params, stages=args.stages, fail_fast=args.fail_fast)
         return code
     try:
-        code, _ = run_study(args.params[0] if args.params else None, stages=args.stages,
-                            fail_fast=args.fail_fast, resume=args.resume)
+        code, run_dir = run_study(args.params[0] if args.params else None, stages=args.stages,
+                                  fail_fast=args.fail_fast, resume=args.resume)
     except FileNotFoundError as err:
         print(f"studykit run: {err}", file=sys.stderr)
         return 2
+    if args.baseline and run_dir is not None and code != 130:
+        code = max(code, _compare_to_baseline(args.baseline, run_dir, args.fail_on_regression, args.noise_floor))
     return code
 
 
 def _cmd_report(args) -> int:
     from studykit.runner.execute import report_only
 
+    _absolute(args, "run_dir")
+    if args.reference and Path(args.reference).expanduser().exists():
+        _absolute(args, "reference")
     try:
         code, _ = report_only(args.run_dir, reference=args.reference)
     except FileNotFoundError as err:
@@ -101,7 +172,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fail-fast", action="store_true", help="stop at the first failed stage")
     run.add_argument("--resume", metavar="RUN_DIR", help="re-run only missing or failed stages of RUN_DIR")
     run.add_argument("--dry-run", action="store_true", help="print every command and variable; start nothing")
+    run.add_argument("--baseline", metavar="RUN_DIR", help="compare the new run with this earlier run afterwards "
+                                                             "(comparison.{zh,en}.md and .html in the new run)")
+    run.add_argument("--fail-on-regression", action="store_true",
+                     help="with --baseline: exit 1 when a metric is worse beyond noise (for CI)")
+    run.add_argument("--noise-floor", metavar="FILE", help="margins per metric from benchmarks/noise_floor.py")
     run.set_defaults(func=_cmd_run)
+
+    compare = sub.add_parser("compare", help="what differs between runs and every metric both measured, with its "
+                                             "change, 95 %% interval, test and verdict (each later run against the first)")
+    compare.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    compare.add_argument("--out", help="where the comparison goes (default outputs/compare-<UTC time>/)")
+    compare.add_argument("--noise-floor", metavar="FILE", help="margins per metric from benchmarks/noise_floor.py")
+    compare.add_argument("--fail-on-regression", action="store_true", help="exit 1 when a metric is worse")
+    compare.set_defaults(func=_cmd_compare)
 
     report = sub.add_parser("report", help="rebuild the report of a run directory (report.{zh,en}.md, report.html)")
     report.add_argument("run_dir", metavar="RUN_DIR")
