@@ -15,7 +15,7 @@ import pytest
 from conftest import CANARY, DEFAULT_PARAMS, SERVER_SECRET, run_cli
 from studykit.evidence.journal import read_commands
 from studykit.evidence.redact import MASK
-from studykit.runner.dryrun import model_dir_for
+from studykit.weights.store import checkpoint
 from studykit.params import load_study
 from studykit.evidence.rundir import read_json
 
@@ -95,7 +95,7 @@ def test_dry_run_equals_what_ran(default_run):
     from test_plan_journal import assert_dry_run_equals_journal
 
     study = load_study(default_run / "params.yaml")
-    assert_dry_run_equals_journal(default_run, str(model_dir_for(study)), run_dir_prefix=f"{default_run}/")
+    assert_dry_run_equals_journal(default_run, str(checkpoint(study).model_dir), run_dir_prefix=f"{default_run}/")
 
 
 def test_latency_matches_vllms_json(default_run):
