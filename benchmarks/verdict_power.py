@@ -1,0 +1,104 @@
+"""Would the study have caught it? The default study's accuracy and tasks stages once per injected fault
+(studykit.faults, a vLLM general plugin of the kit) and several clean times, then the verdicts.
+
+    .venv/bin/python benchmarks/verdict_power.py [--clean 3] [--faults rope_style,decode_mask,...]
+
+Prints fault x (accuracy verdict, tasks verdict, first real divergence, teacher-forced mean KL, task deltas),
+then the clean false alarms. A fault that changes the greedy tokens of the default prompts must fail the study;
+no clean run may fail. Each run's server log is read back for the plugin's "fault injection ACTIVE" line, so a
+fault that silently did not load cannot read as "caught". It prints; it does not assert. The decode_delay fault
+changes no token (it is issue 21's rerun probe) and is left out by default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from studykit.faults.catalog import FAULTS, faults_in_log
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = ROOT / "params" / "smollm2-135m-cpu.yaml"
+STAGES = "accuracy,tasks"
+
+
+def study(tmp: Path, fault: str | None, i: int) -> Path:
+    data = yaml.safe_load(PARAMS.read_text())
+    data["name"] = f"{data['name']}-{(fault or 'clean').split(',')[0]}-{i}".replace("_", "-")
+    if fault:
+        data.setdefault("server", {}).setdefault("env", {})["STUDYKIT_FAULT"] = fault
+    path = tmp / f"{data['name']}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def run(params: Path, outputs: Path) -> tuple[int, Path | None]:
+    proc = subprocess.run([sys.executable, "-m", "studykit.runner.cli", "run", str(params), "--stages", STAGES],
+                          cwd=ROOT, capture_output=True, text=True, env={**__import__("os").environ,
+                                                                          "STUDYKIT_OUTPUTS": str(outputs)})
+    found = [line.split()[-1] for line in proc.stdout.splitlines() if line.startswith("run directory:")]
+    return proc.returncode, (Path(found[-1]) if found else None)
+
+
+def read(run_dir: Path, stage: str) -> dict:
+    path = run_dir / "results" / f"{stage}.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def row(name: str, code: int, run_dir: Path | None) -> dict:
+    acc = read(run_dir, "accuracy") if run_dir else {}
+    tasks = read(run_dir, "tasks") if run_dir else {}
+    logs = "".join(p.read_text(errors="replace") for p in (run_dir / "logs").glob("*.log")) if run_dir else ""
+    real = [(pp.get("id"), d.get("position")) for pp in acc.get("per_prompt") or []
+            for d in (pp.get("divergences") or []) if d.get("kind") == "divergence"]
+    return {"fault": name, "exit": code, "active": [f for f, _ in faults_in_log(logs)],
+            "accuracy": acc.get("status", "—"), "tasks": tasks.get("status", "—"),
+            "first_real": real[0] if real else None, "real_divergences": len(real),
+            "mean_kl": (acc.get("teacher_forced") or {}).get("mean_kl"),
+            "task_deltas": {t["task"]: round(t["delta"]["value"], 4) for t in tasks.get("tasks") or []},
+            "run_dir": str(run_dir)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--clean", type=int, default=3, help="clean runs (false-alarm check)")
+    ap.add_argument("--faults", default=",".join(f for f in FAULTS if f != "decode_delay"),
+                    help="comma-separated fault specs (STUDYKIT_FAULT values)")
+    ap.add_argument("--json", help="also write the rows here")
+    args = ap.parse_args(argv)
+    tmp = Path(tempfile.mkdtemp(prefix="verdict-power-"))
+    rows = []
+    plan = [(f, i) for i, f in enumerate(args.faults.split(";" if ";" in args.faults else ",")) if f] + \
+        [(None, i) for i in range(args.clean)]
+    for fault, i in plan:
+        t0 = time.monotonic()
+        code, run_dir = run(study(tmp, fault, i), tmp / "out")
+        r = row(fault or f"clean #{i + 1}", code, run_dir)
+        rows.append(r)
+        print(f"{r['fault']:<28} exit {r['exit']}  accuracy {r['accuracy']:<7} tasks {r['tasks']:<7} "
+              f"real divergences {r['real_divergences']:>3} first {r['first_real']}  mean KL "
+              f"{r['mean_kl'] if r['mean_kl'] is None else round(r['mean_kl'], 5)}  deltas {r['task_deltas']}  "
+              f"active {r['active']}  ({time.monotonic() - t0:.0f} s)", flush=True)
+    faults = [r for r in rows if not r["fault"].startswith("clean")]
+    clean = [r for r in rows if r["fault"].startswith("clean")]
+    caught = [r for r in faults if r["exit"] != 0]
+    print(f"\nfaults caught (study exit != 0): {len(caught)}/{len(faults)}; not caught: "
+          f"{[r['fault'] for r in faults if r['exit'] == 0]}")
+    print(f"clean false alarms: {sum(1 for r in clean if r['exit'] != 0)}/{len(clean)}")
+    inactive = [r["fault"] for r in faults if not r["active"]]
+    if inactive:
+        print(f"WARNING: the plugin did not log these faults as active: {inactive}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
