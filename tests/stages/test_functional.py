@@ -21,7 +21,11 @@ def functional_results(enabled="True"):
     return {"prefix_caching": {"enabled": enabled, "hit_tokens": 768, "query_tokens": 1056,
                                "expected_hit_tokens": 768, "requests": 4, "prefix_tokens": 256,
                                "prefix_full_blocks": 2, "block_size": 128, "working": True, "why_no_hits": None},
-            "chunked_prefill": {"completed": True, "prompt_tokens": 529, "max_num_batched_tokens": 256},
+            # 529 tokens at 256 per step: ceil(529 / 256) = 3 prefill steps, then 3 decode steps for 4 output
+            # tokens; the steps process 529 + 3 tokens
+            "chunked_prefill": {"completed": True, "prompt_tokens": 529, "max_num_batched_tokens": 256,
+                                "output_tokens": 4, "engine_steps": 6, "engine_step_tokens": 532,
+                                "prefill_steps": 3},
             "graph_vs_eager": {"status": "not applicable", "reason": "graph compilation on CPU takes minutes"}}
 
 
@@ -71,11 +75,22 @@ def test_prefix_check_without_block_size_is_not_run():
     assert c.status == "not_run" and "block size" in c.detail
 
 
-def test_a_prompt_within_the_budget_does_not_show_chunked_prefill():
-    short = functional_results()
-    short["chunked_prefill"]["prompt_tokens"] = 200  # fits one 256-token step: nothing was chunked
-    (c,) = by_id(run_checks(short), "functional.chunked_prefill")
-    assert c.status == "failed" and "200 prompt tokens, budget 256" in c.detail
+def test_a_prompt_prefilled_in_one_step_fails_the_chunked_prefill_check():
+    """An engine that ignores the budget prefills 529 tokens in one step: 1 + 3 steps; it still completes."""
+    one_step = functional_results()
+    one_step["chunked_prefill"].update(engine_steps=4, prefill_steps=1)
+    (c,) = by_id(run_checks(one_step), "functional.chunked_prefill")
+    assert c.status == "failed" and "1 prefill steps (at least 3 needed)" in c.detail
+    lost = functional_results()
+    lost["chunked_prefill"]["engine_step_tokens"] = 532 - 256  # a chunk never processed
+    assert by_id(run_checks(lost), "functional.chunked_prefill")[0].status == "failed"
+
+
+def test_chunked_prefill_without_vllm_counters_is_not_run():
+    bare = functional_results()
+    bare["chunked_prefill"].update(engine_steps=None, engine_step_tokens=None, prefill_steps=None)
+    (c,) = by_id(run_checks(bare), "functional.chunked_prefill")
+    assert c.status == "not_run" and "vllm:iteration_tokens_total" in c.detail
 
 
 def test_graph_vs_eager_measured():

@@ -1,5 +1,5 @@
 """The functional stage's checks: prefix-cache hits against the whole shared blocks the later requests reuse (vLLM's
-own counters), a prompt longer than the per-step token budget completing (chunked prefill), and graph mode
+own counters), a prompt longer than the per-step token budget prefilled in several engine steps by vLLM's own counters (chunked prefill), and graph mode
 against eager (not_run unless the study asks for it). The report's summary selects these ids."""
 
 from __future__ import annotations
@@ -15,15 +15,25 @@ def checks(p: FunctionalParams, result: FunctionalResult) -> list[Check]:
 
 
 def chunked_prefill(result: FunctionalResult) -> Check:
-    cid, name = "functional.chunked_prefill", "prompt longer than max_num_batched_tokens completes"
+    """Chunked prefill is seen in vLLM's own counters: the long prompt took at least ceil(prompt / budget) prefill
+    steps, and those steps processed exactly the prompt plus the decoded tokens. A prompt that completes says
+    nothing: an engine that prefilled it in one step completes it too."""
+    cid, name = "functional.chunked_prefill", "long prompt prefilled in several engine steps (vLLM's counters)"
     metric, cp = "functional.chunked_prefill_prompt_tokens", result.chunked_prefill
     if cp is None:
         return not_run(cid, name, "the long prompt was not sent", metric)
-    # a prompt within the budget fits one step and says nothing about chunking
-    longer = cp.prompt_tokens > cp.max_num_batched_tokens
-    return check(cid, name, cp.completed and longer,
-                 f"{cp.prompt_tokens} prompt tokens, budget {cp.max_num_batched_tokens} per step; "
-                 f"{'completed' if cp.completed else 'did not complete'}", True, cp.completed and longer, metric)
+    if cp.prefill_steps is None:
+        return not_run(cid, name, "vLLM exported no vllm:iteration_tokens_total histogram on /metrics", metric)
+    budget = cp.max_num_batched_tokens
+    need = -(-cp.prompt_tokens // budget)
+    want_tokens = cp.prompt_tokens + (cp.output_tokens or 0) - 1
+    ok = cp.completed and cp.prefill_steps >= need and cp.engine_step_tokens == want_tokens
+    return check(cid, name, ok,
+                 f"{cp.prompt_tokens} prompt tokens, budget {budget} per step: {cp.prefill_steps} prefill steps "
+                 f"(at least {need} needed), {cp.engine_step_tokens} tokens processed by vLLM's count "
+                 f"({want_tokens} expected); {'completed' if cp.completed else 'did not complete'}",
+                 {"prefill_steps_at_least": need, "tokens": want_tokens},
+                 {"prefill_steps": cp.prefill_steps, "tokens": cp.engine_step_tokens}, metric)
 
 
 def prefix_caching(result: FunctionalResult) -> Check:

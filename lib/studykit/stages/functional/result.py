@@ -28,6 +28,10 @@ class ChunkedPrefill(Record):
     prompt_tokens: int
     completed: bool
     usage: dict[str, Any] | None = None
+    output_tokens: int | None = None
+    engine_steps: int | None = Field(None, description="engine steps the request took (vllm:iteration_tokens_total)")
+    engine_step_tokens: int | None = Field(None, description="tokens those steps processed, by vLLM's count")
+    prefill_steps: int | None = Field(None, description="engine_steps minus one step per output token after the first")
 
 
 class GraphVsEager(Record):

@@ -124,11 +124,21 @@ def prefix_cache_check(srv, model: str, tokenizer, prefix_tokens: int, requests:
 
 def chunked_prefill_check(srv, model: str, tokenizer, max_num_batched_tokens: int, log_flags: dict,
                           commands=None) -> dict:
-    n = max_num_batched_tokens * 2 + 17
+    """One prompt of 2 x budget + 17 tokens, 4 tokens out, on an otherwise idle server; vLLM's own histogram of
+    tokens per engine step (vllm:iteration_tokens_total, its _count and _sum) says how many steps that took."""
+    n, out_tokens = max_num_batched_tokens * 2 + 17, 4
     ids = filler_ids(tokenizer, n, salt="long prompt")
-    out = complete(srv.base_url, model, ids, 4, commands, "chunked-prefill request")
+    before = read_metrics(srv.base_url)["values"]
+    out = complete(srv.base_url, model, ids, out_tokens, commands, "chunked-prefill request")
+    after = read_metrics(srv.base_url)["values"]
+    steps = tokens = None
+    if "vllm:iteration_tokens_total_count" in after:
+        steps = int(after["vllm:iteration_tokens_total_count"] - before.get("vllm:iteration_tokens_total_count", 0))
+        tokens = int(after["vllm:iteration_tokens_total_sum"] - before.get("vllm:iteration_tokens_total_sum", 0))
     return {"enabled": log_flags.get("enable_chunked_prefill"), "max_num_batched_tokens": max_num_batched_tokens,
-            "prompt_tokens": len(ids), "completed": len(out["tokens"]) == 4, "usage": out["usage"]}
+            "prompt_tokens": len(ids), "completed": len(out["tokens"]) == out_tokens, "usage": out["usage"],
+            "output_tokens": out_tokens, "engine_steps": steps, "engine_step_tokens": tokens,
+            "prefill_steps": None if steps is None else steps - (out_tokens - 1)}
 
 
 def not_applicable(study, model_dir: Path) -> dict:
