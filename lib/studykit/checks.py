@@ -137,6 +137,59 @@ def argv_has(stage: str, argv: list[str], expected: dict[str, str | None], *, wh
 
 
 
+def command_args(command: str) -> dict[str, Any]:
+    """A `vllm serve` command line as vLLM's argument names: {"model": path, "max_model_len": "2048",
+    "enforce_eager": True, ...}; the last of a repeated flag wins, as in argparse."""
+    import shlex
+
+    argv = shlex.split(command)
+    if "serve" not in argv:
+        raise ValueError(f"not a vllm serve command: {command[:120]!r}")
+    rest = argv[argv.index("serve") + 1:]
+    out: dict[str, Any] = {}
+    i = 0
+    while i < len(rest):
+        a = rest[i]
+        if a.startswith("--"):
+            key = a[2:].replace("-", "_")
+            if i + 1 < len(rest) and not rest[i + 1].startswith("--"):
+                out[key] = rest[i + 1]
+                i += 2
+                continue
+            out[key] = True
+        elif "model" not in out:
+            out["model"] = a
+        i += 1
+    return out
+
+
+def logged_args_match(stage: str, command: str, logged: dict[str, Any] | None, *, subject: str | None = None) -> Check:
+    """The command the kit ran against the `non-default args` vLLM logged at start (what vLLM says it parsed):
+    catches a flag overridden by extra_args, dropped by a launcher or read differently by the installed vLLM. A
+    flag vLLM does not list was taken at its default value; one it lists that the command lacks came from
+    elsewhere (an environment variable, a config file)."""
+    cid, name = f"{stage}.engine_args_match_command", "vLLM's logged non-default args = the command's flags"
+    if logged is None:
+        return not_run(cid, name, "the server log has no 'non-default args' line", subject=subject)
+    ours = command_args(command)
+
+    def same(mine, theirs) -> bool:
+        if isinstance(theirs, list):
+            return [str(x) for x in theirs] == [str(mine)]
+        if isinstance(theirs, bool) or mine is True:
+            return mine is True and theirs is True or str(mine).lower() == str(theirs).lower()
+        return str(mine) == str(theirs)
+
+    differ = {k: (ours[k], v) for k, v in logged.items() if k in ours and not same(ours[k], v)}
+    extra = sorted(k for k in logged if k not in ours and k != "model_tag")
+    defaulted = sorted(k for k in ours if k not in logged)
+    detail = (f"differ (command, vLLM): {differ}; " if differ else "") + \
+        (f"vLLM lists args the command did not set: {extra}; " if extra else "") + \
+        f"{len(ours) - len(defaulted)} flags as logged" + (f"; taken at vLLM's default: {defaulted}" if defaulted else "")
+    return check(cid, name, not differ and not extra, detail, {k: ours[k] for k in ours if k in logged},
+                 {k: v for k, v in logged.items() if k != "model_tag"}, subject=subject)
+
+
 def failed(checks: Iterable[Check]) -> list[str]:
     """What fails the stage: failed checks, and inconclusive ones (a gate the study did not accept as such)."""
     return [f"check {c.status}: {c.name}: {c.detail}" for c in checks if c.status in ("failed", "inconclusive")]

@@ -14,7 +14,8 @@ from studykit.stages.functional.params import FunctionalParams
 from studykit.stages.functional.stage import batched_tokens_budget, engine_config_flags, not_applicable, plan
 
 GOLDEN = DATA / "runs" / "golden"
-IDS = ("functional.chunked_prefill", "functional.prefix_caching", "functional.graph_vs_eager")
+IDS = ("functional.chunked_prefill", "functional.prefix_caching", "functional.graph_vs_eager",
+       "functional.engine_args_match_command")
 
 
 def functional_results(enabled="True"):
@@ -36,10 +37,10 @@ def run_checks(data):
 def test_recorded_functional_passes_and_the_hits_are_whole_blocks():
     doc = json.loads((GOLDEN / "results" / "functional.json").read_text())
     data = {k: doc[k] for k in ("params", "not_applicable", "engine_flags", "prefix_caching", "chunked_prefill",
-                                "graph_vs_eager")}
+                                "graph_vs_eager", "engine_args") if k in doc}
     res = checks.checks(FunctionalParams(**doc["params"]), typed_result("functional", data))
     assert [c.id for c in res] == list(IDS)
-    assert [c.status for c in res] == ["passed", "passed", "not_run"], [(c.id, c.detail) for c in res]
+    assert [c.status for c in res] == ["passed", "passed", "not_run", "passed"], [(c.id, c.detail) for c in res]
     pc = doc["prefix_caching"]
     # 3 later requests reuse the 256-token prefix's whole 128-token blocks: 3 x 2 x 128
     assert by_id(res, "functional.prefix_caching")[0].expected == (pc["requests"] - 1) * (256 // 128) * 128 == 768
@@ -48,7 +49,7 @@ def test_recorded_functional_passes_and_the_hits_are_whole_blocks():
 
 def test_functional_checks_fail_and_not_run():
     res = run_checks(functional_results())
-    assert [c.status for c in res] == ["passed", "passed", "not_run"]
+    assert [c.status for c in res] == ["passed", "passed", "not_run", "not_run"]
     assert "minutes" in res[2].detail
     bad = functional_results()
     bad["prefix_caching"]["hit_tokens"] = 0
@@ -172,3 +173,46 @@ def test_run_keeps_what_it_measured_when_the_server_fails(tmp_path, default_mode
     assert doc["status"] == "failed" and doc["params"]["prefix_requests"] == 3
     assert doc["not_applicable"]["tensor_parallel"]["status"] == "not applicable"
     assert doc["prefix_caching"] is None and doc["graph_vs_eager"] is None
+
+
+REAL_LOG = GOLDEN / "logs" / "functional-functional.log"
+
+
+def engine_args_from_golden(command_edit=lambda c: c):
+    from studykit.engine.engine_config import read_engine_config
+
+    command = json.loads((GOLDEN / "results" / "functional.json").read_text()).get("engine_args", {}).get("command")
+    if command is None:  # golden recorded before the check existed: the command of the journal's functional server
+        rec = next(json.loads(line) for line in (GOLDEN / "commands.jsonl").read_text().splitlines()
+                   if '"label": "functional"' in line)
+        command = rec["command"]
+    return {"command": command_edit(command), "logged": read_engine_config(REAL_LOG)["non_default_args"]}
+
+
+def test_engine_args_vllm_logged_match_the_command():
+    data = {**functional_results(), "engine_args": engine_args_from_golden()}
+    (c,) = by_id(run_checks(data), "functional.engine_args_match_command")
+    assert c.status == "passed", c.detail
+    # by hand from the real log line: the budget vLLM parsed is the command's
+    assert c.actual["max_num_batched_tokens"] == 256 and c.expected["max_num_batched_tokens"] == "256"
+
+
+def test_a_flag_vllm_read_differently_fails():
+    """The command says 512, vLLM logged 256 (an extra_args override, a launcher that dropped the flag)."""
+    data = {**functional_results(), "engine_args": engine_args_from_golden(
+        lambda c: c.replace("--max-num-batched-tokens 256", "--max-num-batched-tokens 512"))}
+    (c,) = by_id(run_checks(data), "functional.engine_args_match_command")
+    assert c.status == "failed" and "max_num_batched_tokens" in c.detail and "'512'" in c.detail
+
+
+def test_an_arg_vllm_lists_that_the_command_lacks_fails():
+    args = engine_args_from_golden()
+    args["logged"] = {**args["logged"], "enable_prefix_caching": False}
+    (c,) = by_id(run_checks({**functional_results(), "engine_args": args}), "functional.engine_args_match_command")
+    assert c.status == "failed" and "enable_prefix_caching" in c.detail
+
+
+def test_no_logged_args_is_not_run():
+    args = {**engine_args_from_golden(), "logged": None}
+    (c,) = by_id(run_checks({**functional_results(), "engine_args": args}), "functional.engine_args_match_command")
+    assert c.status == "not_run"

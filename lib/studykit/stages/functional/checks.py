@@ -4,14 +4,23 @@ against eager (not_run unless the study asks for it). The report's summary selec
 
 from __future__ import annotations
 
-from studykit.checks import check, not_run
+from studykit.checks import check, logged_args_match, not_run
 from studykit.schema.base import Check
 from studykit.stages.functional.params import FunctionalParams
 from studykit.stages.functional.result import FunctionalResult
 
 
 def checks(p: FunctionalParams, result: FunctionalResult) -> list[Check]:
-    return [chunked_prefill(result), prefix_caching(result), graph_vs_eager(result)]
+    return [chunked_prefill(result), prefix_caching(result), graph_vs_eager(result), engine_args(result)]
+
+
+def engine_args(result: FunctionalResult) -> Check:
+    """The functional server's command against what vLLM says it parsed (studykit.checks.logged_args_match)."""
+    if result.engine_args is None:
+        return not_run("functional.engine_args_match_command", "vLLM's logged non-default args = the command's flags",
+                       "the functional server's command and log were not recorded")
+    return logged_args_match("functional", result.engine_args.command, result.engine_args.logged,
+                             subject="functional")
 
 
 def chunked_prefill(result: FunctionalResult) -> Check:

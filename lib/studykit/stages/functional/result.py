@@ -44,11 +44,18 @@ class GraphVsEager(Record):
     reason: str | None = None
 
 
+class EngineArgs(Record):
+    command: str
+    logged: dict[str, Any] | None = Field(None, description="vLLM's 'non-default args' line, as it parsed them")
+    vllm_version: str | None = None
+
+
 class FunctionalResult(StageResult):
     not_applicable: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="features not exercised (tensor parallel, multi-modal): why, from the "
                                           "study and config.json")
     engine_flags: dict[str, bool | None] = Field(default_factory=dict)
+    engine_args: EngineArgs | None = None
     prefix_caching: PrefixCaching | None = None
     chunked_prefill: ChunkedPrefill | None = None
     graph_vs_eager: GraphVsEager | None = None

@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 from studykit.engine import cmdline
+from studykit.engine.engine_config import read_engine_config
 from studykit.engine.server import http_get, http_post_json
 from studykit.plan import Step, base_url, find
 from studykit.stages.deploy.stage import curl_command
@@ -180,6 +181,9 @@ def run(ctx, p: FunctionalParams) -> FunctionalResult:
         with ctx.server_for(find(steps, "functional")) as srv:
             flags = engine_config_flags(srv.log_path)
             data["engine_flags"] = flags
+            logged = read_engine_config(srv.log_path)
+            data["engine_args"] = {"command": srv.command, "logged": logged.get("non_default_args"),
+                                   "vllm_version": logged.get("version")}
             data["prefix_caching"] = prefix_cache_check(srv, name, tokenizer, p.prefix_tokens, p.prefix_requests,
                                                         ctx.commands)
             data["chunked_prefill"] = chunked_prefill_check(srv, name, tokenizer, budget, flags, ctx.commands)
