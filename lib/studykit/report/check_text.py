@@ -173,7 +173,19 @@ CHECKS: dict[str, CheckText] = {
         "两次贪心解码输出完全一致", "greedy output identical in two passes",
         ((r"mismatched prompts: (?P<m>.*)", "输出不一致的 prompt:{m}"),
          (r"the two free-running passes were not recorded", "两次自由生成的结果未记录"))),
+    "accuracy.real_divergences": CheckText(
+        "真实分歧数 ≤ 允许值(每个位置在参考模型上下文中判定,阈值来自 bf16 对 fp32 校准)",
+        "real divergences <= allowed (every position judged on the reference's context, thresholds calibrated)"),
     # tasks
+    "tasks.paired_delta_within_tolerance": CheckText(
+        "配对差值的 95% 置信区间落在 ±max_abs_delta 之内(等效性判定)",
+        "the paired difference's 95 % interval lies within ±max_abs_delta (equivalence)"),
+    "tasks.reference_log_parse": CheckText(
+        "参考端逐题日志解析核对(均值 = lm-eval 汇总得分)", "reference per-item log parse check (mean = lm-eval's score)",
+        _SCORE),
+    "tasks.vllm_log_parse": CheckText(
+        "vLLM 端逐题日志解析核对(均值 = lm-eval 汇总得分)", "vLLM per-item log parse check (mean = lm-eval's score)",
+        _SCORE),
     "tasks.task_compared": CheckText(
         "任务已在两端完成比对", "compared on both backends",
         ((r"paired", "已配对"),
@@ -197,9 +209,11 @@ CHECKS: dict[str, CheckText] = {
           r"\(vllm-ascend's convention\)", "|{c} − {b}| = {d},限值 rtol {rtol} × 基线 = {lim}(vllm-ascend 的约定)"),
          (r"no recorded baseline for (?P<task>.*) \(tasks\.baselines\)", "tasks.baselines 中没有 {task} 的基线"))),
     # functional
+    "functional.engine_args_match_command": CheckText(
+        "vLLM 日志中的非默认参数 = 启动命令的参数", "vLLM's logged non-default args = the command's flags"),
     "functional.chunked_prefill": CheckText(
-        "超过单步 token 预算的 prompt 能完成(分块预填充 (Chunked Prefill))",
-        "prompt longer than max_num_batched_tokens completes",
+        "长 prompt 分多个引擎步完成预填充(分块预填充 (Chunked Prefill),依据 vLLM 自身计数)",
+        "long prompt prefilled in several engine steps (vLLM's counters)",
         ((r"(?P<p>\d+) prompt tokens, budget (?P<b>\d+) per step; (?P<done>completed|did not complete)",
           "prompt {p} token,分块预填充 (Chunked Prefill) 单步 token 预算 {b};{done}"),
          (r"the long prompt was not sent", "长 prompt 未发送"))),
