@@ -58,9 +58,13 @@ browser:
 	fi
 
 # ruff first: an undefined name or an unused import fails `make test` before any vLLM starts.
+# Two pytest-xdist workers, one per core: most of a vLLM test's wall is single-threaded (imports, engine start,
+# notebook kernels), so the other worker's tests fit beside it. --dist loadgroup keeps each shared session run
+# (tests/conftest.py SHARED_RUNS) on one worker, so it runs once; PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= 2
 test: setup browser
 	$(BIN)/ruff check lib tests tools benchmarks notebooks/src
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadgroup) $(PYTEST_ARGS)
 
 # Root is how Ascend containers (and this machine) run: Jupyter refuses root unless told --allow-root.
 # It listens on loopback only; from a laptop: ssh -N -L $(LAB_PORT):127.0.0.1:$(LAB_PORT) user@host (README).

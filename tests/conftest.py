@@ -21,6 +21,45 @@ DEFAULT_PARAMS = ROOT / "params" / "smollm2-135m-cpu.yaml"
 os.environ.setdefault("MPLBACKEND", "agg")
 
 
+# Session fixtures whose one real run feeds many tests. Under pytest-xdist (`make test`: -n 2 --dist loadgroup)
+# session fixtures are per worker, so every test using one of these goes into one xdist_group named after it: the
+# run happens once, on one worker. xdist hands out the biggest groups first (--loadscope-reorder, its default),
+# so these two, far above every single test, start at once on the two workers.
+SHARED_RUNS = ("default_run", "minicpm_run")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the marks into the nodeids' @group
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        groups = [name for name in SHARED_RUNS if name in item.fixturenames]
+        if len(groups) > 1:
+            raise pytest.UsageError(f"{item.nodeid} uses {groups}: a test can be in one xdist group only; split it")
+        if groups:
+            item.add_marker(pytest.mark.xdist_group(groups[0]))
+            if getattr(config.option, "loadgroup", False) and "@" not in item.nodeid:
+                _group_nodeid(item, groups[0])
+
+
+def _group_nodeid(item, group: str) -> None:
+    """What xdist's loadgroup does on a worker: the group goes to the controller as a nodeid suffix "@group".
+    pytest-xdist 3.8.0 writes it into item._nodeid, which pytest 9.2 no longer reads (its nodeid is the structured
+    item._id), so every group would silently split over the workers: pytest-dev/pytest-xdist#1386. A NodeId parsed
+    from a string keeps that string as its str()."""
+    from _pytest.nodeid import NodeId
+
+    item._id = NodeId.parse(f"{item.nodeid}@{group}")
+
+
+def pytest_configure(config):
+    """On the xdist controller, before any worker starts: build the kit's checkpoints into STUDYKIT_CACHE. Their
+    builders are not safe to run twice at once (both write <model>.building, then replace the model directory
+    another worker may be reading), and without xdist the session fixtures build them lazily in one process."""
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        from studykit.weights.minicpm_tiny import build_minicpm_tiny
+
+        build_minicpm_tiny()  # builds the default model first: it is the tokenizer source
+
+
 def vllm_processes() -> list[psutil.Process]:
     """Every vLLM process on the machine (the launcher, an engine core, a worker), whoever started it."""
     found = []
@@ -161,13 +200,22 @@ def default_run(tmp_path_factory, default_model_dir) -> Path:
 MINICPM_PARAMS = ROOT / "params" / "minicpm-tiny-cpu.yaml"
 
 
+# What needs MiniCPM itself: the deploy gates (vLLM resolves MiniCPMForCausalLM with --trust-remote-code) and the
+# accuracy stage (parity with the kit's transformers MiniCPM); the report closes the run. The perf and functional
+# stages are model-agnostic and proven on the default run; the TP=2 run (test_parallel_cpu) runs latency and serve
+# on MiniCPM. Each stage left out here is an engine start saved (latency 2, throughput 1, functional 1).
+MINICPM_STAGES = ("deploy", "accuracy", "report")
+
+
 @pytest.fixture(scope="session")
 def minicpm_run(tmp_path_factory):
-    """One real `studykit run params/minicpm-tiny-cpu.yaml` (every stage), shared by every MiniCPM e2e assertion:
-    (the finished CompletedProcess, its run directory, pids of vllm processes it left running)."""
+    """One real `studykit run params/minicpm-tiny-cpu.yaml --stages deploy,accuracy,report`, shared by every
+    MiniCPM e2e assertion: (the finished CompletedProcess, its run directory, pids of vllm processes it left
+    running)."""
     outputs = tmp_path_factory.mktemp("minicpm-study") / "outputs"
     with OwnProcesses() as own:
-        r = run_cli("run", str(MINICPM_PARAMS), env={"STUDYKIT_OUTPUTS": str(outputs)}, timeout=2400)
+        r = run_cli("run", str(MINICPM_PARAMS), "--stages", ",".join(MINICPM_STAGES),
+                    env={"STUDYKIT_OUTPUTS": str(outputs)}, timeout=2400)
     left = [p.pid for p in own.vllm_left()]  # at once: the runner stops every server before it returns
     (run_dir,) = (outputs / "minicpm-tiny-cpu").iterdir()
     return r, run_dir, left

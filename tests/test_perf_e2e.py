@@ -14,12 +14,13 @@ import pytest
 
 from conftest import tiny_study
 
+
 def load(path):
     return json.loads(Path(path).read_text())
 
 
 def test_server_dies_mid_bench(tmp_path, default_model_dir, no_vllm_left):
-    from studykit.stages.serve.stage import run_serve
+    from studykit.stages.serve import stage
     from studykit.runner.context import StageFailed, open_stage
 
     p = tiny_study(tmp_path, {"serve": {"input_len": 8, "output_len": 64, "num_prompts": 8,
@@ -39,13 +40,9 @@ def test_server_dies_mid_bench(tmp_path, default_model_dir, no_vllm_left):
         killed["pid"] = int(pid_file.read_text().split()[0])
         os.killpg(killed["pid"], signal.SIGKILL)
 
-    result = {}
     threading.Thread(target=killer, daemon=True).start()
-    with pytest.raises(StageFailed):
-        try:
-            run_serve(ctx, result)
-        except Exception as err:
-            ctx.fail(err, partial=result)
+    with pytest.raises(StageFailed):  # stage.run records what it measured (ctx.keep) and raises itself
+        stage.run(ctx, ctx.study.serve)
     assert killed, "the server was never killed: the first point did not finish"
     doc = load(run_dir / "results" / "serve.json")
     assert doc["status"] == "failed"
