@@ -91,7 +91,7 @@ KNOWN_ISSUES = (
     KnownIssue("cpu_tcmalloc_not_preloaded", "warning",
                re.compile(r"libtcmalloc is not found in LD_PRELOAD"),
                _note("vLLM CPU 安装指南建议通过 LD_PRELOAD 预加载 tcmalloc 内存分配器以获得最佳性能;该命令未预加载。"
-                     "影响速度(延迟、吞吐),不影响输出正确性。本工具如实记录:该命令以默认分配器运行,"
+                     "影响速度(时延、吞吐),不影响输出正确性。本工具如实记录:该命令以默认分配器运行,"
                      "其环境变量见附录 B 命令记录。",
                      "vLLM's CPU installation guide asks for the tcmalloc allocator in LD_PRELOAD for best "
                      "performance; this command ran without it. It affects speed (latency, throughput), not the "

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from studykit.engine import vllm_log
+from studykit.engine.logscan import strip_prefixes
 from studykit.evidence.rundir import RunLayout
 
 POLL_S = 1.0
@@ -30,8 +31,8 @@ SERVER_READY = "Application startup complete"
 
 
 def last_line(path: Path) -> str:
-    """The last non-blank line a terminal would show: tqdm redraws with carriage returns, vLLM's prefix
-    (process, level, time, file) cut down to its message."""
+    """The last non-blank line a terminal would show (tqdm redraws with carriage returns), cut down to its
+    message: without process prefixes, vLLM's level, time and file, runs of spaces."""
     try:
         with open(path, "rb") as fh:
             fh.seek(max(0, fh.seek(0, os.SEEK_END) - TAIL_BYTES))
@@ -41,8 +42,9 @@ def last_line(path: Path) -> str:
     lines = [ln.strip() for ln in vllm_log.ANSI.sub("", text).replace("\r", "\n").split("\n") if ln.strip()]
     if not lines:
         return ""
-    parsed = vllm_log.parse(lines[-1])
-    return parsed.message.strip() if parsed else lines[-1]
+    line = strip_prefixes(lines[-1])
+    parsed = vllm_log.parse(line)
+    return " ".join((parsed.message if parsed else line).split())
 
 
 @dataclass
