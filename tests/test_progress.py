@@ -110,6 +110,29 @@ def test_logs_of_earlier_stages_are_steps_only_when_they_grow(run):
                               'INFO: 127.0.0.1:5 - "POST /v1/completions HTTP/1.1" 200 OK\n')
 
 
+def test_a_shared_servers_requests_do_not_hide_the_bench_that_sends_them(run):
+    shared = run / "logs" / "deploy-real-gate.log"
+    shared.write_text(READY)
+    p, out, clock = progress(run)
+    bench = run / "raw" / "serve" / "bench-serve-rate-inf-conc-1-rep-1.log"
+    bench.write_text("Starting initial single prompt test run...\n")
+    p.poll()
+    for _ in range(3):  # the bench's requests, logged by the server
+        clock.now += PLAIN_EVERY_S
+        with open(shared, "a") as fh:
+            fh.write('(APIServer pid=1) INFO:     127.0.0.1:5 - "POST /v1/completions HTTP/1.1" 200 OK\n')
+        p.poll()
+    assert "deploy-real-gate" not in out.getvalue()
+    assert out.getvalue().splitlines()[-1] == ("      raw/serve/bench-serve-rate-inf-conc-1-rep-1.log: 90 s | "
+                                               "Starting initial single prompt test run...")
+    journal(run, bench)
+    p.poll()
+    with open(shared, "a") as fh:  # the stage's own requests once the bench ended: the server's log is the step
+        fh.write('(APIServer pid=1) INFO:     127.0.0.1:5 - "GET /metrics HTTP/1.1" 200 OK\n')
+    p.poll()
+    assert out.getvalue().splitlines()[-1] == '      logs/deploy-real-gate.log: 0 s | INFO: 127.0.0.1:5 - "GET /metrics HTTP/1.1" 200 OK'
+
+
 def test_tty_rewrites_one_line_per_step(run, monkeypatch):
     monkeypatch.setenv("COLUMNS", "60")
     p, out, clock = progress(run, tty=True)

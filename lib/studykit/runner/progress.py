@@ -73,6 +73,7 @@ class StageProgress:
         self.steps: dict[str, Step] = {}  # by run-relative log path
         self.current: Step | None = None
         self._sizes: dict[Path, int] = {}
+        self._snapshot: set[Path] = set()
         self._journal_offset = 0
         self._live = ""          # what the live line shows now (TTY)
         self._printed: tuple[float, str] = (0.0, "")  # last plain line: when, and its text
@@ -95,13 +96,17 @@ class StageProgress:
         """Logs already there (a shared server's, an earlier attempt's) are not this stage's steps until they
         grow, and commands journaled earlier do not end this stage's steps."""
         self._sizes = {p: self._size(p) for p in self._logs()}
+        self._snapshot = set(self._sizes)
         self._journal_offset = self._size(self.layout.commands) if self.layout.commands.exists() else 0
 
     def _scan(self, now: float) -> None:
         for path in sorted(self._logs(), key=self._size):
             size = self._size(path)
             rel = path.relative_to(self.layout.root).as_posix()
-            if rel not in self.steps and size != self._sizes.get(path):
+            earlier = path in self._snapshot
+            # A log from before the stage (a shared server's) grows with every request a bench of this stage
+            # sends: that is the bench's step, so the server's log shows only while nothing else runs.
+            if rel not in self.steps and size != self._sizes.get(path) and not (earlier and self._running()):
                 self.steps[rel] = Step(path, rel, server=path.parent == self.layout.logs, started=now)
                 self.current = self.steps[rel]
             self._sizes[path] = size
@@ -110,6 +115,9 @@ class StageProgress:
             if step is not None and step.ended is None:
                 step.ended = now
                 step.returncode = rec.get("returncode")
+
+    def _running(self) -> bool:
+        return any(step.ended is None and step.log not in self._snapshot for step in self.steps.values())
 
     def _relative(self, log: str) -> str | None:
         # the journal names a log by the absolute path the kernel used; the runner may hold a relative one
