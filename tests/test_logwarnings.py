@@ -105,3 +105,30 @@ def test_same_exception_in_two_logs_is_one_row_counted_twice(tmp_path):
 def test_run_without_logs_is_none(tmp_path):
     (tmp_path / "logs").mkdir()
     assert collect_warnings(tmp_path) is None
+
+
+def test_paths_in_the_kits_python_are_shown_relative_to_it(tmp_path):
+    # As vLLM prints them: a FutureWarning from a file in the venv, Python's own resource_tracker from the base.
+    venv_line = (f"{sys.prefix}/lib/python3.11/site-packages/vllm/triton_utils/dispatcher.py:138: FutureWarning: "
+                 "`torch.distributed.reduce_op` is deprecated, please use `torch.distributed.ReduceOp` instead")
+    base_line = (f"{sys.base_prefix}/lib/python3.11/multiprocessing/resource_tracker.py:254: UserWarning: "
+                 "resource_tracker: There appear to be 2 leaked shared_memory objects to clean up at shutdown")
+    rows = collect_warnings(run_with(tmp_path, {"serve-serve.log": venv_line + "\n" + base_line + "\n"}))
+    shown = {r["message"] for r in rows}
+    label = "<venv>" if sys.prefix != sys.base_prefix else "<python>"
+    assert f"{label}/lib/python3.11/site-packages/vllm/triton_utils/dispatcher.py:138: FutureWarning: " \
+           "`torch.distributed.reduce_op` is deprecated, please use `torch.distributed.ReduceOp` instead" in shown
+    assert "<python>/lib/python3.11/multiprocessing/resource_tracker.py:254: UserWarning: resource_tracker: There " \
+           "appear to be 2 leaked shared_memory objects to clean up at shutdown" in shown
+    assert not [m for m in shown if sys.prefix in m or sys.base_prefix in m]
+
+
+def test_known_warnings_keep_their_explanation_in_both_languages(tmp_path):
+    root = run_with(tmp_path, {"serve-serve.log": GROUP_TERM_LOG}, {"serve-serve.log": "2026-11-26T07:41:54.020Z"})
+    rows = collect_warnings(root)
+    ulimit = next(r for r in rows if "Found ulimit" in r["message"])
+    assert ulimit["known"] and ulimit["level"] == "warning"
+    assert "Too many open files" in ulimit["note"]["en"] and "文件数" in ulimit["note"]["zh"]
+    # vLLM's force-kill at the stop the kit asked for: a shutdown row that still says what it means
+    killed = [r for r in rows if "force killing remaining process" in r["message"]]
+    assert killed and all(r["level"] == "shutdown" and "grace period" in r["note"]["en"] for r in killed)

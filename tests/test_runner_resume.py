@@ -59,7 +59,7 @@ if mode == "leave":
     (pids / f"{{child.pid}}.pid").write_text(f"{{child.pid}}\\nstub leftover\\n")
     (Path(run_dir) / "leftover.pid").write_text(str(child.pid))
 ctx.write_results({{**{{k: 1.25 for k in number}}, "params": files, "charts": files["charts"],
-                   "checks": [{{"name": "stub check", "status": "passed", "detail": "ok"}}]}})
+                   "checks": [{{"id": {stage!r} + ".stub", "name": "stub check", "status": "passed", "detail": "ok"}}]}})
 '''
 
 MEASURING = ["deploy", "latency", "throughput", "serve", "accuracy", "functional"]
@@ -162,6 +162,10 @@ def test_failure_does_not_stop_later_stages_and_report_is_written(tmp_path, stub
     params = tiny_study(tmp_path, {"stages": ["deploy", "latency", "throughput", "report"]})
     result = run_cli("run", str(params), env=_env(tmp_path, stub_notebooks, latency="fail"))
     assert result.returncode == 1, result.stdout + result.stderr
+    # Kernels over IPC: ipykernel's warning about unencrypted TCP is not printed (it goes to the runner's stderr).
+    assert "without encryption" not in result.stdout + result.stderr
+    # One plain line per step (stdout is a pipe here): the log each stub stage writes is its step.
+    assert "      logs/deploy-serve.log: " in result.stdout, result.stdout
     run_dir = next((tmp_path / "o").glob("*/*/"))
     state = read_json(run_dir / "run.json")
     assert [state["stages"][s]["status"] for s in ("deploy", "latency", "throughput", "report")] == \
@@ -225,6 +229,10 @@ def test_fail_fast_skips_later_stages_but_still_writes_the_report(tmp_path, stub
     params = tiny_study(tmp_path, {"stages": ["deploy", "latency", "throughput", "report"]})
     result = run_cli("run", str(params), "--fail-fast", env=_env(tmp_path, stub_notebooks, latency="raise"))
     assert result.returncode == 1, result.stdout + result.stderr
+    # Kernels over IPC: ipykernel's warning about unencrypted TCP is not printed (it goes to the runner's stderr).
+    assert "without encryption" not in result.stdout + result.stderr
+    # One plain line per step (stdout is a pipe here): the log each stub stage writes is its step.
+    assert "      logs/deploy-serve.log: " in result.stdout, result.stdout
     run_dir = next((tmp_path / "o").glob("*/*/"))
     state = read_json(run_dir / "run.json")
     assert "throughput" not in state["stages"]

@@ -14,6 +14,7 @@ Rows: {"message", "level" ("error" | "warning" | "shutdown"), "count", "logs", "
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -164,7 +165,8 @@ def _rows_of_log(root: Path, log: Path, stop: datetime | None) -> list[dict]:
             rows.append({"key": item["pattern"], "message": _shown(item["example"]),
                          "level": level_override or item["level"], "count": int(item["count"]),
                          "known": bool(item.get("known")) and level_override is None,
-                         "note": item.get("note") if level_override is None else None})
+                         # a known line keeps its explanation after the stop signal too (the shutdown ones have one)
+                         "note": item.get("note")})
     for tb in split.tracebacks:
         rows.append({"key": "Traceback: " + tb.exception, "message": f"Traceback: {tb.exception}",
                      "level": SHUTDOWN if tb.after_stop else "error", "count": 1, "known": False, "note": None})
@@ -172,11 +174,23 @@ def _rows_of_log(root: Path, log: Path, stop: datetime | None) -> list[dict]:
 
 
 def _shown(example: str) -> str:
-    """A vLLM example as "[file.py:12] message", without process, level and time."""
+    """A vLLM example as "[file.py:12] message", without process, level and time; paths as install_relative."""
     vllm = vllm_log.parse(example)
     if vllm is None:
-        return example.strip()
-    return (f"[{vllm.where}] " if vllm.where else "") + vllm.message.strip()
+        return install_relative(example.strip())
+    return install_relative((f"[{vllm.where}] " if vllm.where else "") + vllm.message.strip())
+
+
+def install_relative(text: str) -> str:
+    """Paths inside the kit's virtual environment as "<venv>/lib/...", inside the Python it was made from as
+    "<python>/lib/...": where the host keeps them tells a reader nothing, and they differ on every machine."""
+    names = {sys.base_prefix: "<python>"}
+    if sys.prefix != sys.base_prefix:
+        names[sys.prefix] = "<venv>"
+    for prefix in sorted(names, key=len, reverse=True):  # a venv inside the Python's own folder stays a venv
+        if prefix.rstrip("/"):
+            text = text.replace(prefix.rstrip("/") + "/", names[prefix] + "/")
+    return text
 
 
 def collect_warnings(root: Path) -> list[dict] | None:

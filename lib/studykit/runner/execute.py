@@ -82,8 +82,21 @@ def stage_error(run_dir: Path, stage: str, exc: BaseException | None) -> str | N
     return None
 
 
-def execute_stage(stage: str, run_dir: Path, study: Study, log=print) -> dict:
+def kernel_config():
+    """The stage kernels talk to papermill over IPC (Unix sockets in Jupyter's runtime directory, readable by
+    this user only), not TCP on localhost: the kernel and the runner are always on one machine, and over TCP
+    ipykernel 7 warns on every start that the traffic is unencrypted, a warning a reader of the run cannot act on."""
+    from traitlets.config import Config
+
+    return Config({"KernelManager": {"transport": "ipc"}})
+
+
+def execute_stage(stage: str, run_dir: Path, study: Study, log=print, verbose: bool = False) -> dict:
+    """Run the stage's notebook. verbose: papermill's own progress bar and the cells' output, instead of the
+    one line per step studykit.runner.progress prints."""
     import papermill as pm
+
+    from studykit.runner.progress import StageProgress
 
     layout = RunLayout(run_dir)
     started = utc_now()
@@ -91,10 +104,13 @@ def execute_stage(stage: str, run_dir: Path, study: Study, log=print) -> dict:
     params = {"run_dir": str(run_dir), "params_path": str(layout.params), **study.stage_params(stage)}
     exc: BaseException | None = None
     nb_dir = notebooks_dir()
+    if verbose:
+        _papermill_logging()
     try:
-        pm.execute_notebook(str(nb_dir / f"{stage}.ipynb"), str(layout.notebooks / f"{stage}.ipynb"),
-                            parameters=params, kernel_name=KERNEL_NAME, cwd=str(nb_dir),
-                            progress_bar=False, log_output=False)
+        with StageProgress(run_dir, stage, enabled=not verbose):
+            pm.execute_notebook(str(nb_dir / f"{stage}.ipynb"), str(layout.notebooks / f"{stage}.ipynb"),
+                                parameters=params, kernel_name=KERNEL_NAME, cwd=str(nb_dir),
+                                progress_bar=verbose, log_output=verbose, config=kernel_config())
     except Exception as err:  # noqa: BLE001 - any failure of a stage is recorded, not fatal to the run
         exc = err
     finally:
@@ -118,6 +134,18 @@ def execute_stage(stage: str, run_dir: Path, study: Study, log=print) -> dict:
     return rec
 
 
+def _papermill_logging() -> None:
+    # papermill writes the cells' output through its logger at INFO; without a handler nothing would show
+    import logging
+
+    logger = logging.getLogger("papermill")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
 def _redact_stage_files(layout: RunLayout, stage: str, skip: set[Path] = frozenset()) -> None:
     """Mask secrets in what the kit did not write itself: the executed notebook (papermill), server and
     bench logs and raw outputs (vLLM). A shared server still writing its log is swept when it stops."""
@@ -130,8 +158,10 @@ def _redact_stage_files(layout: RunLayout, stage: str, skip: set[Path] = frozens
 
 
 def run_study(params_path: str | Path, stages: list[str] | None = None, *, fail_fast: bool = False,
-              resume: str | Path | None = None, log=print) -> tuple[int, Path | None]:
+              resume: str | Path | None = None, log=print, verbose: bool = False) -> tuple[int, Path | None]:
     """Run (or resume) one study. Returns (exit code, run directory).
+
+    verbose: papermill's progress bar and the notebooks' output instead of one line per step (`--verbose`).
 
     Resume keeps every stage that passed (its files and run.json record untouched) and re-runs the ones that
     are missing, failed or were interrupted; the report is rebuilt whenever anything was re-run.
@@ -194,7 +224,7 @@ def run_study(params_path: str | Path, stages: list[str] | None = None, *, fail_
             log(f"  {stage:<11} running")
             state["stages"][stage] = {"status": "running", "started_utc": utc_now()}
             write_json(layout.run_json, state)
-            rec = execute_stage(stage, run_dir, study, log=log)
+            rec = execute_stage(stage, run_dir, study, log=log, verbose=verbose)
             stop_finished(run_dir, remaining=order[i + 1:], log=log)
             interrupts.raise_if_seen()
             reran = True
