@@ -137,7 +137,13 @@ def test_throughput_matches_vllms_json_and_printed_counts(default_run):
 
 def test_serve_matches_vllms_json(default_run):
     sv = result(default_run, "serve")
-    assert [x["request_rate"] for x in sv["points"]] == ["4", "inf"]
+    # request_rates auto, sweep_rates 2: synchronous (inf at concurrency 1), saturated (inf), then two rates
+    # rising between the two throughputs vLLM measured there
+    pts = sv["points"]
+    assert [(x["request_rate"], x["max_concurrency"]) for x in pts[:2]] == [("inf", 1), ("inf", None)]
+    sync_rps, sat_rps = (pts[i]["metrics"]["request_throughput"]["mean"] for i in (0, 1))
+    rates = [float(x["request_rate"]) for x in pts[2:]]
+    assert len(rates) == 2 and sync_rps < rates[0] < rates[1] < sat_rps, (sync_rps, rates, sat_rps)
     for run in sv["runs"]:
         raw = json.loads((default_run / run["raw"]).read_text()) if not run["raw"].startswith("/") else \
             json.loads(open(run["raw"]).read())

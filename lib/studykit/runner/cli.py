@@ -98,7 +98,7 @@ def _cmd_run(args) -> int:
         return code
     try:
         code, run_dir = run_study(args.params[0] if args.params else None, stages=args.stages,
-                                  fail_fast=args.fail_fast, resume=args.resume)
+                                  fail_fast=args.fail_fast, resume=args.resume, verbose=args.verbose)
     except FileNotFoundError as err:
         print(f"studykit run: {err}", file=sys.stderr)
         return 2
@@ -172,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fail-fast", action="store_true", help="stop at the first failed stage")
     run.add_argument("--resume", metavar="RUN_DIR", help="re-run only missing or failed stages of RUN_DIR")
     run.add_argument("--dry-run", action="store_true", help="print every command and variable; start nothing")
+    run.add_argument("--verbose", action="store_true", help="papermill's own cell-by-cell progress instead of one "
+                                                             "line per step")
     run.add_argument("--baseline", metavar="RUN_DIR", help="compare the new run with this earlier run afterwards "
                                                              "(comparison.{zh,en}.md and .html in the new run)")
     run.add_argument("--fail-on-regression", action="store_true",
