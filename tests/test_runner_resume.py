@@ -136,7 +136,10 @@ def test_resume_after_kill_reruns_only_unfinished_stages(tmp_path, stub_notebook
     deploy_mtime, deploy_text = deploy_json.stat().st_mtime_ns, deploy_json.read_text()
     assert _executions(run_dir) == ["deploy", "latency"]
 
-    result = run_cli("run", "--resume", str(run_dir), env=_env(tmp_path, stub_notebooks))
+    # after Ctrl-C a user types the run directory relative to where they are (run_cli runs in ROOT): the kit
+    # resolves it there before the stage kernels (working in notebooks/) see it
+    typed = os.path.relpath(run_dir, ROOT) if sig == signal.SIGTERM else str(run_dir)
+    result = run_cli("run", "--resume", typed, env=_env(tmp_path, stub_notebooks))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "deploy      kept" in result.stdout
     state = read_json(run_dir / "run.json")
