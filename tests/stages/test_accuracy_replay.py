@@ -120,13 +120,14 @@ def test_the_recorded_clean_run_passes_with_its_near_ties_judged_by_both_engines
     fr = data["free_running"]
     # every position of every prompt judged on the reference's context
     assert fr["positions"] == 144 and fr["real_divergences"] == 0
-    # independent count: on the reference's context a clean greedy vLLM emits its rank-1 token, so the positions
-    # that differ are the teacher-forced top-1 disagreements (3 in this run)
+    # independent count: the replay builds vLLM's answers from its teacher-forced logprobs, where a clean greedy
+    # engine emits its rank-1 token, so the positions that differ are the teacher-forced top-1 disagreements (5 in
+    # the golden run of 2026-12-03; its live free run, on vLLM's decode path, parted at 3 of them)
     flips = [(pp["id"], j) for pp in doc["per_prompt"] for j, pos in enumerate(pp["positions"])
              if not pos["top1_agree"]]
     assert [(pp["id"], d["position"]) for pp in data["per_prompt"] for d in pp["divergences"]] == flips
-    assert fr["near_ties"] == len(flips) == 3
-    assert fr["requests"] == 9 + 3
+    assert fr["near_ties"] == len(flips) == 5
+    assert fr["requests"] == 9 + len(flips)  # one resume after each divergence
     assert statuses(data) == dict.fromkeys(("accuracy.real_divergences", "accuracy.min_top1_agreement",
                                             "accuracy.max_mean_kl", "accuracy.determinism"), "passed")
 

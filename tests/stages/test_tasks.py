@@ -150,21 +150,21 @@ def test_a_repeated_prompt_counts_once():
     assert t["reference"]["logged_items"] == 4  # the parse check still covers every logged item
 
 
-def test_golden_studykit_mc_after_ties_and_repeats():
-    """The golden run: 106 items, 3 only the reference right, 1 only vLLM, read inconclusive with the interval
-    alone (low -0.0589). Two repeats (mc-017, mc-018 ask two multiplication questions again) and three vLLM ties (mc-000,
-    mc-059, mc-067: bf16 log-likelihoods equal on the keyed choice) left out: 101 items, 2 only the reference,
-    1 only vLLM: Agresti-Min (by hand) [-0.0477, +0.0283], inside +-0.05: passed."""
+def test_golden_studykit_mc_ties_left_out():
+    """The golden run (the kit's distinct items, recorded 2026-12-03): 106 items, two of them exact vLLM ties on
+    the keyed choice (mc-006, mc-021: bf16 log-likelihoods equal), left out: 104 items, none only the reference
+    got right, 1 only vLLM: Agresti-Min by hand (centre 1/106, sd sqrt(2 - 1/106)/106) [-0.0167, +0.0355], inside
+    +-0.05: passed."""
     golden = DATA / "runs" / "golden"
     samples = {b: {t: lmeval.read_samples(f) for t, f in lmeval.sample_files(golden / "raw" / "tasks" / b).items()}
                for b in lmeval.BACKENDS}
     t = compare_task("studykit_mc", ["studykit_mc"], samples["reference"], samples["vllm"], None)
-    assert sorted(d["id"] for d in t["tied"]) == ["mc-000", "mc-059", "mc-067"]
-    assert len(t["duplicates"]) == 2 and (t["reference"]["ties"], t["candidate"]["ties"]) == (0, 3)
-    assert (t["items"], t["only_reference_correct"], t["only_candidate_correct"]) == (101, 2, 1)
-    low, high = _am(1, 2, 101)
+    assert sorted(d["id"] for d in t["tied"]) == ["mc-006", "mc-021"]
+    assert len(t["duplicates"]) == 0 and (t["reference"]["ties"], t["candidate"]["ties"]) == (0, 2)
+    assert (t["items"], t["only_reference_correct"], t["only_candidate_correct"]) == (104, 0, 1)
+    low, high = _am(1, 0, 104)
     assert (t["delta"]["ci95_low"], t["delta"]["ci95_high"]) == (pytest.approx(low), pytest.approx(high))
-    assert low == pytest.approx(-0.0477, abs=1e-4) and high == pytest.approx(0.0283, abs=1e-4)
+    assert low == pytest.approx(-0.0167, abs=1e-4) and high == pytest.approx(0.0355, abs=1e-4)
     res = checks.checks(TasksParams(), typed_result("tasks", {"tasks": [t]}))
     assert by_id(res, "tasks.paired_delta_within_tolerance", "studykit_mc")[0].status == "passed"
 

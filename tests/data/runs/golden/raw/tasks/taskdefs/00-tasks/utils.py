@@ -8,7 +8,7 @@ from pathlib import Path
 def load_items(data_files: str, **_metadata):
     import datasets
 
-    from studykit.tasks.data import read_items
+    from studykit.stages.tasks.data import read_items
 
     items = read_items(Path(__file__).resolve().parent / data_files)
     return datasets.DatasetDict({"test": datasets.Dataset.from_list(items)})
