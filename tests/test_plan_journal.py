@@ -24,6 +24,14 @@ def normalise(text: str, model_dirs: list[str]) -> str:
     return re.sub(r"http://127\.0\.0\.1:\d+", "http://127.0.0.1:PORT", text)
 
 
+def final_attempts(run_dir: Path) -> list[dict]:
+    """The journal's records of the attempts whose results stand: a resumed stage's earlier attempt stays in
+    commands.jsonl (what ran is never forgotten) but began before the stage's record in run.json."""
+    stages = json.loads((Path(run_dir) / "run.json").read_text())["stages"]
+    return [r for r in read_commands(run_dir)
+            if r.get("stage") not in stages or (r.get("started_utc") or "") >= stages[r["stage"]]["started_utc"]]
+
+
 def assert_dry_run_equals_journal(run_dir: Path, recorded_model_dir: str, run_dir_prefix: str = "") -> None:
     """Every command the dry run prints (servers, benches, lm-eval runs) is the one the run journaled, in order."""
     study = load_study(run_dir / "params.yaml")
@@ -35,7 +43,7 @@ def assert_dry_run_equals_journal(run_dir: Path, recorded_model_dir: str, run_di
 
     planned = [(s.stage, s.label, norm(" ".join(s.argv[1:]))) for s in steps
                if s.kind in ("server", "command") and s.stage != "weights"]
-    recorded = [(r["stage"], r["label"], norm(" ".join(r["argv"][1:]))) for r in read_commands(run_dir)
+    recorded = [(r["stage"], r["label"], norm(" ".join(r["argv"][1:]))) for r in final_attempts(run_dir)
                 if r.get("is_vllm") or str(r.get("label", "")).startswith("lm-eval")]
     assert len(planned) == len(recorded) >= 8
     for want, got in zip(planned, recorded):
@@ -57,7 +65,7 @@ def test_every_request_the_dry_run_describes_was_made():
 
 def test_one_server_for_the_stages_with_identical_serve_commands():
     """The default run: the deploy real-weight gate's server served serve and accuracy too; ≤ 6 engine starts."""
-    records = [r for r in read_commands(GOLDEN) if r.get("is_vllm")]
+    records = [r for r in final_attempts(GOLDEN) if r.get("is_vllm")]
     servers = [r for r in records if r["argv"][3] == "serve"]
     (shared,) = [r for r in servers if r["extra"].get("shared_by")]
     assert (shared["stage"], shared["label"]) == ("deploy", "real-gate")
