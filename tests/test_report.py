@@ -15,6 +15,8 @@ import string
 from pathlib import Path
 
 import pytest
+
+from studykit.report.check_text import zh_detail
 import yaml
 
 from studykit.report import build_report
@@ -873,8 +875,8 @@ def test_every_check_id_the_stages_produce_has_zh_and_en_text(with_ids):
     produced |= literal_check_ids()
     assert {"deploy.dummy_gate", "serve.parse_mean_ttft", "throughput.total_rate_agreement",
             "functional.graph_vs_eager"} <= produced
-    assert sorted(produced - set(CHECKS)) == []
-    assert sorted(set(CHECKS) - produced) == []
+    assert sorted(produced - set(CHECKS)) == [], sorted(produced - set(CHECKS))
+    assert sorted(set(CHECKS) - produced) == [], sorted(set(CHECKS) - produced)
     for cid, text in CHECKS.items():
         assert text.zh and text.en and text.zh != text.en, cid
         assert re.search(r"[\u4e00-\u9fff]", text.zh), cid
@@ -887,7 +889,7 @@ def test_every_detail_of_the_golden_runs_has_a_zh_template(with_ids):
 
     unmatched = [(c.id, c.detail) for _, computed in with_ids.values() for checks in computed.values()
                  for c in checks if c.detail and zh_detail(c.id, c.detail) is None]
-    assert unmatched == []
+    assert unmatched == [], "\n".join(f"{i}: {d}" for i, d in unmatched)
 
 
 @pytest.mark.parametrize("name", RUNS)

@@ -147,26 +147,15 @@ CHECKS: dict[str, CheckText] = {
         ((r"run (?P<run>\S+): rate (?P<rate>\S+), max_concurrency (?P<conc>\S+); the params plan (?P<plan>.*)",
           "运行 {run}:请求速率 {rate},max_concurrency {conc};配置计划为 {plan}"),)),
     # accuracy
-    "accuracy.min_token_agreement": CheckText(
-        "自由生成 Token 一致率(至首个真实分歧,不计近似平局)≥ 阈值",
-        "free-running token agreement up to the first real divergence >= threshold",
-        ((r"(?P<agree>\d+)/(?P<comparable>\d+) comparable tokens agree \(tokens after a near tie are not comparable; "
-          r"after a real divergence they count as wrong\); real divergences: (?P<real>.*); near ties \(margin <= "
-          r"(?P<margin>\S+)\): (?P<ties>\d+); raw agreement (?P<eq>\d+)/(?P<total>\d+) \(not gating\); largest "
-          r"teacher-forced top-2 margin shift (?P<shift>.*)",
-          "可比 token 中 {agree}/{comparable} 一致(近似平局之后的 token 不可比;真实分歧之后的计为不一致);真实分歧:"
-          "{real};近似平局(margin ≤ {margin}):{ties};原始一致 {eq}/{total}(不计入门槛);Teacher Forcing 下 "
-          "top-2 margin 的最大偏移:{shift}"),
-         (r"no free-running comparison was recorded", "没有自由生成比对的记录"),
-         (r"no comparable token: all (?P<n>\d+) prompts part at their first token in a near tie",
-          "没有可比 token:全部 {n} 个 prompt 在第一个 token 处即为近似平局"))),
     "accuracy.min_top1_agreement": CheckText(
         "Teacher Forcing Top-1 一致率 ≥ 阈值", "teacher-forced top-1 agreement >= threshold",
         ((r"over (?P<n>\d+) positions", "共 {n} 个位置"),
+         (r"over (?P<n>\d+) positions; threshold (?P<th>\S+) \((?P<how>.*)\)", "共 {n} 个位置;阈值 {th}({how})"),
          (r"no teacher-forced position was compared", "没有比对任何 Teacher Forcing 位置"))),
     "accuracy.max_mean_kl": CheckText(
         "Teacher Forcing 平均 KL 散度 ≤ 阈值", "teacher-forced mean KL <= threshold",
-        ((r"KL\(reference \|\| vLLM\) over vLLM's top-k plus a remaining-mass bucket",
+        ((r"over (?P<n>\d+) positions; threshold (?P<th>\S+) \((?P<how>.*)\)", "共 {n} 个位置;阈值 {th}({how})"),
+         (r"KL\(reference \|\| vLLM\) over vLLM's top-k plus a remaining-mass bucket",
           "KL(参考 || vLLM),在 vLLM 的 top-k 与其余概率合并的一项上计算"),
          (r"no teacher-forced position was compared", "没有比对任何 Teacher Forcing 位置"))),
     "accuracy.determinism": CheckText(
@@ -175,17 +164,29 @@ CHECKS: dict[str, CheckText] = {
          (r"the two free-running passes were not recorded", "两次自由生成的结果未记录"))),
     "accuracy.real_divergences": CheckText(
         "真实分歧数 ≤ 允许值(每个位置在参考模型上下文中判定,阈值来自 bf16 对 fp32 校准)",
-        "real divergences <= allowed (every position judged on the reference's context, thresholds calibrated)"),
+        "real divergences <= allowed (every position judged on the reference's context, thresholds calibrated)",
+        ((r"(?P<n>\d+) positions judged on the reference's context in (?P<r>\d+) requests: (?P<a>\d+) agree, "
+          r"(?P<t>\d+) near ties \((?P<how>.*)\), (?P<k>\d+) real: (?P<real>.*); raw agreement of the plain free run "
+          r"(?P<eq>\d+)/(?P<tot>\d+) \(not gating\)",
+          "{n} 个位置在参考模型上下文中判定,共 {r} 次请求:{a} 个一致,{t} 个近似平局({how}),{k} 个真实分歧:{real};"
+          "普通自由生成的原始一致 {eq}/{tot}(不计入门槛)"),)),
     # tasks
     "tasks.paired_delta_within_tolerance": CheckText(
         "配对差值的 95% 置信区间落在 ±max_abs_delta 之内(等效性判定)",
-        "the paired difference's 95 % interval lies within ±max_abs_delta (equivalence)"),
+        "the paired difference's 95 % interval lies within ±max_abs_delta (equivalence)",
+        ((r"(?P<lead>(?:inconclusive[^:]*: )?)vLLM (?P<c>\S+) - reference (?P<r>\S+) = (?P<d>\S+) on (?P<n>\d+) items, "
+          r"95 % interval (?P<lo>\S+) \.\. (?P<hi>\S+) \((?P<how>.*?)\) vs \+-(?P<tol>\S+) \((?P<src>.*?)\); "
+          r"(?P<ro>\d+) only the reference right, (?P<co>\d+) only vLLM; McNemar exact p = (?P<p>[^;]+)(?P<rest>.*)",
+          "{lead}vLLM {c} − 参考 {r} = {d}({n} 道题),95% 置信区间 {lo} .. {hi}({how}),容差 ±{tol}({src});"
+          "仅参考答对 {ro} 道,仅 vLLM 答对 {co} 道;McNemar 精确检验 p = {p}{rest}"),)),
     "tasks.reference_log_parse": CheckText(
         "参考端逐题日志解析核对(均值 = lm-eval 汇总得分)", "reference per-item log parse check (mean = lm-eval's score)",
-        _SCORE),
+        ((r"mean over the (?P<n>\d+) logged items (?P<a>\S+), lm-eval (?P<b>\S+) \(ties and repeats included, as lm-eval "
+          r"scores them\)", "{n} 道已记录题目的均值 {a},lm-eval 为 {b}(含平局与重复题目,与 lm-eval 计分一致)"),)),
     "tasks.vllm_log_parse": CheckText(
         "vLLM 端逐题日志解析核对(均值 = lm-eval 汇总得分)", "vLLM per-item log parse check (mean = lm-eval's score)",
-        _SCORE),
+        ((r"mean over the (?P<n>\d+) logged items (?P<a>\S+), lm-eval (?P<b>\S+) \(ties and repeats included, as lm-eval "
+          r"scores them\)", "{n} 道已记录题目的均值 {a},lm-eval 为 {b}(含平局与重复题目,与 lm-eval 计分一致)"),)),
     "tasks.task_compared": CheckText(
         "任务已在两端完成比对", "compared on both backends",
         ((r"paired", "已配对"),
@@ -194,15 +195,6 @@ CHECKS: dict[str, CheckText] = {
         "两端评测的题目相同", "both backends scored the same items",
         ((r"(?P<n>\d+) items paired", "{n} 道题已配对"),
          (r"(?P<n>\d+) items paired; (?P<u>\d+) not: (?P<which>.*)", "{n} 道题已配对;{u} 道未配对:{which}"))),
-    "tasks.reference_score_matches_lm_eval": CheckText(
-        "参考端逐题得分均值 = lm-eval 的得分(解析核对)", "reference score from per-item logs = lm-eval's score", _SCORE),
-    "tasks.vllm_score_matches_lm_eval": CheckText(
-        "vLLM 端逐题得分均值 = lm-eval 的得分(解析核对)", "vLLM score from per-item logs = lm-eval's score", _SCORE),
-    "tasks.delta_within_max_abs_delta": CheckText(
-        "|vLLM − 参考| ≤ max_abs_delta", "|vLLM - reference| <= max_abs_delta",
-        ((r"vLLM (?P<c>\S+) - reference (?P<r>\S+) = (?P<d>\S+) \(95 % CI (?P<lo>\S+) \.\. (?P<hi>\S+)\); McNemar "
-          r"exact p = (?P<p>\S+) on (?P<n>\d+) discordant items",
-          "vLLM {c} − 参考 {r} = {d}(95% 置信区间 {lo} .. {hi});McNemar 精确检验 p = {p},两端不一致的题目 {n} 道"),)),
     "tasks.baseline_within_rtol": CheckText(
         "vLLM 得分与记录的基线之差在 rtol 之内", "vLLM score within rtol of the recorded baseline",
         ((r"\|(?P<c>\S+) - (?P<b>\S+)\| = (?P<d>\S+) vs rtol (?P<rtol>\S+) x baseline = (?P<lim>\S+) "
@@ -210,11 +202,18 @@ CHECKS: dict[str, CheckText] = {
          (r"no recorded baseline for (?P<task>.*) \(tasks\.baselines\)", "tasks.baselines 中没有 {task} 的基线"))),
     # functional
     "functional.engine_args_match_command": CheckText(
-        "vLLM 日志中的非默认参数 = 启动命令的参数", "vLLM's logged non-default args = the command's flags"),
+        "vLLM 日志中的非默认参数 = 启动命令的参数", "vLLM's logged non-default args = the command's flags",
+        ((r"(?:differ \(command, vLLM\): (?P<d>.*?); )?(?:vLLM lists args the command did not set: (?P<e>.*?); )?"
+          r"(?P<n>\d+) flags as logged(?:; taken at vLLM's default: (?P<t>.*))?",
+          "不一致(命令, vLLM):{d};vLLM 列出但命令未设置:{e};{n} 个参数与日志一致;按 vLLM 默认值:{t}"),)),
     "functional.chunked_prefill": CheckText(
         "长 prompt 分多个引擎步完成预填充(分块预填充 (Chunked Prefill),依据 vLLM 自身计数)",
         "long prompt prefilled in several engine steps (vLLM's counters)",
-        ((r"(?P<p>\d+) prompt tokens, budget (?P<b>\d+) per step; (?P<done>completed|did not complete)",
+        ((r"(?P<p>\d+) prompt tokens, budget (?P<b>\d+) per step: (?P<s>\d+) prefill steps counted \(at least "
+          r"(?P<need>\d+) if chunked\), (?P<t>\d+) tokens computed by vLLM's count \((?P<w>\d+) expected\)(?P<rest>.*)",
+          "prompt {p} token,单步预算 {b}:计得 {s} 个预填充步(若分块至少 {need} 个),vLLM 计得 {t} 个 token(应为 {w})"
+          "{rest}"),
+         (r"(?P<p>\d+) prompt tokens, budget (?P<b>\d+) per step; (?P<done>completed|did not complete)",
           "prompt {p} token,分块预填充 (Chunked Prefill) 单步 token 预算 {b};{done}"),
          (r"the long prompt was not sent", "长 prompt 未发送"))),
     "functional.prefix_caching": CheckText(
