@@ -99,7 +99,7 @@ def mark(lang: str) -> str:
 
 def shown_check_name(c: dict, lang: str) -> str:
     """A check's name as the report must show it: its id's entry in report.check_text, never the recorded words."""
-    from studykit.report.check_text import CHECKS, zh_detail
+    from studykit.report.check_text import CHECKS
 
     if c["id"] in CHECKS:
         return getattr(CHECKS[c["id"]], lang)
@@ -333,6 +333,14 @@ def expected_table(run: Path, stage: str, heads: tuple[str, ...], lang: str, hea
     doc = stored(run, stage) or {}
     point = lambda p: w("point_label", rate=p["request_rate"],  # noqa: E731
                         conc=p["max_concurrency"] if p.get("max_concurrency") else w("unlimited"))
+    if heads == (w("col_item"), w("col_value"), "source", "measured", "multiple"):  # accuracy's thresholds
+        return [[name, fmt(b["value"]), b["source"],
+                 f"{b['measurement']} = {fmt(b['measured'])}" if b.get("measurement") else "—",
+                 b.get("formula") or fmt(b.get("multiple"))] for name, b in doc["threshold_basis"].items()]
+    if heads == ({"zh": "校准项", "en": "Calibration"}[lang], w("col_value")):
+        return [[k, fmt(doc["calibration"][k])] for k in ("top1_disagreements", "prob_max_error", "prob_error_p99",
+                                                          "max_margin_shift", "margin_shift_p99", "mean_kl",
+                                                          "max_kl", "kl_p99")]
     if heads[:2] == (w("col_item"), w("col_value")):
         return [[k, fmt(v) if not isinstance(v, str) else v] for k, v in stage_params(run, stage).items()
                 if not isinstance(v, dict) and v not in (None, [], "")]
@@ -385,8 +393,8 @@ def expected_table(run: Path, stage: str, heads: tuple[str, ...], lang: str, hea
                  cell(inline_code(repr(d["ref_token_text"] or d["ref_token"]))),
                  cell(inline_code(repr(d["vllm_token_text"] or d["vllm_token"]))),
                  *[fmt(d[k]) for k in ("p_ref_ref_token", "p_ref_vllm_token", "margin", "p_vllm_ref_token",
-                                       "p_vllm_vllm_token")]]
-                for pp in doc["per_prompt"] if (d := pp.get("first_divergence_detail"))]
+                                       "p_vllm_vllm_token", "vllm_margin", "kl")]]
+                for pp in doc["per_prompt"] for d in pp["divergences"]]
     if heads[0] == w("t_task"):
         ci = lambda x, v: f"{fmt(x[v])} [{fmt(x['ci95_low'])}, {fmt(x['ci95_high'])}]"  # noqa: E731
         return [[t["task"], t["metric"], str(t["items"]), ci(t["reference"], "score"), ci(t["candidate"], "score"),
@@ -421,7 +429,8 @@ def test_every_cell_of_sections_5_and_6_is_the_field_it_names(built, name, lang)
             assert stage == "tasks" and stored(run, "tasks") is None
             continue
         found = tables(section(text, heading))
-        discordant = [t for t in found if t and list(t[0])[0] == S["t_item"][lang]]
+        discordant = [t for t in found if t and tuple(t[0]) == tuple(S[k][lang] for k in (
+            "t_item", "t_target", "t_ref_answer", "t_vllm_answer"))]
         for table in found:
             heads = tuple(table[0])
             stage_of = "deploy" if heads == (S["col_check"][lang], S["col_status"][lang], S["col_detail"][lang]) \
@@ -482,7 +491,8 @@ def test_summary_cells_are_the_fields_their_ids_name(built, name, lang):
                                                          delta=fmt(t["delta"]["value"]), p=fmt(t["mcnemar_exact_p"]))
                              for t in doc["tasks"])
         elif checks and all(c["status"] == "not_run" for c in checks):
-            want = "; ".join(c["detail"] for c in checks)
+            want = "; ".join(c["detail"] if lang == "en" else (zh_detail(c["id"], c["detail"]) or c["detail"])
+                             for c in checks)
         else:
             want = summary_figures(run, row.metrics, lang)
         assert cells[head_col] == want, (row.key, cells)
@@ -867,7 +877,7 @@ def literal_check_ids() -> set[str]:
 def test_every_check_id_the_stages_produce_has_zh_and_en_text(with_ids):
     """Ids from the golden runs' checks recomputed, the published-table checks, and the ids spelled out in the
     stages' checks.py: each has a zh and an en name; and every entry of the table is an id some stage produces."""
-    from studykit.report.check_text import CHECKS, zh_detail
+    from studykit.report.check_text import CHECKS
     from studykit.stages.throughput.checks import seed_table_checks
 
     produced = {c.id for _, computed in with_ids.values() for checks in computed.values() for c in checks}
@@ -894,7 +904,7 @@ def test_every_detail_of_the_golden_runs_has_a_zh_template(with_ids):
 
 @pytest.mark.parametrize("name", RUNS)
 def test_zh_report_shows_no_english_check_name(with_ids, name):
-    from studykit.report.check_text import CHECKS, zh_detail
+    from studykit.report.check_text import CHECKS
 
     run, computed = with_ids[name]
     zh, en = (read(run, lang).replace("\\|", "|") for lang in ("zh", "en"))  # as a reader sees a table cell

@@ -210,7 +210,13 @@ CHECKS: dict[str, CheckText] = {
         "长 prompt 分多个引擎步完成预填充(分块预填充 (Chunked Prefill),依据 vLLM 自身计数)",
         "long prompt prefilled in several engine steps (vLLM's counters)",
         ((r"(?P<p>\d+) prompt tokens, budget (?P<b>\d+) per step: (?P<s>\d+) prefill steps counted \(at least "
-          r"(?P<need>\d+) if chunked\), (?P<t>\d+) tokens computed by vLLM's count \((?P<w>\d+) expected\)(?P<rest>.*)",
+          r"(?P<need>\d+) if chunked\), (?P<t>\d+) tokens computed by vLLM's count \((?P<w>\d+) expected\); vLLM "
+          r"counts the whole prompt in the step that emits the first token, so its counters cannot show the chunks",
+          "prompt {p} token,单步预算 {b}:计得 {s} 个预填充步(若分块至少 {need} 个),vLLM 计得 {t} 个 token(应为 {w});"
+          "vLLM 把整个 prompt 计入产生第一个 token 的那一步,因此其计数无法显示分块"),
+         (r"(?P<p>\d+) prompt tokens, budget (?P<b>\d+) per step: (?P<s>\d+) prefill steps counted \(at least "
+          r"(?P<need>\d+) if chunked\), (?P<t>\d+) tokens computed by vLLM's count \((?P<w>\d+) expected\)"
+          r"(?P<rest>(?:; did not complete)?)",
           "prompt {p} token,单步预算 {b}:计得 {s} 个预填充步(若分块至少 {need} 个),vLLM 计得 {t} 个 token(应为 {w})"
           "{rest}"),
          (r"(?P<p>\d+) prompt tokens, budget (?P<b>\d+) per step; (?P<done>completed|did not complete)",

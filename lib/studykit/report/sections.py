@@ -477,7 +477,9 @@ def note_text(ctx: Ctx, note) -> str:
 
 
 def all_checks(run: Run) -> list[tuple[str, Check]]:
-    return [(st.name, c) for st in run.stages.values() for c in st.checks]
+    """The measuring stages' checks: the report stage's own are about the report (and at report time its
+    results/report.json, if any, is an earlier build's)."""
+    return [(st.name, c) for st in run.stages.values() if st.name in MEASURING_STAGES for c in st.checks]
 
 
 def verdict(ctx: Ctx) -> str:

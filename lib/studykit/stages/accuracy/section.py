@@ -12,6 +12,7 @@ SUMMARY = (SummaryRow("sum_accuracy", ("accuracy.real_divergences", "accuracy.ne
 
 # This stage's own sentences (the shared i18n table still holds the older first-divergence wording).
 TEXT = {
+    "calibration_col": {"zh": "校准项", "en": "Calibration"},
     "thresholds": {"zh": "门槛及其来源(校准 = 参考模型 bf16 对 fp32 的噪声 × 倍数;或来自 params)",
                    "en": "Thresholds and where each came from (calibration = the reference's bf16-vs-fp32 noise x a "
                          "multiple; or params)"},
@@ -44,7 +45,7 @@ def accuracy(ctx: Ctx) -> None:
         if res.calibration:
             c = res.calibration
             md.p(TEXT["calibration"][ctx.lang].format(dtype=c.dtype, ref=c.reference_dtype, n=c.positions))
-            md.table([ctx.t("col_item"), ctx.t("col_value")],
+            md.table([TEXT["calibration_col"][ctx.lang], ctx.t("col_value")],
                      [[k, fmt(getattr(c, k))] for k in ("top1_disagreements", "prob_max_error", "prob_error_p99",
                                                          "max_margin_shift", "margin_shift_p99", "mean_kl",
                                                          "max_kl", "kl_p99")])
