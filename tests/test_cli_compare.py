@@ -18,12 +18,15 @@ def cli(*args, cwd) -> subprocess.CompletedProcess:
 
 
 def two_runs(tmp_path: Path, slower_by: float = 0.0) -> None:
-    for name in ("a", "b"):
+    """Two copies of the golden run with a quiet host's five latency iterations (tests/test_compare.py), B's
+    scaled by 1 + slower_by."""
+    from test_compare import QUIET_LATENCIES
+
+    for name, factor in (("a", 1.0), ("b", 1 + slower_by)):
         shutil.copytree(GOLDEN, tmp_path / name, ignore=shutil.ignore_patterns("charts", "model", "notebooks"))
-    if slower_by:
-        path = tmp_path / "b" / "results" / "latency.json"
+        path = tmp_path / name / "results" / "latency.json"
         data = json.loads(path.read_text())
-        data["runs"]["latency"]["latencies"] = [x * (1 + slower_by) for x in data["runs"]["latency"]["latencies"]]
+        data["runs"]["latency"]["latencies"] = [x * factor for x in QUIET_LATENCIES]
         path.write_text(json.dumps(data))
 
 

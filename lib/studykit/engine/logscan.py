@@ -120,6 +120,13 @@ KNOWN_ISSUES = (
                      "这是 vLLM 的预期行为,属于测得性能的一部分。",
                      "vLLM's CPU worker binds its memory to the NUMA node of its cores (all memory on a one-node "
                      "host). vLLM's intended set-up, part of what the numbers measure.")),
+    KnownIssue("cpu_onednn_linear_fallback", "warning",
+               re.compile(r"Failed to create oneDNN linear, fallback to torch linear"),
+               _note("vLLM CPU 未能为某个线性层建立 oneDNN matmul 原语,改用 torch 的线性层实现。结果数值不受影响;"
+                     "该层可能稍慢,这属于测得性能的一部分。kit 未做处理(设置 ONEDNN_VERBOSE=all 可查看原因)。",
+                     "vLLM CPU could not create a oneDNN matmul primitive for a linear layer and uses torch's linear "
+                     "instead. The results are unaffected; that layer may be slower, which is part of what the "
+                     "numbers measure. The kit does nothing about it (ONEDNN_VERBOSE=all shows why).")),
     KnownIssue("cpu_no_triton", "warning", re.compile(r"Triton is not installed\. triton-cpu is expected"),
                _NO_TRITON),
     KnownIssue("cpu_model_runner_v1", "warning", re.compile(r"Model Runner V\d requires Triton"), _NO_TRITON),
