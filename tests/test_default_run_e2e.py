@@ -88,7 +88,7 @@ def test_one_shared_server_and_at_most_six_engine_starts(default_run):
 
     rows = collect_warnings(default_run) or []
     assert not [r for r in rows if r["level"] == "error"], rows
-    assert "| error |" not in (default_run / "report.en.md").read_text().split("## 8.")[1].split("## 9.")[0]
+    assert "| error |" not in (default_run / "report.en.md").read_text().split("\n## 8. ")[1].split("\n## 9. ")[0]
 
 
 def test_dry_run_equals_what_ran(default_run):

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 from studykit.evidence.journal import read_commands
+from studykit.plan import RUN_DIR_PLACEHOLDER
 from studykit.runner.dryrun import plan
 from studykit.weights.store import checkpoint
 from studykit.params import load_study
@@ -32,6 +33,26 @@ def final_attempts(run_dir: Path) -> list[dict]:
             if r.get("stage") not in stages or (r.get("started_utc") or "") >= stages[r["stage"]]["started_utc"]]
 
 
+def with_swept_rates(run_dir: Path, study, steps: list) -> list:
+    """The dry run's serve sweep (`request_rates: auto`) names its rates only as RATE: they are measured. Put in
+    the rates the run chose, after checking them by hand against the two probe points' raw bench files."""
+    (i,) = [k for k, s in enumerate(steps) if s.stage == "serve" and s.label == "sweep"] or [None]
+    if i is None:
+        return steps
+    sweep = json.loads((Path(run_dir) / "results" / "serve.json").read_text())["sweep"]
+    raw = Path(run_dir) / "raw" / "serve"
+    sync = json.loads((raw / "rate-inf-conc-1-rep-1.json").read_text())["request_throughput"]
+    saturated = json.loads((raw / "rate-inf-rep-1.json").read_text())["request_throughput"]
+    n = study.serve.sweep_rates
+    assert sweep["rates"] == [float(f"{sync + (saturated - sync) * k / (n + 1):.3g}") for k in range(1, n + 1)]
+    from studykit.stages.serve.stage import plan as serve_plan
+
+    done = {s.label for s in steps if s.stage == "serve"}
+    swept = [s for s in serve_plan(study, checkpoint(study).model_dir, RUN_DIR_PLACEHOLDER, 0, sweep["rates"])
+             if s.kind == "command" and s.label not in done]
+    return steps[:i] + swept + steps[i + 1:]
+
+
 def assert_dry_run_equals_journal(run_dir: Path, recorded_model_dir: str, run_dir_prefix: str = "") -> None:
     """Every command the dry run prints (servers, benches, lm-eval runs) is the one the run journaled, in order."""
     study = load_study(run_dir / "params.yaml")
@@ -41,6 +62,7 @@ def assert_dry_run_equals_journal(run_dir: Path, recorded_model_dir: str, run_di
     def norm(text: str) -> str:
         return normalise(text.replace(run_dir_prefix, "") if run_dir_prefix else text, dirs)
 
+    steps = with_swept_rates(run_dir, study, steps)
     planned = [(s.stage, s.label, norm(" ".join(s.argv[1:]))) for s in steps
                if s.kind in ("server", "command") and s.stage != "weights"]
     recorded = [(r["stage"], r["label"], norm(" ".join(r["argv"][1:]))) for r in final_attempts(run_dir)

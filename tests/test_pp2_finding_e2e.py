@@ -31,7 +31,7 @@ def test_pp2_on_cpu_fails_fast_with_the_engines_root_cause(tmp_path, default_mod
     state = json.loads((run_dir / "run.json").read_text())
     assert state["stages"]["deploy"]["status"] == "failed" and state["stages"]["report"]["status"] == "passed"
     cause = gate["error"].split("root cause in ", 1)[1].split(": ", 1)[1]
-    known = (run_dir / "report.en.md").read_text().split("## 8.")[1].split("## 9.")[0]
+    known = (run_dir / "report.en.md").read_text().split("\n## 8. ")[1].split("\n## 9. ")[0]
     # the engine's exception is listed among the known issues as an error, not as a shutdown message
     assert f"| error | `Traceback: {cause}" in known, known
     print(f"PP=2 finding reported in {seconds:.0f} s: {cause}")

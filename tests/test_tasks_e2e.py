@@ -22,7 +22,10 @@ def test_results_hold_scores_cis_delta_p_and_items(run_dir):
     assert data["status"] == "passed"
     assert [t["task"] for t in data["tasks"]] == ["studykit_mc", "studykit_gen"]
     for t in data["tasks"]:
-        assert t["items"] >= 100 and len(t["per_item"]) == t["items"] and not t["unpaired"]
+        left_out = {e["doc_id"] for e in t["duplicates"] + t["tied"]}
+        assert t["items"] >= 100 and not t["unpaired"]
+        assert len(t["per_item"]) == t["items"] + len(left_out)
+        assert {r["doc_id"] for r in t["per_item"] if r["excluded"]} == left_out
         for side in ("reference", "candidate"):
             s = t[side]
             assert 0 <= s["ci95_low"] <= s["score"] <= s["ci95_high"] <= 1
@@ -38,17 +41,30 @@ def test_results_hold_scores_cis_delta_p_and_items(run_dir):
 
 def test_numbers_recomputed_from_lm_evals_sample_logs(run_dir):
     data = read_json(run_dir / "results" / "tasks.json")
-    logs = {}
+    logs, deciding_ties = {}, {"studykit_mc": set(), "studykit_gen": set()}
     for backend in ("reference", "vllm"):
         for path in (run_dir / "raw" / "tasks" / backend).rglob("samples_*.jsonl"):
             task = "studykit_mc" if "studykit_mc" in path.name else "studykit_gen"
             metric = "acc" if task == "studykit_mc" else "exact_match"
-            logs[backend, task] = {json.loads(line)["doc_id"]: json.loads(line)[metric]
-                                   for line in path.read_text(encoding="utf-8").splitlines()}
+            samples = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+            logs[backend, task] = {s["doc_id"]: s[metric] for s in samples}
+            for s in samples if task == "studykit_mc" else ():
+                # a tie decides the score when the keyed choice shares the top log-likelihood with another
+                lls = [float(ll) for ll, _ in s["filtered_resps"]]
+                top = {i for i, x in enumerate(lls) if x == max(lls)}
+                if len(top) > 1 and int(s["target"]) in top:
+                    deciding_ties[task].add(s["doc_id"])
     for t in data["tasks"]:
         ref, cand = logs["reference", t["task"]], logs["vllm", t["task"]]
+        assert sorted(ref) == sorted(cand) == list(range(len(t["per_item"])))
+        # lm-eval's own mean covers every logged item, ties and repeats included
+        assert t["reference"]["logged_score"] == pytest.approx(sum(ref.values()) / len(ref))
+        left_out = {e["doc_id"] for e in t["duplicates"] + t["tied"]}
+        assert {e["doc_id"] for e in t["tied"]} == deciding_ties[t["task"]]
+        ref = {d: v for d, v in ref.items() if d not in left_out}
+        cand = {d: v for d, v in cand.items() if d not in left_out}
         n = t["items"]
-        assert sorted(ref) == sorted(cand) == list(range(n))
+        assert len(ref) == len(cand) == n
         assert t["reference"]["score"] == pytest.approx(sum(ref.values()) / n)
         assert t["candidate"]["score"] == pytest.approx(sum(cand.values()) / n)
         b = sum(1 for d in ref if cand[d] and not ref[d])

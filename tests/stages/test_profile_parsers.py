@@ -114,7 +114,9 @@ def test_cpu_top_ops_match_torch_key_averages(cpu_trace):
     for op, (_, self_us, count) in zip(r.top_ops, expected):
         assert op.self_ms == pytest.approx(self_us / 1000, abs=2e-3)
         assert op.calls == count
-    assert r.top_ops[0].name == "aten::addmm"
+    # the workload is a linear layer: its matmul is among the heaviest ops (which of linear and addmm leads in
+    # self time differs between hosts)
+    assert {"aten::addmm", "aten::linear"} & {op.name for op in r.top_ops[:2]}
 
 
 def test_cpu_without_forward_scope_uses_operator_time(tmp_path):

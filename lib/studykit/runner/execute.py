@@ -24,6 +24,9 @@ from studykit.runner.sharing import execution_order
 
 NOTEBOOKS = KIT_ROOT / "notebooks"
 KERNEL_NAME = "studykit"
+# papermill gives a kernel 60 s to start; on a 2-core host busy with a vLLM engine it can take longer (seen on
+# CI), and a stage failed for that measures nothing about the model
+KERNEL_START_TIMEOUT_S = 600
 # The report is derived from the other stages: it runs whatever happened before it (--fail-fast included),
 # and a resume that re-runs any stage rebuilds it.
 DERIVED_STAGES = ("report",)
@@ -110,7 +113,8 @@ def execute_stage(stage: str, run_dir: Path, study: Study, log=print, verbose: b
         with StageProgress(run_dir, stage, enabled=not verbose):
             pm.execute_notebook(str(nb_dir / f"{stage}.ipynb"), str(layout.notebooks / f"{stage}.ipynb"),
                                 parameters=params, kernel_name=KERNEL_NAME, cwd=str(nb_dir),
-                                progress_bar=verbose, log_output=verbose, config=kernel_config())
+                                progress_bar=verbose, log_output=verbose, config=kernel_config(),
+                                start_timeout=KERNEL_START_TIMEOUT_S)
     except Exception as err:  # noqa: BLE001 - any failure of a stage is recorded, not fatal to the run
         exc = err
     finally:
