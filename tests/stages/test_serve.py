@@ -12,7 +12,7 @@ import pytest
 
 from conftest import DATA, by_id, tiny_study, typed_result
 from studykit.checks import failed
-from studykit.engine.benchjson import BenchParseError
+from broken_bench_files import broken_file_messages, message
 from studykit.params import parse_study
 from studykit.stages.serve import checks
 from studykit.stages.serve.params import ServeParams
@@ -35,29 +35,18 @@ def test_serve_real_output():
     assert len(rec["per_request"]["start_times"]) == data["completed"]
 
 
-def _msg(path):
-    with pytest.raises(BenchParseError) as err:
-        parse_serve_json(path)
-    assert str(path) in str(err.value)
-    return str(err.value)
-
-
 def test_broken_files_give_clear_errors(tmp_path):
     text = JSON.read_text()
-    cases = {"empty.json": "", "truncated.json": text[: len(text) // 2], "list.json": "[1, 2]",
-             "missing.json": json.dumps({"model_id": "x"})}
-    for fname, content in cases.items():
-        (tmp_path / fname).write_text(content)
-        _msg(tmp_path / fname)
-    assert "empty" in _msg(tmp_path / "empty.json")
-    assert "not valid JSON" in _msg(tmp_path / "truncated.json")
-    assert "missing field" in _msg(tmp_path / "missing.json") or "no TTFT" in _msg(tmp_path / "missing.json")
-    assert "does not exist" in _msg(tmp_path / "absent.json")
+    m = broken_file_messages(parse_serve_json, text, tmp_path)
+    assert "empty" in m["empty"]
+    assert "not valid JSON" in m["truncated"]
+    assert "missing field" in m["missing"] or "no TTFT" in m["missing"]
+    assert "does not exist" in m["absent"]
     data = json.loads(text)
     for key in [k for k in data if k.endswith("_ttft_ms")]:
         data.pop(key)
     (tmp_path / "no-ttft.json").write_text(json.dumps(data))
-    assert "no TTFT" in _msg(tmp_path / "no-ttft.json")
+    assert "no TTFT" in message(parse_serve_json, tmp_path / "no-ttft.json")
 
 
 def test_serve_points_and_args():

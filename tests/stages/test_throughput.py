@@ -12,7 +12,7 @@ import pytest
 
 from conftest import DATA, by_id, tiny_study, typed_result
 from studykit.checks import failed
-from studykit.engine.benchjson import BenchParseError
+from broken_bench_files import broken_file_messages
 from studykit.stages.throughput import checks
 from studykit.stages.throughput.params import ThroughputParams
 from studykit.stages.throughput.stage import parse_throughput_json, printed_totals, throughput_args
@@ -45,24 +45,13 @@ def test_throughput_seed_format():
     assert rec["total_prompt_tokens"] == 115188 - 12800  # ~102,400: 1,024-token prompts, not 128
 
 
-def _msg(path):
-    with pytest.raises(BenchParseError) as err:
-        parse_throughput_json(path)
-    assert str(path) in str(err.value)
-    return str(err.value)
-
-
 def test_broken_files_give_clear_errors(tmp_path):
     text = JSON.read_text()
-    cases = {"empty.json": "", "truncated.json": text[: len(text) // 2], "list.json": "[1, 2]",
-             "missing.json": json.dumps({"model_id": "x"})}
-    for fname, content in cases.items():
-        (tmp_path / fname).write_text(content)
-        _msg(tmp_path / fname)
-    assert "empty" in _msg(tmp_path / "empty.json")
-    assert "not valid JSON" in _msg(tmp_path / "truncated.json")
-    assert "missing field" in _msg(tmp_path / "missing.json")
-    assert "does not exist" in _msg(tmp_path / "absent.json")
+    m = broken_file_messages(parse_throughput_json, text, tmp_path)
+    assert "empty" in m["empty"]
+    assert "not valid JSON" in m["truncated"]
+    assert "missing field" in m["missing"]
+    assert "does not exist" in m["absent"]
 
 
 def test_throughput_args():
