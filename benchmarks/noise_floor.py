@@ -21,41 +21,25 @@ import argparse
 import itertools
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
+from studies import run_stages, study_variant
 from studykit.compare.runs import compare_runs
 from studykit.compare.samples import run_metrics
 
-ROOT = Path(__file__).resolve().parents[1]
-PARAMS = ROOT / "params" / "smollm2-135m-cpu.yaml"
 STAGES = "latency,throughput,serve"
-
-
-def study_file(tmp: Path, fault: str | None) -> Path:
-    data = yaml.safe_load(PARAMS.read_text())
-    if fault:
-        data.setdefault("server", {}).setdefault("env", {})["STUDYKIT_FAULT"] = fault
-        data["name"] = data["name"] + "-delay"
-    path = tmp / f"{data['name']}.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
 
 
 def run(params: Path) -> Path:
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "studykit.runner.cli", "run", str(params), "--stages", STAGES],
-                          cwd=ROOT, capture_output=True, text=True)
-    found = [line.split()[-1] for line in proc.stdout.splitlines() if line.startswith("run directory:")]
-    if not found:
-        raise SystemExit(f"study failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    print(f"  run {found[-1]} exit {proc.returncode} in {time.monotonic() - t0:.0f} s", flush=True)
-    return Path(found[-1])
+    code, run_dir, tail = run_stages(params, STAGES)
+    if run_dir is None:
+        raise SystemExit(f"study failed (exit {code}):\n{tail}")
+    print(f"  run {run_dir} exit {code} in {time.monotonic() - t0:.0f} s", flush=True)
+    return run_dir
 
 
 def floor(runs: list[Path]) -> dict:
@@ -84,7 +68,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="noise-floor-"))
     clean = ([Path(p) for p in args.run_dirs.split(",")] if args.run_dirs
-             else [run(study_file(tmp, None)) for _ in range(args.runs)])
+             else [run(study_variant(tmp, None)) for _ in range(args.runs)])
     metrics = floor(clean)
     Path(args.out).write_text(json.dumps({"runs": [str(r) for r in clean], "metrics": metrics}, indent=2))
     margins = {k: v["margin"] for k, v in metrics.items()}
@@ -103,7 +87,7 @@ def main(argv=None) -> int:
     if total:
         print(f"false-alarm rate on clean pairs: {flagged}/{total} = {100 * flagged / total:.1f} % (target <= 5 %)")
     for ms in [float(x) for x in args.delays_ms.split(",") if x]:
-        delayed = run(study_file(tmp, f"decode_delay,ms={ms:g}"))
+        delayed = run(study_variant(tmp, "delay", {"STUDYKIT_FAULT": f"decode_delay,ms={ms:g}"}))
         changes = {c.key: c for c in compare_runs(clean[0], delayed, margins)["changes"]}
         worse = sorted(k for k, c in changes.items() if c.verdict == "worse")
         lat = changes.get("latency.avg_latency")

@@ -14,37 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
+from studies import run_stages, study_variant
 from studykit.faults.catalog import FAULTS, faults_in_log
 
-ROOT = Path(__file__).resolve().parents[1]
-PARAMS = ROOT / "params" / "smollm2-135m-cpu.yaml"
 STAGES = "accuracy,tasks"
-
-
-def study(tmp: Path, fault: str | None, i: int) -> Path:
-    data = yaml.safe_load(PARAMS.read_text())
-    data["name"] = f"{data['name']}-{(fault or 'clean').split(',')[0]}-{i}".replace("_", "-")
-    if fault:
-        data.setdefault("server", {}).setdefault("env", {})["STUDYKIT_FAULT"] = fault
-    path = tmp / f"{data['name']}.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
-def run(params: Path, outputs: Path) -> tuple[int, Path | None]:
-    proc = subprocess.run([sys.executable, "-m", "studykit.runner.cli", "run", str(params), "--stages", STAGES],
-                          cwd=ROOT, capture_output=True, text=True, env={**__import__("os").environ,
-                                                                          "STUDYKIT_OUTPUTS": str(outputs)})
-    found = [line.split()[-1] for line in proc.stdout.splitlines() if line.startswith("run directory:")]
-    return proc.returncode, (Path(found[-1]) if found else None)
 
 
 def read(run_dir: Path, stage: str) -> dict:
@@ -79,7 +57,9 @@ def main(argv=None) -> int:
         [(None, i) for i in range(args.clean)]
     for fault, i in plan:
         t0 = time.monotonic()
-        code, run_dir = run(study(tmp, fault, i), tmp / "out")
+        params = study_variant(tmp, f"{(fault or 'clean').split(',')[0]}-{i}",
+                               {"STUDYKIT_FAULT": fault} if fault else None)
+        code, run_dir, _ = run_stages(params, STAGES, tmp / "out")
         r = row(fault or f"clean #{i + 1}", code, run_dir)
         rows.append(r)
         print(f"{r['fault']:<28} exit {r['exit']}  accuracy {r['accuracy']:<7} tasks {r['tasks']:<7} "
