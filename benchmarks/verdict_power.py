@@ -49,6 +49,9 @@ def main(argv=None) -> int:
     ap.add_argument("--clean", type=int, default=3, help="clean runs (false-alarm check)")
     ap.add_argument("--faults", default=",".join(f for f in FAULTS if f != "decode_delay"),
                     help="comma-separated fault specs (STUDYKIT_FAULT values)")
+    ap.add_argument("--fault-stages", default=STAGES,
+                    help="stages of the fault runs (a fault the accuracy stage fails is caught without the tasks "
+                         "stage; the clean runs always run both, since a false alarm can come from either)")
     ap.add_argument("--json", help="also write the rows here")
     args = ap.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="verdict-power-"))
@@ -59,7 +62,7 @@ def main(argv=None) -> int:
         t0 = time.monotonic()
         params = study_variant(tmp, f"{(fault or 'clean').split(',')[0]}-{i}",
                                {"STUDYKIT_FAULT": fault} if fault else None)
-        code, run_dir, _ = run_stages(params, STAGES, tmp / "out")
+        code, run_dir, _ = run_stages(params, args.fault_stages if fault else STAGES, tmp / "out")
         r = row(fault or f"clean #{i + 1}", code, run_dir)
         rows.append(r)
         print(f"{r['fault']:<28} exit {r['exit']}  accuracy {r['accuracy']:<7} tasks {r['tasks']:<7} "
