@@ -47,7 +47,7 @@ def recompute(trace: Path) -> dict:
 def test_profile_stage_for_real(tmp_path, no_vllm_left):
     outputs = tmp_path / "outputs"
     r = run_cli("run", str(DEFAULT_PARAMS), "--stages", "profile,report", env={"STUDYKIT_OUTPUTS": str(outputs)},
-                timeout=900)
+                timeout=2400)
     (run,) = list(outputs.glob("smollm2-135m-cpu/*/run.json"))
     run = run.parent
     assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:])

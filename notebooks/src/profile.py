@@ -10,7 +10,7 @@
 run_dir = ""  # help: run directory made by `studykit run`; empty makes a fresh one (stepping by hand)
 params_path = ""  # help: study YAML; empty means the run's params.yaml, or the default study
 input_len = 32  # help: prompt tokens per request
-output_len = 64  # help: tokens each request generates (max_tokens, ignore_eos): the decode window
+output_len = 32  # help: tokens each request generates (max_tokens, ignore_eos): the decode window
 concurrency = [1, 8]  # help: concurrent requests of each window: 1 is batch-1 decode, a larger one a batch
 warmup_requests = 1  # help: requests sent and not measured before the first window
 outside_share_threshold = 0.5  # help: host-bound when more than this share of a decode step is outside the forward

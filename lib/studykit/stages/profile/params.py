@@ -9,7 +9,7 @@ from studykit.schema.base import Strict, no_repeats
 
 class ProfileParams(Strict):
     input_len: int = Field(32, gt=0, description="prompt tokens per request")
-    output_len: int = Field(64, gt=2, description="tokens each request generates (max_tokens, ignore_eos): the decode "
+    output_len: int = Field(32, gt=2, description="tokens each request generates (max_tokens, ignore_eos): the decode "
                                                   "window")
     concurrency: list[int] = Field(default_factory=lambda: [1, 8], min_length=1,
                                    description="concurrent requests of each window: 1 is batch-1 decode, a larger one "

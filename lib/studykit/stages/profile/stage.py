@@ -237,7 +237,8 @@ def split_window(files: list[Path], p: ProfileParams) -> dict[str, Any]:
 # --- run ----------------------------------------------------------------------------------------------------------
 
 def run(ctx, p: ProfileParams) -> ProfileResult:
-    """Idle power, the profiler-enabled server, then per concurrency an unprofiled and a profiled window."""
+    """Idle power, the profiler-enabled server, per concurrency an unprofiled and a profiled window, then the
+    traces."""
     data: dict[str, Any] = {"params": p.model_dump(), "commands": [], "telemetry": [], "windows": []}
     with ctx.keep(data):
         data.update(idle_power(ctx.study.platform))
@@ -257,12 +258,15 @@ def run(ctx, p: ProfileParams) -> ProfileResult:
                 win, telemetry = _window(ctx, p, srv, c, vocab, salt=1000 * (n + 1))
                 data["windows"].append(win)
                 data["telemetry"].append(telemetry)
+        # parsed once the server is stopped: a trace takes a while to read, and the idle engine would share the cores
+        for win in data["windows"]:
+            win.update(split_window([Path(f) for f in win["trace_files"]], p))
     return ctx.result(data)
 
 
 def _window(ctx, p: ProfileParams, srv, c: int, vocab: int, salt: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """One concurrency: the unprofiled window (timed, with telemetry and energy), then the profiled one and its
-    trace; returns the window and the unprofiled window's telemetry."""
+    """One concurrency: the unprofiled window (timed, with telemetry and energy), then the profiled one and the
+    trace files it left; returns the window and the unprofiled window's telemetry."""
     url, model = srv.base_url, ctx.study.model.name_served
     win: dict[str, Any] = {"concurrency": c}
     rapl_reason = rapl_not_run() if ctx.study.platform == "cpu" else None
@@ -286,9 +290,7 @@ def _window(ctx, p: ProfileParams, srv, c: int, vocab: int, salt: int) -> tuple[
     finally:
         post(url + "/stop_profile")
     win["overhead"] = overhead(win["unprofiled"]["ms_per_output_token"], win["profiled"]["ms_per_output_token"])
-    files = window_traces(ctx.raw_dir, c)
-    win["trace_files"] = [str(f) for f in files]
-    win.update(split_window(files, p))
+    win["trace_files"] = [str(f) for f in window_traces(ctx.raw_dir, c)]
     return win, telemetry
 
 
