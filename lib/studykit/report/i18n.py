@@ -89,7 +89,7 @@ S: dict[str, dict[str, str]] = {
     "s5_2": {"zh": "5.2 Latency 测试", "en": "5.2 Latency"},
     "s5_3": {"zh": "5.3 Throughput 测试", "en": "5.3 Throughput"},
     "s5_4": {"zh": "5.4 Serve 测试", "en": "5.4 Serve"},
-    "s5_5": {"zh": "5.5 Roofline 分析", "en": "5.5 Roofline"},
+    "s5_5": {"zh": "5.5 性能瓶颈分析 (Roofline 分析、主机/设备拆分)", "en": "5.5 Why this speed (roofline, host/device split)"},
     "s6": {"zh": "6. 精度与功能验证", "en": "6. Accuracy and functional checks"},
     "s6_1": {"zh": "6.1 特性验证", "en": "6.1 Feature checks"},
     "s6_2": {"zh": "6.2 精度对标测试", "en": "6.2 Accuracy comparison"},
