@@ -164,10 +164,23 @@ def _merge(into: dict, extra: dict) -> dict:
 
 
 def run_cli(*args: str, env: dict | None = None, timeout: float = 1800) -> subprocess.CompletedProcess:
-    """`studykit ARGS` in a subprocess, as a user runs it."""
+    """`studykit ARGS` in a subprocess, as a user runs it. Past the timeout it gets SIGTERM, as from a user's
+    Ctrl-C, so it stops its servers (they run in sessions of their own, which killing the CLI would leave
+    running), then the test fails with the timeout."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "studykit.runner.cli", *args], capture_output=True, text=True,
-                          env=full_env, timeout=timeout, cwd=ROOT)
+    with subprocess.Popen([sys.executable, "-m", "studykit.runner.cli", *args], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, env=full_env, cwd=ROOT) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            try:
+                out, err = proc.communicate(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, err = proc.communicate()
+            raise subprocess.TimeoutExpired(proc.args, timeout, output=out, stderr=err) from None
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 # A real secret never reaches a file of the run: the default run is made with these set (redaction test).
