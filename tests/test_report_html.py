@@ -92,7 +92,7 @@ def headless(exe: str, profile: Path, *args: str, env: dict | None = None) -> su
     return subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                            "--disable-background-networking", "--disable-component-update", "--disable-sync",
                            "--hide-scrollbars", f"--user-data-dir={profile}", *args],
-                          check=False, capture_output=True, text=True, timeout=120, env=env)
+                          check=False, capture_output=True, text=True, timeout=600, env=env)
 
 
 def probe(exe: str, html: str, where: Path, env: dict | None = None) -> dict:
