@@ -86,12 +86,22 @@ def stage_error(run_dir: Path, stage: str, exc: BaseException | None) -> str | N
 
 
 def kernel_config():
-    """The stage kernels talk to papermill over IPC (Unix sockets in Jupyter's runtime directory, readable by
-    this user only), not TCP on localhost: the kernel and the runner are always on one machine, and over TCP
-    ipykernel 7 warns on every start that the traffic is unencrypted, a warning a reader of the run cannot act on."""
+    """The stage kernels talk to papermill over IPC (Unix sockets, readable by this user only), not TCP on
+    localhost: the kernel and the runner are always on one machine, and over TCP ipykernel 7 warns on every start
+    that the traffic is unencrypted, a warning a reader of the run cannot act on.
+
+    jupyter_client names the sockets "<ip>-<n>" with the first n no file has yet, and without a connection file
+    its ip is the relative "kernel-ipc": two studies started in one working directory at once then picked the same
+    sockets (seen on CI: "Invalid Signature", and a kernel start that hung). Each kernel gets a prefix of its own
+    in Jupyter's runtime directory."""
+    import uuid
+
+    from jupyter_core.paths import jupyter_runtime_dir
     from traitlets.config import Config
 
-    return Config({"KernelManager": {"transport": "ipc"}})
+    runtime = Path(jupyter_runtime_dir())
+    runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return Config({"KernelManager": {"transport": "ipc", "ip": str(runtime / f"studykit-{uuid.uuid4().hex[:12]}")}})
 
 
 def execute_stage(stage: str, run_dir: Path, study: Study, log=print, verbose: bool = False) -> dict:
