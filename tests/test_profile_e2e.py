@@ -75,7 +75,7 @@ def test_profile_stage_for_real(tmp_path, no_vllm_left):
     assert statuses[("profile.energy_per_token", "c1")] == "not_run"
     assert [k for k, v in statuses.items() if v != "passed" and k[0] != "profile.energy_per_token"] == []
 
-    part = section((run / "report.en.md").read_text(encoding="utf-8"), "5.5 Why this speed")
+    part = section((run / "report.en.md").read_text(encoding="utf-8"), "5.5 Why this speed (roofline, host/device split)")
     assert "Why this speed: host / device split of a decode step (profile)" in part
     split_rows = next(t for t in tables(part) if t and "Share outside" in t[0])
     first = doc["windows"][0]["split"]
