@@ -17,6 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -270,14 +271,10 @@ def _window(ctx, p: ProfileParams, srv, c: int, vocab: int, salt: int) -> tuple[
     url, model = srv.base_url, ctx.study.model.name_served
     win: dict[str, Any] = {"concurrency": c}
     rapl_reason = rapl_not_run() if ctx.study.platform == "cpu" else None
-    with Telemetry(ctx.study.platform, label=f"window-c{c}") as tel:
+    rapl = RaplWindow() if ctx.study.platform == "cpu" and rapl_reason is None else None
+    with Telemetry(ctx.study.platform, label=f"window-c{c}") as tel, rapl or nullcontext():
         clock0 = time.monotonic()  # the telemetry clock starts as `with` enters: this is within a moment of it
-        if rapl_reason is None and ctx.study.platform == "cpu":
-            with RaplWindow() as rapl:
-                win["unprofiled"] = run_window(url, model, p, c, vocab, salt, clock0)
-        else:
-            rapl = None
-            win["unprofiled"] = run_window(url, model, p, c, vocab, salt, clock0)
+        win["unprofiled"] = run_window(url, model, p, c, vocab, salt, clock0)
     telemetry = tel.to_dict()
     telemetry.update(window_s=win["unprofiled"]["window_s"], window_how="the unprofiled window's requests")
     win.update(window_energy_row(ctx.study.platform, tel.series, win["unprofiled"]["window_s"],
