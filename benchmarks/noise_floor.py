@@ -2,7 +2,7 @@
 host, the margins `studykit compare` should use, the false-alarm rate of its verdict on clean pairs, and the
 smallest injected decode delay it detects.
 
-    .venv/bin/python benchmarks/noise_floor.py [--runs 3] [--delays-ms 1,2,4] [--out noise-floor.json]
+    .venv/bin/python benchmarks/noise_floor.py [--runs 3] [--run-dirs A,B] [--delays-ms 1,2,4] [--out noise-floor.json]
 
 1. Runs the default study's perf stages (latency, throughput, serve) `--runs` times, clean, one after another.
 2. Per metric: the headline value of every run, the run-to-run coefficient of variation and the largest change
@@ -61,14 +61,15 @@ def floor(runs: list[Path]) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=3, help="clean runs in all, --run-dirs included")
     ap.add_argument("--delays-ms", default="1,2,4", help="decode delays to inject, ms per step")
     ap.add_argument("--out", default="noise-floor.json")
-    ap.add_argument("--run-dirs", help="comma-separated clean runs to reuse instead of running")
+    ap.add_argument("--run-dirs", help="comma-separated clean runs of the same study to reuse (e.g. a `make study` "
+                    "run); only the rest of --runs is run")
     args = ap.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="noise-floor-"))
-    clean = ([Path(p) for p in args.run_dirs.split(",")] if args.run_dirs
-             else [run(study_variant(tmp, None)) for _ in range(args.runs)])
+    clean = [Path(p).resolve() for p in (args.run_dirs or "").split(",") if p]
+    clean += [run(study_variant(tmp, None)) for _ in range(args.runs - len(clean))]
     metrics = floor(clean)
     Path(args.out).write_text(json.dumps({"runs": [str(r) for r in clean], "metrics": metrics}, indent=2))
     margins = {k: v["margin"] for k, v in metrics.items()}
