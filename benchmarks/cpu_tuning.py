@@ -3,11 +3,12 @@ in LD_PRELOAD "for best performance", and its CPU worker warns when they are mis
 
     .venv/bin/python benchmarks/cpu_tuning.py [--repeats 2] [--json tuning.json]
 
-Runs the default study's latency and throughput stages (each `vllm bench` starts its own engine, with the
-study's server.env) once per variant and repeat, the variants interleaved (A B A B) so a drift of the host hits
+Runs the default study's latency, throughput and serve stages (each `vllm bench latency|throughput` starts its own
+engine, serve runs its sweep on the study's server; all get the study's server.env) once per variant and repeat, the variants interleaved (A B A B) so a drift of the host hits
 them alike: as shipped, and LD_PRELOAD with each library the guide names that this host has (searched in the
 venv and the system library directories; a missing one is said, not skipped silently). Prints per run and per
-variant mean: avg latency, steady decode ms/token, requests/s, output tokens/s, and whether vLLM still warned
+variant mean: avg latency, steady decode ms/token, requests/s, output tokens/s, serve's TPOT one request at a time and
+its output tokens/s saturated, and whether vLLM still warned
 that the library is missing (its log is the proof the preload took). Run it alone on the machine: timings under
 load are not figures. It prints; it does not assert.
 """
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from studies import ROOT, run_stages, study_variant
 
-STAGES = "latency,throughput"
+STAGES = "latency,throughput,serve"
 # the names vLLM's CPU guide preloads, and where a pip venv or Debian puts them
 LIBRARIES = {"iomp": ("libiomp5.so",), "tcmalloc": ("libtcmalloc_minimal.so.4", "libtcmalloc.so.4")}
 SEARCH = (ROOT / ".venv" / "lib", Path(sys.prefix) / "lib", Path("/usr/lib/x86_64-linux-gnu"), Path("/usr/lib"),
@@ -31,7 +32,20 @@ SEARCH = (ROOT / ".venv" / "lib", Path(sys.prefix) / "lib", Path("/usr/lib/x86_6
 # vLLM's CPU worker warns "<lib> is not found in LD_PRELOAD" for each one missing
 WARNING = {"iomp": "libiomp is not found in LD_PRELOAD", "tcmalloc": "libtcmalloc is not found in LD_PRELOAD"}
 FIGURES = (("latency", "avg_latency", "avg latency s"), ("latency", "decode_ms_per_token", "decode ms/token"),
-           ("throughput", "requests_per_second", "req/s"), ("throughput", "output_tokens_per_s", "out tok/s"))
+           ("throughput", "requests_per_second", "req/s"), ("throughput", "output_tokens_per_s", "out tok/s"),
+           ("serve", "sync_mean_tpot_ms", "serve TPOT ms c1"), ("serve", "saturated_output_throughput",
+                                                                 "serve tok/s sat"))
+
+
+def serve_point(serve: dict, saturated: bool) -> dict:
+    """The sweep's synchronous point (one request at a time) or its saturated one (every request at once): the two
+    the auto sweep always has; the rates between depend on them, so they differ between variants."""
+    return next((r for r in serve.get("runs") or []
+                 if r.get("request_rate") == "inf" and (r.get("max_concurrency") is None) == saturated), {})
+
+
+READ = {"sync_mean_tpot_ms": lambda r: serve_point(r, False).get("mean_tpot_ms"),
+        "saturated_output_throughput": lambda r: serve_point(r, True).get("output_throughput")}
 
 
 def find_library(names: tuple[str, ...]) -> Path | None:
@@ -51,8 +65,11 @@ def measure(run_dir: Path | None) -> dict:
     row = {}
     for stage, key, _ in FIGURES:
         path = run_dir / "results" / f"{stage}.json" if run_dir else None
-        row[key] = json.loads(path.read_text()).get(key) if path and path.is_file() else None
-    logs = "".join(p.read_text(errors="replace") for p in (run_dir / "raw").rglob("*.log")) if run_dir else ""
+        result = json.loads(path.read_text()) if path and path.is_file() else {}
+        row[key] = READ.get(key, lambda r: r.get(key))(result)
+    # bench engines log under raw/, the serve stage's server under logs/
+    logs = "".join(p.read_text(errors="replace") for p in [*(run_dir / "raw").rglob("*.log"),
+                                                             *(run_dir / "logs").glob("*.log")]) if run_dir else ""
     row["still_warned"] = sorted(k for k, w in WARNING.items() if w in logs)
     return row
 
