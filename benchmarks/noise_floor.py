@@ -10,8 +10,9 @@ smallest injected decode delay it detects.
    `studykit compare --noise-floor` reads.
 3. Compares every clean pair with those margins and counts metrics flagged better or worse: the false-alarm rate
    (in-sample: the margins come from the same runs, so this is a lower bound; a fresh clean pair tests it).
+   The same count with `studykit compare`'s default margins (no --noise-floor) follows.
 4. Runs the study once per delay with the fault plugin's decode_delay (STUDYKIT_FAULT=decode_delay,ms=X in every
-   vLLM process) and compares it with the first clean run: the smallest delay flagged worse on latency and TPOT.
+   vLLM process) and compares it with each clean run: the smallest delay flagged worse on latency and TPOT.
 Run it alone on the machine: timings under load are not figures. It prints; it does not assert.
 """
 
@@ -66,6 +67,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="noise-floor.json")
     ap.add_argument("--run-dirs", help="comma-separated clean runs of the same study to reuse (e.g. a `make study` "
                     "run); only the rest of --runs is run")
+    ap.add_argument("--delayed-runs", help="comma-separated MS=RUN_DIR: delayed runs to reuse instead of running")
     args = ap.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="noise-floor-"))
     clean = [Path(p).resolve() for p in (args.run_dirs or "").split(",") if p]
@@ -78,24 +80,32 @@ def main(argv=None) -> int:
     for key, v in metrics.items():
         shown = ", ".join(f"{x:.4g}" for x in v["values"])
         print(f"{key:<42} {shown:<34} {100 * v['cv']:6.2f} {100 * v['max_change']:8.2f} {100 * v['margin']:9.2f}")
-    flagged = total = 0
-    for a, b in itertools.combinations(clean, 2):
-        changes = compare_runs(a, b, margins)["changes"]
-        bad = [c.key for c in changes if c.verdict in ("worse", "better")]
-        flagged += len(bad)
-        total += len(changes)
-        print(f"clean pair {a.name} vs {b.name}: {len(bad)} of {len(changes)} metrics flagged {bad}")
-    if total:
-        print(f"false-alarm rate on clean pairs: {flagged}/{total} = {100 * flagged / total:.1f} % (target <= 5 %)")
+    # the measured margins, then `studykit compare`'s own defaults (what a user gets without --noise-floor)
+    for name, used in (("measured margins", margins), ("compare's default margins", None)):
+        flagged = total = 0
+        for a, b in itertools.combinations(clean, 2):
+            changes = compare_runs(a, b, used)["changes"]
+            bad = [c.key for c in changes if c.verdict in ("worse", "better")]
+            flagged += len(bad)
+            total += len(changes)
+            print(f"clean pair {a.name} vs {b.name} ({name}): {len(bad)} of {len(changes)} metrics flagged {bad}")
+        if total:
+            print(f"false-alarm rate on clean pairs, {name}: {flagged}/{total} = {100 * flagged / total:.1f} % "
+                  "(target <= 5 %)")
+    reuse = dict(item.split("=", 1) for item in (args.delayed_runs or "").split(",") if item)
     for ms in [float(x) for x in args.delays_ms.split(",") if x]:
-        delayed = run(study_variant(tmp, "delay", {"STUDYKIT_FAULT": f"decode_delay,ms={ms:g}"}))
-        changes = {c.key: c for c in compare_runs(clean[0], delayed, margins)["changes"]}
-        worse = sorted(k for k, c in changes.items() if c.verdict == "worse")
-        lat = changes.get("latency.avg_latency")
-        tpot = [c for k, c in changes.items() if k.endswith("mean_tpot_ms")]
-        print(f"decode delay {ms:g} ms: worse on {worse}; latency change "
-              f"{'—' if lat is None else f'{100 * lat.change:+.1f} %'}; TPOT changes "
-              + ", ".join(f"{c.key} {100 * c.change:+.1f} % {c.verdict}" for c in tpot))
+        given = reuse.get(f"{ms:g}")
+        delayed = (Path(given).resolve() if given
+                   else run(study_variant(tmp, "delay", {"STUDYKIT_FAULT": f"decode_delay,ms={ms:g}"})))
+        # against every clean run: one comparison alone would hang on which clean run happened to come first
+        for base in clean:
+            changes = {c.key: c for c in compare_runs(base, delayed, margins)["changes"]}
+            worse = sorted(k for k, c in changes.items() if c.verdict == "worse")
+            lat = changes.get("latency.avg_latency")
+            tpot = [c for k, c in changes.items() if k.endswith("mean_tpot_ms")]
+            print(f"decode delay {ms:g} ms ({delayed.name}) vs {base.name}: worse on {worse}; latency change "
+                  f"{'—' if lat is None else f'{100 * lat.change:+.1f} % {lat.verdict}'}; TPOT changes "
+                  + ", ".join(f"{c.key} {100 * c.change:+.1f} % {c.verdict}" for c in tpot))
     return 0
 
 
