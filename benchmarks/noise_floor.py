@@ -10,7 +10,8 @@ smallest injected decode delay it detects.
    `studykit compare --noise-floor` reads.
 3. Compares every clean pair with those margins and counts metrics flagged better or worse: the false-alarm rate
    (in-sample: the margins come from the same runs, so this is a lower bound; a fresh clean pair tests it).
-   The same count with `studykit compare`'s default margins (no --noise-floor) follows.
+   The same count with `studykit compare`'s default margins (no --noise-floor) follows, then (four clean runs
+   or more) each pair judged with margins from the other runs only: the out-of-sample rate.
 4. Runs the study once per delay with the fault plugin's decode_delay (STUDYKIT_FAULT=decode_delay,ms=X in every
    vLLM process) and compares it with each clean run: the smallest delay flagged worse on latency and TPOT.
 Run it alone on the machine: timings under load are not figures. It prints; it does not assert.
@@ -60,6 +61,26 @@ def floor(runs: list[Path]) -> dict:
     return out
 
 
+def held_out_false_alarms(clean: list[Path]) -> None:
+    """Each clean pair judged with margins measured on the other clean runs only: the false-alarm rate a user
+    meets with a noise floor measured beforehand (needs two other runs, so four clean runs at least)."""
+    flagged = total = 0
+    for a, b in itertools.combinations(clean, 2):
+        others = [r for r in clean if r not in (a, b)]
+        if len(others) < 2:
+            continue
+        margins = {k: v["margin"] for k, v in floor(others).items()}
+        changes = compare_runs(a, b, margins)["changes"]
+        bad = [c.key for c in changes if c.verdict in ("worse", "better")]
+        flagged += len(bad)
+        total += len(changes)
+        print(f"clean pair {a.name} vs {b.name} (margins from the {len(others)} other runs): "
+              f"{len(bad)} of {len(changes)} metrics flagged {bad}")
+    if total:
+        print(f"false-alarm rate on clean pairs, margins held out: {flagged}/{total} = "
+              f"{100 * flagged / total:.1f} % (target <= 5 %)")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3, help="clean runs in all, --run-dirs included")
@@ -92,6 +113,7 @@ def main(argv=None) -> int:
         if total:
             print(f"false-alarm rate on clean pairs, {name}: {flagged}/{total} = {100 * flagged / total:.1f} % "
                   "(target <= 5 %)")
+    held_out_false_alarms(clean)
     reuse = dict(item.split("=", 1) for item in (args.delayed_runs or "").split(",") if item)
     for ms in [float(x) for x in args.delays_ms.split(",") if x]:
         given = reuse.get(f"{ms:g}")
