@@ -4,13 +4,13 @@ in LD_PRELOAD "for best performance", and its CPU worker warns when they are mis
     .venv/bin/python benchmarks/cpu_tuning.py [--repeats 2] [--json tuning.json]
 
 Runs the default study's latency, throughput and serve stages (each `vllm bench latency|throughput` starts its own
-engine, serve runs its sweep on the study's server; all get the study's server.env) once per variant and repeat, the variants interleaved (A B A B) so a drift of the host hits
-them alike: as shipped, and LD_PRELOAD with each library the guide names that this host has (searched in the
-venv and the system library directories; a missing one is said, not skipped silently). Prints per run and per
-variant mean: avg latency, steady decode ms/token, requests/s, output tokens/s, serve's TPOT one request at a time and
-its output tokens/s saturated, and whether vLLM still warned
-that the library is missing (its log is the proof the preload took). Run it alone on the machine: timings under
-load are not figures. It prints; it does not assert.
+engine, serve runs its sweep on the study's server; all get the study's server.env) once per variant and repeat,
+the variants interleaved (A B A B) so a drift of the host hits them alike: as shipped, and LD_PRELOAD with each
+library the guide names that this host has (searched in the venv and the system library directories; a missing one
+is said, not skipped silently). Prints per run and per variant mean: avg latency, steady decode ms/token,
+requests/s, output tokens/s, serve's TPOT one request at a time and its output tokens/s saturated, and whether vLLM
+still warned that the library is missing (its log is the proof the preload took). Run it alone on the machine:
+timings under load are not figures. It prints; it does not assert.
 """
 
 from __future__ import annotations

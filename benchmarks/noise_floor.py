@@ -61,24 +61,23 @@ def floor(runs: list[Path]) -> dict:
     return out
 
 
-def held_out_false_alarms(clean: list[Path]) -> None:
-    """Each clean pair judged with margins measured on the other clean runs only: the false-alarm rate a user
-    meets with a noise floor measured beforehand (needs two other runs, so four clean runs at least)."""
+def false_alarms(pairs, name: str) -> None:
+    """Counts the metrics flagged better or worse on clean pairs, each pair (a, b, margins) judged with its margins
+    (None: `studykit compare`'s defaults)."""
     flagged = total = 0
-    for a, b in itertools.combinations(clean, 2):
-        others = [r for r in clean if r not in (a, b)]
-        if len(others) < 2:
-            continue
-        margins = {k: v["margin"] for k, v in floor(others).items()}
+    for a, b, margins in pairs:
         changes = compare_runs(a, b, margins)["changes"]
         bad = [c.key for c in changes if c.verdict in ("worse", "better")]
         flagged += len(bad)
         total += len(changes)
-        print(f"clean pair {a.name} vs {b.name} (margins from the {len(others)} other runs): "
-              f"{len(bad)} of {len(changes)} metrics flagged {bad}")
+        print(f"clean pair {a.name} vs {b.name} ({name}): {len(bad)} of {len(changes)} metrics flagged {bad}")
     if total:
-        print(f"false-alarm rate on clean pairs, margins held out: {flagged}/{total} = "
-              f"{100 * flagged / total:.1f} % (target <= 5 %)")
+        print(f"false-alarm rate on clean pairs, {name}: {flagged}/{total} = {100 * flagged / total:.1f} % "
+              "(target <= 5 %)")
+
+
+def margins_of(runs: list[Path]) -> dict[str, float]:
+    return {k: v["margin"] for k, v in floor(runs).items()}
 
 
 def main(argv=None) -> int:
@@ -101,19 +100,14 @@ def main(argv=None) -> int:
     for key, v in metrics.items():
         shown = ", ".join(f"{x:.4g}" for x in v["values"])
         print(f"{key:<42} {shown:<34} {100 * v['cv']:6.2f} {100 * v['max_change']:8.2f} {100 * v['margin']:9.2f}")
-    # the measured margins, then `studykit compare`'s own defaults (what a user gets without --noise-floor)
-    for name, used in (("measured margins", margins), ("compare's default margins", None)):
-        flagged = total = 0
-        for a, b in itertools.combinations(clean, 2):
-            changes = compare_runs(a, b, used)["changes"]
-            bad = [c.key for c in changes if c.verdict in ("worse", "better")]
-            flagged += len(bad)
-            total += len(changes)
-            print(f"clean pair {a.name} vs {b.name} ({name}): {len(bad)} of {len(changes)} metrics flagged {bad}")
-        if total:
-            print(f"false-alarm rate on clean pairs, {name}: {flagged}/{total} = {100 * flagged / total:.1f} % "
-                  "(target <= 5 %)")
-    held_out_false_alarms(clean)
+    pairs = list(itertools.combinations(clean, 2))
+    false_alarms([(a, b, margins) for a, b in pairs], "measured margins")
+    # what a user gets without --noise-floor
+    false_alarms([(a, b, None) for a, b in pairs], "compare's default margins")
+    # margins from the other clean runs only: the rate a floor measured beforehand gives (two others at least)
+    others = {(a, b): [r for r in clean if r not in (a, b)] for a, b in pairs}
+    false_alarms([(a, b, margins_of(others[a, b])) for a, b in pairs if len(others[a, b]) >= 2],
+                 "margins held out")
     reuse = dict(item.split("=", 1) for item in (args.delayed_runs or "").split(",") if item)
     for ms in [float(x) for x in args.delays_ms.split(",") if x]:
         given = reuse.get(f"{ms:g}")
