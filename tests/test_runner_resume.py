@@ -161,6 +161,35 @@ def test_resume_after_kill_reruns_only_unfinished_stages(tmp_path, stub_notebook
     assert "report      kept" in again.stdout
 
 
+def test_resume_of_a_stages_subset_finishes_that_subset_only(tmp_path, stub_notebooks):
+    """`studykit run P --stages deploy,latency`, Ctrl-C, `--resume <relative dir>`: the resume finishes deploy and
+    latency; throughput, in the params file's stages but never asked for, stays unrun."""
+    params = tiny_study(tmp_path, {"stages": ["deploy", "latency", "throughput", "report"]})
+    proc = _runner(["run", str(params), "--stages", "deploy,latency"], _env(tmp_path, stub_notebooks, latency="hang"))
+    try:
+        deadline = time.monotonic() + 120
+        while not (found := list((tmp_path / "o").glob("*/*/latency.started"))):
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        run_dir = found[0].parent
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        (tmp_path / "release").touch()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out
+    result = run_cli("run", "--resume", os.path.relpath(run_dir, ROOT), env=_env(tmp_path, stub_notebooks))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _executions(run_dir) == ["deploy", "latency", "latency"]
+    state = read_json(run_dir / "run.json")
+    assert state["requested_stages"] == ["deploy", "latency"]
+    assert state["resumes"][0]["stages"] == ["deploy", "latency"]
+    assert "throughput" not in state["stages"]
+    assert state["status"] == "passed"
+
+
 def test_failure_does_not_stop_later_stages_and_report_is_written(tmp_path, stub_notebooks):
     params = tiny_study(tmp_path, {"stages": ["deploy", "latency", "throughput", "report"]})
     result = run_cli("run", str(params), env=_env(tmp_path, stub_notebooks, latency="fail"))

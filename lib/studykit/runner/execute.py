@@ -201,11 +201,12 @@ def run_study(params_path: str | Path, stages: list[str] | None = None, *, fail_
         state = {"study": study.name, "params_source": str(Path(params_path).resolve()),
                  "params_sha256": study_hash(study), "run_dir": str(run_dir), "started_utc": utc_now(),
                  "stages": {}}
-    wanted = [s for s in STAGE_ORDER if s in (stages or study.stages)]
+    before = (state.get("requested_stages") or []) if resume else []
+    # A resume without --stages finishes what the interrupted run was asked for (a `--stages` subset stays one).
+    wanted = [s for s in STAGE_ORDER if s in (stages or before or study.stages)]
     order = _execution_order(study, wanted)
     if resume:
         # A resume with --stages adds to what the run covers; it does not forget stages run earlier.
-        before = state.get("requested_stages") or []
         state["requested_stages"] = [s for s in STAGE_ORDER if s in before or s in wanted]
         state.setdefault("resumes", []).append({"utc": utc_now(), "stages": wanted})
     else:
