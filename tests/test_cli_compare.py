@@ -41,7 +41,11 @@ def test_compare_by_relative_paths_writes_the_comparison(tmp_path):
 
 
 def test_a_regression_fails_only_when_asked(tmp_path):
-    two_runs(tmp_path, slower_by=0.3)
+    from studykit.compare.runs import SHIPPED_FLOORS
+
+    # 20 points beyond the latency margin of the floor compare uses by default for CPU runs
+    shipped = json.loads((SHIPPED_FLOORS / "noise-floor-cpu.json").read_text())
+    two_runs(tmp_path, slower_by=shipped["metrics"]["latency.avg_latency"]["margin"] + 0.2)
     r = cli("compare", "a", "b", "--out", "cmp", cwd=tmp_path)
     assert r.returncode == 0 and "worse: Average latency" in r.stdout, r.stdout + r.stderr
     r = cli("compare", "a", "b", "--out", "cmp2", "--fail-on-regression", cwd=tmp_path)
@@ -53,3 +57,15 @@ def test_bad_run_directories_are_named(tmp_path):
     assert r.returncode == 2 and "nope" in r.stderr and "no results/" in r.stderr
     r = cli("run", str(GOLDEN / "params.yaml"), "--baseline", "missing-run", cwd=tmp_path)
     assert r.returncode == 2 and "missing-run" in r.stderr and "not a run directory" in r.stderr
+
+
+def test_a_bad_noise_floor_file_is_named_before_anything_runs(tmp_path):
+    two_runs(tmp_path)
+    (tmp_path / "floor.json").write_text('{"metrics": {"latency.avg_latency": {"cv": 0.04}}}')  # no margin
+    for args in (["compare", "a", "b", "--noise-floor", "floor.json"],
+                 ["compare", "a", "b", "--noise-floor", "absent.json"],
+                 ["run", str(GOLDEN / "params.yaml"), "--baseline", "a", "--noise-floor", "absent.json"]):
+        r = cli(*args, cwd=tmp_path)
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert f"--noise-floor {tmp_path / args[-1]} is not a noise floor file" in r.stderr
+    assert not (tmp_path / "outputs").exists() and not list(tmp_path.glob("compare-*"))

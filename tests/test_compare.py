@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 
 from studykit.compare import render
-from studykit.compare.runs import compare_runs, regressions
+from studykit.compare.runs import SHIPPED_FLOORS, NoiseFloor, compare_runs, regressions
 from studykit.compare.statistics import benjamini_hochberg
 
 GOLDEN = Path(__file__).parent / "data" / "runs" / "golden"
+# The statistics alone, with the stated ±5 % margins, not the floor the kit ships for CPU runs.
+FLAT = NoiseFloor({}, "flat")
 
 
 # Five iterations a quiet host recorded (the golden run of 2026-11-26, avg 0.928 s, spread 6 %); the current golden
@@ -67,7 +69,7 @@ def test_slower_decode_is_worse_on_latency_and_tpot_not_on_ttft(tmp_path):
             d["latencies"] = [lat + (n - 1) * step for lat, n in zip(d["latencies"], d["output_lens"])]
             d["itls"] = [[x + step for x in itl] for itl in d["itls"]]
         edit_json(raw, slower_requests)
-    result = compare_runs(a, b)
+    result = compare_runs(a, b, FLAT)
     v = verdicts(result)
     assert v["latency.avg_latency"] == "worse"
     # per token (ITL, 620 samples a point) the delay is worse beyond doubt; per request (TPOT, 20 requests
@@ -144,11 +146,65 @@ def test_engine_config_parser_on_a_real_log():
 def test_the_report_against_a_reference_run_says_what_changed(tmp_path):
     from studykit.report import build_report
 
+    # the report judges with the floor shipped for CPU: a slowdown 20 points beyond its latency margin
+    margin = json.loads((SHIPPED_FLOORS / "noise-floor-cpu.json").read_text())["metrics"]["latency.avg_latency"]["margin"]
+    factor = round(1 + margin + 0.2, 1)
     a, b = copy_run(tmp_path, "a", quiet=True), copy_run(tmp_path, quiet=True)
     edit_json(b / "results" / "latency.json", lambda d: d["runs"]["latency"].update(
-        latencies=[x * 1.3 for x in d["runs"]["latency"]["latencies"]]))
+        latencies=[x * factor for x in d["runs"]["latency"]["latencies"]]))
     build_report(b, reference=str(a), languages=["zh", "en"])
     en = (b / "report.en.md").read_text()
-    assert "1 changes beyond noise:" in en and "Average latency (per iteration): worse +30.0 %" in en
+    assert "1 changes beyond noise:" in en
+    assert f"Average latency (per iteration): worse +{100 * (factor - 1):.1f} %" in en
     build_report(copy_run(tmp_path, "c", quiet=True), reference=str(a), languages=["en"])
     assert "No change beyond noise." in (tmp_path / "c" / "report.en.md").read_text()
+
+
+def steady_latency(run: Path, factor: float = 1.0) -> None:
+    """Five iterations spread by 0.1 %, times factor: a change of a few % is beyond doubt for the test, so the
+    verdict turns on the margin alone."""
+    edit_json(run / "results" / "latency.json", lambda d: d["runs"]["latency"].update(
+        latencies=[x * factor for x in (1.0, 1.001, 0.999, 1.0005, 0.9995)]))
+
+
+def test_cpu_runs_are_judged_with_the_shipped_floor_by_default(tmp_path):
+    """Latency 10 % slower: with the flat ±5 % it is worse; by default the margin is the one the shipped floor file
+    gives latency.avg_latency (read here from the JSON itself), and the verdict follows it."""
+    shipped = json.loads((SHIPPED_FLOORS / "noise-floor-cpu.json").read_text())
+    margin = shipped["metrics"]["latency.avg_latency"]["margin"]
+    a, b = copy_run(tmp_path, "a"), copy_run(tmp_path)
+    steady_latency(a)
+    steady_latency(b, 1.10)
+    flat = next(c for c in compare_runs(a, b, FLAT)["changes"] if c.key == "latency.avg_latency")
+    assert (flat.margin, flat.verdict) == (0.05, "worse")
+    result = compare_runs(a, b)
+    default = next(c for c in result["changes"] if c.key == "latency.avg_latency")
+    assert default.margin == margin
+    assert default.verdict == ("worse" if 0.10 > margin else "same within noise")
+    assert "noise-floor-cpu.json" in result["noise_floor"] and shipped["measured"]["host"] in result["noise_floor"]
+    md = render.markdown([str(a), str(b)], result["differs"], result["changes"], "en", result["noise_floor"])
+    assert "Noise margins: the run-to-run floor measured in `" in md
+
+
+def test_a_serve_point_the_floor_lacks_takes_the_metric_margin_then_the_stage_margin(tmp_path):
+    floor = NoiseFloor({"serve[rate=inf].mean_tpot_ms": 0.11, "serve.mean_tpot_ms": 0.22, "serve": 0.33,
+                        "latency.avg_latency": 0.44}, "given")
+    margins = {c.key: c.margin for c in compare_runs(GOLDEN, copy_run(tmp_path), floor)["changes"]}
+    assert margins["serve[rate=inf].mean_tpot_ms"] == 0.11
+    assert margins["serve[rate=4].mean_tpot_ms"] == 0.22
+    assert margins["serve[rate=4].mean_ttft_ms"] == 0.33
+    assert margins["latency.avg_latency"] == 0.44
+    assert margins["latency.prefill_ms"] == 0.05  # no latency entry but avg_latency's: the flat default
+
+
+def test_a_platform_without_a_shipped_floor_uses_the_flat_margins_and_says_so(tmp_path):
+    a, b = copy_run(tmp_path, "a"), copy_run(tmp_path)
+    for run in (a, b):
+        (run / "params.yaml").write_text((run / "params.yaml").read_text().replace("platform: cpu", "platform: npu"))
+    steady_latency(a)
+    steady_latency(b, 1.10)
+    result = compare_runs(a, b)
+    assert result["noise_floor"] is None
+    assert next(c for c in result["changes"] if c.key == "latency.avg_latency").verdict == "worse"
+    zh = render.markdown([str(a), str(b)], result["differs"], result["changes"], "zh", result["noise_floor"])
+    assert "噪声阈值: ±5 % (本平台无实测噪声基线" in zh

@@ -23,10 +23,25 @@ def _absolute(args, *names: str) -> None:
             setattr(args, name, str(Path(value).expanduser().resolve()))
 
 
-def _compare_to_baseline(baseline: str, run_dir: Path, fail_on_regression: bool, noise_floor: str | None) -> int:
-    from studykit.compare.runs import compare_runs, load_noise_floor, regressions, write_comparison
+class UsageError(Exception):
+    """Bad input found before anything runs: printed, exit 2."""
 
-    result = compare_runs(baseline, run_dir, load_noise_floor(noise_floor))
+
+def _noise_floor(command: str, path: str | None):
+    """The --noise-floor file read; a bad one is a UsageError naming it (exit 2 before anything runs)."""
+    from studykit.compare.runs import load_noise_floor
+
+    try:
+        return load_noise_floor(path)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise UsageError(f"studykit {command}: --noise-floor {path} is not a noise floor file of "
+                         f"benchmarks/noise_floor.py ({type(err).__name__}: {err})") from None
+
+
+def _compare_to_baseline(baseline: str, run_dir: Path, fail_on_regression: bool, noise_floor: str | None) -> int:
+    from studykit.compare.runs import compare_runs, regressions, write_comparison
+
+    result = compare_runs(baseline, run_dir, _noise_floor("run", noise_floor))
     paths = write_comparison(result, run_dir)
     worse = regressions(result)
     print(f"compared with baseline {baseline}: {paths['comparison.html']}")
@@ -42,14 +57,14 @@ def _cmd_compare(args) -> int:
     if len(args.runs) < 2:
         print("studykit compare: give at least two run directories", file=sys.stderr)
         return 2
-    from studykit.compare.runs import compare_runs, load_noise_floor, regressions, write_comparison
+    from studykit.compare.runs import compare_runs, regressions, write_comparison
     from studykit.evidence.rundir import outputs_root, utc_stamp
 
     missing = [r for r in args.runs if not (Path(r) / "results").is_dir()]
     if missing:
         print(f"studykit compare: not run directories (no results/): {missing}", file=sys.stderr)
         return 2
-    floor = load_noise_floor(args.noise_floor)
+    floor = _noise_floor("compare", args.noise_floor)
     out_root = Path(args.out) if args.out else outputs_root() / f"compare-{utc_stamp()}"
     code = 0
     for i, later in enumerate(args.runs[1:], 1):
@@ -60,6 +75,7 @@ def _cmd_compare(args) -> int:
         for c in result["changes"]:
             counts[c.verdict] = counts.get(c.verdict, 0) + 1
         print(f"{args.runs[0]} -> {later}: " + ", ".join(f"{n} {v}" for v, n in sorted(counts.items())))
+        print(f"  noise margins: {result['noise_floor'] or 'flat defaults (no measured floor)'}")
         for section, rows in result["differs"].items():
             if rows:
                 print(f"  differs in {section}: " + ", ".join(k for k, _, _ in rows[:8])
@@ -79,6 +95,7 @@ def _cmd_run(args) -> int:
     if args.baseline and not (Path(args.baseline) / "results").is_dir():
         print(f"studykit run: --baseline {args.baseline} is not a run directory (no results/)", file=sys.stderr)
         return 2
+    _noise_floor("run", args.noise_floor)
 
     if args.resume and args.params:
         print("studykit run: give either PARAMS or --resume RUN_DIR, not both", file=sys.stderr)
@@ -178,14 +195,16 @@ def build_parser() -> argparse.ArgumentParser:
                                                              "(comparison.{zh,en}.md and .html in the new run)")
     run.add_argument("--fail-on-regression", action="store_true",
                      help="with --baseline: exit 1 when a metric is worse beyond noise (for CI)")
-    run.add_argument("--noise-floor", metavar="FILE", help="margins per metric from benchmarks/noise_floor.py")
+    run.add_argument("--noise-floor", metavar="FILE", help="margins per metric from benchmarks/noise_floor.py "
+                       "(default: the floor the kit ships for the run's platform, else ±5 %%)")
     run.set_defaults(func=_cmd_run)
 
     compare = sub.add_parser("compare", help="what differs between runs and every metric both measured, with its "
                                              "change, 95 %% interval, test and verdict (each later run against the first)")
     compare.add_argument("runs", nargs="+", metavar="RUN_DIR")
     compare.add_argument("--out", help="where the comparison goes (default outputs/compare-<UTC time>/)")
-    compare.add_argument("--noise-floor", metavar="FILE", help="margins per metric from benchmarks/noise_floor.py")
+    compare.add_argument("--noise-floor", metavar="FILE", help="margins per metric from benchmarks/noise_floor.py "
+                       "(default: the floor the kit ships for the run's platform, else ±5 %%)")
     compare.add_argument("--fail-on-regression", action="store_true", help="exit 1 when a metric is worse")
     compare.set_defaults(func=_cmd_compare)
 
@@ -224,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except ParamsError as err:
         print(f"studykit: {err}", file=sys.stderr)
+        return 2
+    except UsageError as err:
+        print(err, file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
