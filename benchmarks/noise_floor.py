@@ -27,7 +27,6 @@ import itertools
 import json
 import math
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -37,7 +36,7 @@ from pathlib import Path
 
 from scipy.stats import t as t_dist
 from studies import ROOT, run_stages, study_variant
-from studykit.compare.runs import NoiseFloor, compare_runs
+from studykit.compare.runs import NoiseFloor, compare_runs, without_point
 from studykit.evidence.environment import cpu_model
 from studykit.compare.samples import run_metrics
 
@@ -73,7 +72,7 @@ def floor(runs: list[Path]) -> dict:
         out[key] = {"values": xs, "cv": cv, "max_change": worst, "margin": margin}
     # a serve point another study has and this one did not measure: the metric's largest margin over the points
     for key in [k for k in out if "[" in k]:
-        pointless = re.sub(r"\[[^]]*\]", "", key)
+        pointless = without_point(key)
         if pointless not in out or out[pointless]["margin"] < out[key]["margin"]:
             out[pointless] = {"margin": out[key]["margin"], "from": key}
     return out
@@ -95,7 +94,7 @@ def false_alarms(pairs, name: str) -> None:
 
 
 def margins_of(runs: list[Path]) -> NoiseFloor:
-    return NoiseFloor({k: v["margin"] for k, v in floor(runs).items()}, f"{len(runs)} clean runs")
+    return NoiseFloor.of(floor(runs), f"{len(runs)} clean runs")
 
 
 def provenance(runs: list[Path]) -> dict:
@@ -121,7 +120,7 @@ def main(argv=None) -> int:
     metrics = floor(clean)
     Path(args.out).write_text(json.dumps({"measured": provenance(clean), "run_dirs": [str(r) for r in clean],
                                           "metrics": metrics}, indent=2) + "\n")
-    margins = NoiseFloor({k: v["margin"] for k, v in metrics.items()}, "measured margins")
+    margins = NoiseFloor.of(metrics, "measured margins")
     print(f"\nrun-to-run spread over {len(clean)} clean runs (margin = t(0.975, n-1) x sqrt(2) x CV, at least 1 %):")
     print(f"{'metric':<42} {'values':<34} {'CV %':>6} {'max Δ %':>8} {'margin %':>9}")
     for key, v in metrics.items():

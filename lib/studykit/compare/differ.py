@@ -32,7 +32,8 @@ def _json(path: Path) -> dict:
         return {}
 
 
-def _params(root: Path) -> dict:
+def run_params(root: Path) -> dict:
+    """The run's params.yaml; {} when it is missing or unreadable."""
     try:
         return yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError):
@@ -81,7 +82,7 @@ def what_differs(a: str | Path, b: str | Path) -> dict[str, list[tuple[str, Any,
     """section -> [(key, value in A, value in B)] for every key that differs."""
     a, b = Path(a), Path(b)
     ea, eb = _json(a / "results" / "environment.json"), _json(b / "results" / "environment.json")
-    out = {"params": _diff(_params(a), _params(b)),
+    out = {"params": _diff(run_params(a), run_params(b)),
            "packages": _diff(_packages(ea), _packages(eb)),
            "model files": _diff({r["file"]: r["sha256"] for r in (ea.get("model_files") or [])},
                                 {r["file"]: r["sha256"] for r in (eb.get("model_files") or [])}),

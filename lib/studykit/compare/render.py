@@ -15,7 +15,8 @@ TEXT = {
            "none": "no change beyond noise",
            "floor": "Noise margins: the run-to-run floor measured in {src}; a metric it lacks: ±{flat} %.",
            "flat": "Noise margins: ±{flat} % (no measured floor for this platform; measure one with "
-                   "benchmarks/noise_floor.py and pass it with --noise-floor).", "section": {"params": "params", "packages": "packages",
+                   "benchmarks/noise_floor.py and pass it with --noise-floor).",
+           "section": {"params": "params", "packages": "packages",
            "model files": "model files", "machine": "machine", "machine probe": "machine probe",
            "vllm engine": "vLLM engine config"}},
     "zh": {"title": "运行对比", "runs": "运行", "differs": "差异项", "same": "无差异",

@@ -8,10 +8,8 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import yaml
-
 from studykit.compare import render
-from studykit.compare.differ import probe_ratio, what_differs
+from studykit.compare.differ import probe_ratio, run_params, what_differs
 from studykit.compare.samples import run_metrics
 from studykit.compare.statistics import Change, compare_metric, settle
 
@@ -26,30 +24,38 @@ class NoiseFloor:
     margins: dict[str, float]
     source: str
 
+    @classmethod
+    def of(cls, metrics: dict[str, dict], source: str) -> NoiseFloor:
+        """From the `metrics` block benchmarks/noise_floor.py writes (key -> {"margin": ..., ...})."""
+        return cls({k: float(v["margin"]) for k, v in metrics.items()}, source)
+
+
+def without_point(key: str) -> str:
+    """`serve[rate=inf].mean_tpot_ms` -> `serve.mean_tpot_ms`: the metric whatever the serve point."""
+    return re.sub(r"\[[^]]*\]", "", key)
+
 
 def load_noise_floor(path: str | Path | None) -> NoiseFloor | None:
     """benchmarks/noise_floor.py's output (JSON), or None without a path."""
     if not path:
         return None
     data = json.loads(Path(path).read_text(encoding="utf-8"))
-    margins = {k: float(v["margin"]) for k, v in (data.get("metrics") or {}).items()}
     about = data.get("measured") or {}
     where = ", ".join(str(about[k]) for k in ("runs", "host", "utc", "commit") if about.get(k))
-    return NoiseFloor(margins, f"{path}" + (f" ({where})" if where else ""))
+    return NoiseFloor.of(data.get("metrics") or {}, f"{path}" + (f" ({where})" if where else ""))
 
 
 def shipped_noise_floor(run_dir: str | Path) -> NoiseFloor | None:
     """The floor the kit ships for the run's platform (lib/studykit/data/noise-floor-<platform>.json), measured by
     benchmarks/noise_floor.py on the default study; None where none is shipped (then the flat defaults apply)."""
-    params = Path(run_dir) / "params.yaml"
-    platform = (yaml.safe_load(params.read_text(encoding="utf-8")) or {}).get("platform") if params.exists() else None
+    platform = run_params(Path(run_dir)).get("platform")
     path = SHIPPED_FLOORS / f"noise-floor-{platform}.json"
     return load_noise_floor(path) if platform and path.exists() else None
 
 
 def _margin(key: str, floor: dict[str, float]) -> float | None:
     # a serve point the floor did not measure takes the largest margin of that metric over the measured points
-    pointless = re.sub(r"\[[^]]*\]", "", key)
+    pointless = without_point(key)
     for candidate in (key, pointless, pointless.split(".", 1)[0]):
         if candidate in floor:
             return floor[candidate]
