@@ -135,7 +135,9 @@ def test_vllm_serve_matches_seed(ascend):
     for step in (s for s in steps if s.kind == "server"):
         extra = set(flags(vllm_args(step), 2)) - set(mine)
         # functional adds a per-step token budget for its chunked-prefill check (its own server)
+        # the profile stage adds vLLM's profiler (its own server)
         allowed = {"--load-format", "--enforce-eager"} | ({"--max-num-batched-tokens"} if step.stage == "functional" else set())
+        allowed |= {"--profiler-config"} if step.stage == "profile" else set()
         assert extra <= allowed, (step.label, extra)
 
 
@@ -208,12 +210,14 @@ def test_dry_run_order_follows_stages_with_shared_server_users_back_to_back(asce
     assert order[0] == "weights"
     seen = list(dict.fromkeys(order))
     # the stages that use the deploy gate's server run right after deploy, then the rest in the seed's order
+    # (profile after serve: its saturated window is serve's)
     sharing = [s for s in ("serve", "accuracy", "tasks") if s in study.stages]
-    rest = [s for s in ("latency", "throughput", "functional") if s in study.stages]
+    rest = [s for s in ("latency", "throughput", "profile", "functional") if s in study.stages]
     assert seen == ["weights", "deploy", *sharing, *rest, "report"]
     servers = [s for s in steps if s.kind == "server"]
     assert [(s.stage, s.label) for s in servers] == [("deploy", "dummy-gate"), ("deploy", "real-gate"),
-                                                   ("functional", "functional"), ("functional", "functional-eager")]
+                                                   ("profile", "profile-server"), ("functional", "functional"),
+                                                   ("functional", "functional-eager")]
 
 
 def test_cli_dry_run_prints_everything_and_starts_nothing(tmp_path, no_vllm_left):

@@ -52,10 +52,17 @@ def test_profile_stage_for_real(tmp_path, no_vllm_left):
     run = run.parent
     assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:])
     doc = json.loads((run / "results" / "profile.json").read_text())
-    assert doc["status"] == "passed" and [w["concurrency"] for w in doc["windows"]] == [1, 8]
+    # batch 1 and serve's saturated batch: serve did not run, so its 20 prompts at once, 16 of them batched
+    assert doc["status"] == "passed" and [w["concurrency"] for w in doc["windows"]] == [1, 16]
+    assert doc["windows"][1]["concurrency_from"].endswith("capped at model.max_num_seqs 16")
     for w in doc["windows"]:
-        (trace,) = [Path(f) for f in w["trace_files"]]
-        assert trace.parent == run / "raw" / "profile" and trace.name.startswith(f"c{w['concurrency']}_")
+        assert w["order"] == ["off", "on", "on", "off"] and len(w["unprofiled"]) == len(w["profiled"]) == 2
+        # every profiled window left its own trace; the split is the first one's
+        traces = [[Path(f) for f in t["trace_files"]] for t in w["profiled"]]
+        assert all(len(t) == 1 and t[0].parent == run / "raw" / "profile" for t in traces)
+        assert traces[0] != traces[1] and w["split"]["path"] == str(traces[0][0])
+        trace = traces[0][0]
+        assert trace.name.startswith(f"c{w['concurrency']}_")
         mine, split = recompute(trace), w["split"]
         assert split["decode_steps"] == mine["decode_steps"] > 0
         assert [s["period_ms"] for s in split["steps"]] == pytest.approx([s["period"] for s in mine["steps"]],
@@ -66,10 +73,11 @@ def test_profile_stage_for_real(tmp_path, no_vllm_left):
         assert split["mean_in_model_ms"] == pytest.approx(mine["inside"], abs=1e-5)
         assert split["outside_share"] == pytest.approx(mine["share"], abs=1e-5)
         assert "'gpu_model_runner: forward' scope" in split["in_model_basis"]
-        assert isinstance(w["overhead"], float)
-        assert w["overhead"] == pytest.approx((w["profiled"]["ms_per_output_token"]
-                                               - w["unprofiled"]["ms_per_output_token"])
-                                              / w["unprofiled"]["ms_per_output_token"], abs=1e-6)
+        # the overhead from the requests' own timings: each window's mean over its requests, then over the windows
+        per_window = {k: [sum(r["ms_per_output_token"] for r in t["requests"]) / len(t["requests"]) for t in w[k]]
+                      for k in ("unprofiled", "profiled")}
+        off, on = (sum(v) / len(v) for v in per_window.values())
+        assert isinstance(w["overhead"], float) and w["overhead"] == pytest.approx(on / off - 1, abs=1e-5)
         assert w["energy"] is None and w["energy_not_run"]  # this host exposes no RAPL
     statuses = {(c["id"], c["subject"]): c["status"] for c in doc["checks"]}
     assert statuses[("profile.energy_per_token", "c1")] == "not_run"
@@ -79,7 +87,7 @@ def test_profile_stage_for_real(tmp_path, no_vllm_left):
     assert "Why this speed: host / device split of a decode step (profile)" in part
     split_rows = next(t for t in tables(part) if t and "Share outside" in t[0])
     first = doc["windows"][0]["split"]
-    assert [row["Concurrency"] for row in split_rows] == ["1", "8"]
+    assert [row["Concurrency"] for row in split_rows] == ["1", "16"]
     assert split_rows[0]["Share outside"] == f"{first['outside_share'] * 100:.1f} %"
     assert split_rows[0]["Profiler overhead"] == f"{doc['windows'][0]['overhead'] * 100:.1f} %"
     assert "--profiler-config" in part and (run / "charts" / "profile-steps.png").is_file()

@@ -1,19 +1,22 @@
 # %% [markdown]
 # # Profile: why decode runs at this speed
-# The study's `vllm serve` with vLLM's own torch profiler enabled (`--profiler-config`), and per concurrency a
-# window of streamed requests twice: without the profiler (its time per token, and its energy where the host exposes
-# power), then between `/start_profile` and `/stop_profile`. The trace splits each decode step into time inside the
-# model's forward and time outside it (scheduler, sampler, Python, input prep); the two windows give the profiler's
-# overhead. Stored in `results/profile.json`, the traces in `raw/profile/`.
+# The study's `vllm serve` with vLLM's own torch profiler enabled (`--profiler-config`), and per concurrency (batch 1
+# and the serve stage's saturated batch by default) a warm-up window, then the same streamed requests without the
+# profiler and between `/start_profile` and `/stop_profile`, in the order off on on off. The first profiled window's
+# trace splits each decode step into time inside the model's forward and time outside it (scheduler, sampler,
+# Python, input prep); the two kinds of window give the profiler's overhead, and the unprofiled windows' spread what
+# the host alone moves. Stored in `results/profile.json`, the traces in `raw/profile/`.
 
 # %% tags=["parameters"]
 run_dir = ""  # help: run directory made by `studykit run`; empty makes a fresh one (stepping by hand)
 params_path = ""  # help: study YAML; empty means the run's params.yaml, or the default study
 input_len = 32  # help: prompt tokens per request
 output_len = 32  # help: tokens each request generates (max_tokens, ignore_eos): the decode window
-concurrency = [1, 8]  # help: concurrent requests of each window: 1 is batch-1 decode, a larger one a batch
+concurrency = [1, "saturated"]  # help: requests at once per window: 1 is batch-1 decode; "saturated" serve's batch
 warmup_requests = 1  # help: requests sent and not measured before the first window
+repeats = 2  # help: windows of each kind (profiler off, on) per concurrency, in the order off on on off
 outside_share_threshold = 0.5  # help: host-bound when more than this share of a decode step is outside the forward
+max_overhead = 0.25  # help: largest |profiler overhead| for which the traced steps stand for the unprofiled ones
 min_decode_steps = 8  # help: fewest decode steps a window's trace must hold for its split to count
 top_ops = 10  # help: operators listed by self time
 
@@ -51,7 +54,8 @@ result.charts = stage.charts(ctx, result)
 # %% [markdown]
 # ## Checks
 # The server's profiler flag, the tokens each request produced, the trace found and parsed, enough decode steps,
-# in-model + outside = period for every step, the overhead recomputed from the two windows, and the energy per token
+# in-model + outside = period for every step, the overhead recomputed from the windows and within max_overhead, and
+# the energy per token
 # (`not_run` with the reason where the host exposes no power). A failed check fails the stage.
 
 # %%

@@ -18,8 +18,9 @@ from studykit.engine import cmdline
 from studykit.params import load_study
 from studykit.stages.profile import checks
 from studykit.stages.profile.params import ProfileParams
-from studykit.stages.profile.stage import (overhead, plan, profiler_config, request_timing, verdict,
-                                           window_energy_row)
+from studykit.stages.profile.params import window_order
+from studykit.stages.profile.stage import (concurrencies, new_outputs, overhead, plan, profiler_config,
+                                           request_timing, saturated_batch, spread, verdict, window_energy_row)
 from studykit.stages.profile.trace import parse_trace
 from test_energy import RECORDED, rapl_tree, samples_at
 from test_profile_parsers import PREFILL, STEP, record_trace
@@ -46,8 +47,66 @@ def test_plan_is_the_study_server_plus_the_profiler(tmp_path):
     from vllm.config import ProfilerConfig
 
     assert ProfilerConfig(**cfg).profiler == "torch"
-    assert [s.label for s in steps[1:]] == ["window-c1", "profiled-c1", "window-c8", "profiled-c8"]
-    assert '"profile_prefix": "c8"' in steps[4].text and "/stop_profile" in steps[4].text
+    # the default windows: batch 1 and serve's saturated batch (20 prompts at once, max_num_seqs 16 of them run)
+    assert [s.label for s in steps[1:]] == ["window-c1", "profiled-c1", "window-c16", "profiled-c16"]
+    assert '"profile_prefix": "c16"' in steps[4].text and "/stop_profile" in steps[4].text
+    assert "the windows off on on off" in steps[3].text and "capped at model.max_num_seqs 16" in steps[3].text
+
+
+def serve_json(run: Path, runs: list[dict]) -> None:
+    (run / "results").mkdir(parents=True, exist_ok=True)
+    (run / "results" / "serve.json").write_text(json.dumps({"runs": runs}))
+
+
+def test_saturated_batch_comes_from_serve(tmp_path):
+    recorded = json.loads((Path(__file__).parents[1] / "data" / "bench" / "serve-vllm-cpu-0.32.json").read_text())
+    # vLLM's own serve JSON (rate inf, 10 prompts): 10 requests in flight
+    assert recorded["request_rate"] == "inf" and recorded["max_concurrent_requests"] == 10
+    study = load_study(tiny_study(tmp_path, {"stages": ["profile"]}))
+    run = tmp_path / "run"
+    # before serve has run: serve.num_prompts 20, capped at max_num_seqs 16
+    assert saturated_batch(study, run)[0] == 16
+    serve_json(run, [{"request_rate": "inf", "max_concurrency": None,
+                      "max_concurrent_requests": recorded["max_concurrent_requests"]},
+                     {"request_rate": "5.0", "max_concurrency": None, "max_concurrent_requests": 3},
+                     {"request_rate": "inf", "max_concurrency": 1, "max_concurrent_requests": 1}])
+    n, where = saturated_batch(study, run)
+    assert n == 10 and where.startswith("serve's saturated point (rate inf): max_concurrent_requests 10")
+    assert concurrencies(study, run) == [(1, "params"), (10, where)]
+    # more in flight than the engine batches: the engine's batch
+    serve_json(run, [{"request_rate": "inf", "max_concurrency": None, "max_concurrent_requests": 20}])
+    assert saturated_batch(study, run) == (16, "serve's saturated point (rate inf): max_concurrent_requests 20 in "
+                                               "results/serve.json, capped at model.max_num_seqs 16")
+    # a number equal to the saturated batch is one window
+    wide = load_study(tiny_study(tmp_path, {"stages": ["profile"], "profile": {"concurrency": [16, "saturated"]}}))
+    assert [c for c, _ in concurrencies(wide, run)] == [16]
+
+
+def test_window_order_is_balanced():
+    assert window_order(1) == ["off", "on"]
+    assert window_order(2) == ["off", "on", "on", "off"]
+    assert window_order(4) == ["off", "on", "on", "off"] * 2
+    # a drift linear in the window's position adds the same to both kinds' mean
+    pos = {k: [i for i, o in enumerate(window_order(4)) if o == k] for k in ("off", "on")}
+    assert sum(pos["off"]) / 4 == sum(pos["on"]) / 4 == 3.5
+
+
+def test_a_windows_outputs_are_what_appeared_during_it(tmp_path):
+    raw = tmp_path / "profile"
+    raw.mkdir()
+    # vllm-ascend keeps the first window's trace name for later windows: the name cannot tell windows apart
+    (raw / "c1_dp0_pp0_tp0_dcp0_ep0_rank0.1.pt.trace.json.gz").write_bytes(b"")
+    before = {raw / "c1_dp0_pp0_tp0_dcp0_ep0_rank0.1.pt.trace.json.gz"}
+    (raw / "c1_dp0_pp0_tp0_dcp0_ep0_rank1.2.pt.trace.json.gz").write_bytes(b"")
+    (raw / "c1_dp0_pp0_tp0_dcp0_ep0_rank0.2.pt.trace.json.gz").write_bytes(b"")
+    assert [f.name for f in new_outputs(raw, "cpu", before, wait_s=0)] == [
+        "c1_dp0_pp0_tp0_dcp0_ep0_rank0.2.pt.trace.json.gz", "c1_dp0_pp0_tp0_dcp0_ep0_rank1.2.pt.trace.json.gz"]
+    # NPU: a *_ascend_pt directory counts once torch_npu has analysed it
+    pt = raw / "c16_dp0_pp0_tp0_dcp0_ep0_rank0_20261204_ascend_pt"
+    (pt / "ASCEND_PROFILER_OUTPUT").mkdir(parents=True)
+    assert new_outputs(raw, "npu", set(), wait_s=0) == [pt]  # the deadline passed: what is there
+    (pt / "ASCEND_PROFILER_OUTPUT" / "step_trace_time.csv").write_text("Step,Computing\n")
+    assert new_outputs(raw, "npu", set(), wait_s=5) == [pt]
 
 
 def test_profile_is_opt_in():
@@ -80,8 +139,10 @@ def test_request_timing_by_hand():
         request_timing({"chunks": chunks, "usage": None})
 
 
-def test_overhead_and_verdict():
+def test_overhead_spread_and_verdict():
     assert overhead(40.0, 50.0) == 0.25
+    assert spread([{"ms_per_output_token": 40.0}, {"ms_per_output_token": 44.0}]) == pytest.approx(4 / 42)
+    assert spread([{"ms_per_output_token": 40.0}]) is None
     assert verdict(0.51, 0.5) == "host-bound" and verdict(0.5, 0.5) == "device-bound"
 
 
@@ -139,8 +200,11 @@ def profile_data(trace: Path, run: Path) -> tuple[ProfileParams, dict]:
     data = {"params": p.model_dump(), "server": "profile-server", "profiler_config": cfg,
             "commands": [{"label": "profile-server", "argv": argv, "command": " ".join(argv)}],
             "idle_not_run": NO_RAPL,
-            "windows": [{"concurrency": 1, "unprofiled": timing(40.0), "profiled": timing(50.0), "overhead": 0.25,
-                         "trace_files": [str(trace)], "split": split.model_dump(),
+            "windows": [{"concurrency": 1, "order": ["off", "on", "on", "off"],
+                         "unprofiled": [timing(38.0), timing(42.0)],
+                         "profiled": [{**timing(48.0), "trace_files": [str(trace)]}, timing(52.0)],
+                         "ms_per_output_token_off": 40.0, "ms_per_output_token_on": 50.0, "overhead": 0.25,
+                         "spread_off": 0.1, "split": split.model_dump(),
                          "verdict": verdict(split.outside_share, 0.5), "energy_not_run": NO_RAPL}]}
     return p, data
 
@@ -160,7 +224,7 @@ def test_a_good_result_passes(trace, tmp_path):
         ("profile.profiler_enabled", "passed"), ("profile.tokens_as_requested", "passed"),
         ("profile.trace_parsed", "passed"), ("profile.enough_decode_steps", "passed"),
         ("profile.split_adds_up", "passed"), ("profile.overhead_measured", "passed"),
-        ("profile.energy_per_token", "not_run")}, [(c.id, c.detail) for c in res]
+        ("profile.overhead_small", "passed"), ("profile.energy_per_token", "not_run")}, [(c.id, c.detail) for c in res]
     (e,) = by_id(res, "profile.energy_per_token", "c1")
     assert e.detail == NO_RAPL
 
@@ -178,15 +242,16 @@ def test_profiler_flag_missing_or_elsewhere_fails(trace, tmp_path):
 
 def test_short_request_fails(trace, tmp_path):
     def short(d):
-        d["windows"][0]["profiled"]["requests"][0]["output_tokens"] = 63
+        d["windows"][0]["profiled"][1]["requests"][0]["output_tokens"] = 63
     (c,) = by_id(run_checks(trace, tmp_path, short), "profile.tokens_as_requested", "c1")
-    assert c.status == "failed" and "profiled: [63]" in c.detail
+    assert c.status == "failed" and "profiled 2: [63]" in c.detail
 
 
 def test_missing_trace_fails_and_the_rest_does_not_run(trace, tmp_path):
     def no_trace(d):
-        d["windows"][0].update(split=None, verdict=None, trace_files=[],
-                               split_error="the profiler wrote no trace for this window within 120 s")
+        d["windows"][0].update(split=None, verdict=None, split_error="the profiler wrote nothing for this window "
+                                                                     "within 120 s")
+        d["windows"][0]["profiled"][0]["trace_files"] = []
     res = run_checks(trace, tmp_path, no_trace)
     assert by_id(res, "profile.trace_parsed", "c1")[0].status == "failed"
     assert by_id(res, "profile.enough_decode_steps", "c1")[0].status == "not_run"
@@ -212,6 +277,30 @@ def test_overhead_missing_or_not_the_ratio_fails(trace, tmp_path):
         (c,) = by_id(run_checks(trace, tmp_path, set_overhead), "profile.overhead_measured", "c1")
         assert c.status == "failed", value
 
+    def one_window_slower(d):  # the mean over the windows, not the first of each kind
+        d["windows"][0]["profiled"][1]["ms_per_output_token"] = 60.0
+    (c,) = by_id(run_checks(trace, tmp_path, one_window_slower), "profile.overhead_measured", "c1")
+    assert c.status == "failed" and c.expected == pytest.approx((54 - 40) / 40)
+
+
+def test_overhead_too_large_fails(trace, tmp_path):
+    (ok,) = by_id(run_checks(trace, tmp_path), "profile.overhead_small", "c1")
+    assert ok.status == "passed" and ok.detail == ("overhead 25.0 %, at most ±25 %; the unprofiled windows alone "
+                                                   "spread 10.0 %")
+    (c,) = by_id(run_checks(trace, tmp_path, p_changes={"max_overhead": 0.2}), "profile.overhead_small", "c1")
+    assert c.status == "failed" and c.detail.startswith("overhead 25.0 %, at most ±20 %")
+
+
+def test_steps_not_marked_decode_do_not_count_as_decode(trace, tmp_path):
+    from studykit.stages.profile.npu import parse_npu_profile
+
+    npu = parse_npu_profile(Path(__file__).parents[1] / "data" / "profile" / "npu-mfu-analyzer-rank0")
+
+    def on_npu(d):
+        d["windows"][0]["split"] = npu.model_dump()
+    (c,) = by_id(run_checks(trace, tmp_path, on_npu), "profile.enough_decode_steps", "c1")
+    assert c.status == "not_run" and "does not say which steps decode" in c.detail
+
 
 def test_energy_measured_passes_and_a_wrong_one_fails(trace, tmp_path):
     series = samples_at([0.0, 0.5, 1.0], [RECORDED[0], RECORDED[1], RECORDED[0]])
@@ -231,9 +320,12 @@ def test_energy_measured_passes_and_a_wrong_one_fails(trace, tmp_path):
 
 def test_every_check_detail_has_a_zh_template(trace, tmp_path):
     from studykit.report.check_text import zh_detail
+    from studykit.stages.profile.npu import parse_npu_profile
 
     res = run_checks(trace, tmp_path)
-    res += run_checks(trace, tmp_path, p_changes={"min_decode_steps": 9})
+    res += run_checks(trace, tmp_path, p_changes={"min_decode_steps": 9, "max_overhead": 0.2})
+    res += run_checks(trace, tmp_path, lambda d: d["windows"][0].update(
+        split=parse_npu_profile(Path(__file__).parents[1] / "data" / "profile" / "npu-mfu-analyzer-rank0").model_dump()))
     assert [(c.id, c.detail) for c in res if zh_detail(c.id, c.detail) is None] == []
 
 
@@ -282,7 +374,7 @@ def test_report_part_cells(trace, tmp_path, lang):
                                             "device-bound": "设备侧受限 (device-bound)"}[v]
     from studykit.report.mdtools import fmt
 
-    assert split_t[1] == ["1", "40.000", "50.000", "25.0 %", "8", fmt(split.mean_period_ms),
+    assert split_t[1] == ["1", "40.000", "50.000", "25.0 %", "10.0 %", "8", fmt(split.mean_period_ms),
                           fmt(split.mean_in_model_ms), fmt(split.mean_outside_model_ms), fmt(split.mean_idle_ms),
                           pct(split.outside_share), shown_verdict]
     assert [row[0] for row in ops_t[1:]] == [f"`{op.name}`" for op in split.top_ops]
@@ -296,3 +388,51 @@ def test_report_part_cells(trace, tmp_path, lang):
         assert "'gpu_model_runner: forward' scope" in text
     else:
         assert split_t[0][0] == "并发" and "在模型前向之外(阈值 50.0 %)" in text
+
+
+def test_npu_window_is_split_from_torch_npu_output(tmp_path):
+    """On Ascend the window's output is a `*_ascend_pt` directory (vllm-ascend's TorchNPUProfilerWrapper through
+    torch_npu's tensorboard_trace_handler); the stage reads its step_trace_time.csv. The recorded directory is real
+    torch_npu output (tests/data/profile/README.md)."""
+    import csv
+    import shutil
+
+    from studykit.stages.profile.stage import split_window
+
+    raw = tmp_path / "profile"
+    src = Path(__file__).parents[1] / "data" / "profile" / "npu-mfu-analyzer-rank0"
+    pt = raw / "c1_dp0_pp0_tp0_dcp0_ep0_rank0_1234_20261204000000000_ascend_pt"
+    shutil.copytree(src, pt)
+    found = new_outputs(raw, "npu", set(), wait_s=0)
+    assert found == [pt]
+    out = split_window(found, ProfileParams(concurrency=[1]), "npu")
+    split = out["split"]
+    with (src / "ASCEND_PROFILER_OUTPUT" / "step_trace_time.csv").open(encoding="utf-8-sig") as fh:
+        (row,) = list(csv.DictReader(fh))
+    us = {k.strip(): float(v) for k, v in row.items() if k.strip() in ("Computing", "Communication(Not Overlapped)",
+                                                                        "Free")}
+    inside = (us["Computing"] + us["Communication(Not Overlapped)"]) / 1000
+    assert split["source"] == "torch_npu_profiler"
+    assert split["mean_in_model_ms"] == pytest.approx(inside, abs=1e-6)
+    assert split["mean_outside_model_ms"] == pytest.approx(us["Free"] / 1000, abs=1e-6)
+    assert out["verdict"] == verdict(us["Free"] / (us["Free"] + inside * 1000), 0.5)
+    # nothing written: said
+    assert split_window([], ProfileParams(), "npu") == {
+        "split_error": "the profiler wrote nothing for this window within 900 s"}
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_report_says_where_the_saturated_window_came_from(trace, tmp_path, lang, monkeypatch):
+    where = ("serve's saturated point (rate inf): max_concurrent_requests 20 in results/serve.json, capped at "
+             "model.max_num_seqs 16")
+    orig = profile_data
+
+    def saturated(trace, run):
+        p, data = orig(trace, run)
+        data["windows"][0].update(concurrency_from=where)
+        return p, data
+    monkeypatch.setitem(globals(), "profile_data", saturated)
+    text = report_part(trace, tmp_path, lang)
+    assert ("- Concurrency 1 comes from " + where if lang == "en" else
+            "- 并发 1 的来源:serve 饱和点(速率 inf)同时在途的请求数 20(results/serve.json),以 model.max_num_seqs 16 为上限") \
+        in text.splitlines()

@@ -255,11 +255,14 @@ CHECKS: dict[str, CheckText] = {
     "profile.trace_parsed": CheckText(
         "该窗口的 trace 已找到并解析为引擎步", "the window's trace was found and parsed into steps",
         ((r"(?P<f>\S+): (?P<n>\d+) steps", "{f}:{n} 个引擎步"),
-         (r"the profiler wrote no trace for this window within (?P<s>\d+) s", "profiler 在 {s} s 内没有写出该窗口的 trace"),
+         (r"the profiler wrote nothing for this window within (?P<s>\d+) s", "profiler 在 {s} s 内没有为该窗口写出任何输出"),
          (r"no split recorded", "没有记录拆分结果"))),
     "profile.enough_decode_steps": CheckText(
         "trace 中的 Decode 步数 ≥ min_decode_steps", "decode steps in the trace >= min_decode_steps",
         ((r"(?P<n>\d+) decode steps, at least (?P<m>\d+) wanted", "{n} 个 Decode 步,至少需要 {m} 个"),
+         (r"the profiler output does not say which steps decode \(all (?P<n>\d+) steps \(the profiler output does "
+          r"not say which steps decode\)\): the split is over them all",
+          "profiler 输出没有标明哪些步是 Decode:拆分是全部 {n} 个步的平均"),
          (r"no split \(profile\.trace_parsed says why\)", "没有拆分结果(原因见 profile.trace_parsed)"))),
     "profile.split_adds_up": CheckText(
         "模型前向内 + 前向外 = 单步周期", "in the model + outside it = the step's period",
@@ -267,11 +270,18 @@ CHECKS: dict[str, CheckText] = {
          (r"steps (?P<s>\[.*\]) do not add up(?P<m>(?:; nor do the means)?)", "引擎步 {s} 相加不一致{m}"),
          (r"no split \(profile\.trace_parsed says why\)", "没有拆分结果(原因见 profile.trace_parsed)"))),
     "profile.overhead_measured": CheckText(
-        "profiler 开销 = (开启 − 未开启) / 未开启 的单 token 时延",
-        "profiler overhead = (profiled - unprofiled) / unprofiled ms per token",
-        ((r"unprofiled (?P<a>\S+) ms, profiled (?P<b>\S+) ms per token; overhead (?P<o>.+)",
-          "未开启 profiler {a} ms,开启 {b} ms(单 token);开销 {o}"),
+        "profiler 开销 = 开启窗口平均 / 未开启窗口平均的单 token 时延 − 1",
+        "profiler overhead = mean profiled / mean unprofiled ms per token - 1",
+        ((r"unprofiled (?P<a>\S+) ms, profiled (?P<b>\S+) ms per token \((?P<na>\d+) \+ (?P<nb>\d+) windows\); "
+          r"overhead (?P<o>.+)", "未开启 profiler {a} ms,开启 {b} ms(单 token,{na} + {nb} 个窗口);开销 {o}"),
          (r"a window did not complete", "有窗口未完成"))),
+    "profile.overhead_small": CheckText(
+        "|profiler 开销| ≤ max_overhead(开启 profiler 的步能代表未开启的步)",
+        "|profiler overhead| <= max_overhead (the profiled steps are the unprofiled ones)",
+        ((r"overhead (?P<o>\S+ %), at most ±(?P<m>\S+ %); the unprofiled windows alone spread (?P<s>\S+ %)",
+          "开销 {o},上限 ±{m};未开启 profiler 的窗口之间本身相差 {s}"),
+         (r"overhead (?P<o>\S+ %), at most ±(?P<m>\S+ %)", "开销 {o},上限 ±{m}"),
+         (r"no overhead measured", "未测得开销"))),
     "profile.energy_per_token": CheckText(
         "该窗口的单 token 能耗", "energy per output token of the window",
         ((r"(?P<j>\S+) J over (?P<n>\d+) tokens = (?P<jpt>\S+) J/token, (?P<cov>\d+) % of the window sampled "

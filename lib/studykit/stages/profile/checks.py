@@ -1,7 +1,8 @@
 """The profile stage's checks: the server ran with vLLM's torch profiler writing under raw/profile/; per window,
 every request produced the tokens asked for, the trace was found and parsed into steps, it holds enough decode
-steps, each step's in-model and outside times add up to its period, the overhead is the ratio of the two windows'
-own timings, and the energy per token (not_run with the reason where the host exposes no power)."""
+steps, each step's in-model and outside times add up to its period, the overhead is the ratio of the two kinds of
+windows' own timings and small enough for the profiled steps to stand for the unprofiled ones, and the energy per
+token (not_run with the reason where the host exposes no power)."""
 
 from __future__ import annotations
 
@@ -58,8 +59,8 @@ def window_checks(p: ProfileParams, w: ProfileWindow) -> list[Check]:
     out = []
 
     name = "every request produced output_len tokens"
-    got = [(label, [r.output_tokens for r in t.requests]) for label, t in
-           (("unprofiled", w.unprofiled), ("profiled", w.profiled)) if t is not None]
+    got = [(f"{label} {i + 1}", [r.output_tokens for r in t.requests])
+           for label, kind in (("unprofiled", w.unprofiled), ("profiled", w.profiled)) for i, t in enumerate(kind)]
     bad = [f"{label}: {toks}" for label, toks in got if len(toks) != w.concurrency or set(toks) != {p.output_len}]
     out.append(check("profile.tokens_as_requested", name, bool(got) and not bad,
                      f"{w.concurrency} requests x {p.output_len} tokens in {len(got)} windows" if not bad else
@@ -69,7 +70,7 @@ def window_checks(p: ProfileParams, w: ProfileWindow) -> list[Check]:
     name = "the window's trace was found and parsed into steps"
     if w.split is None:
         out.append(check("profile.trace_parsed", name, False, w.split_error or "no split recorded",
-                         "a parsed trace", w.trace_files, subject=s))
+                         "a parsed trace", w.profiled[0].trace_files if w.profiled else [], subject=s))
     else:
         out.append(check("profile.trace_parsed", name, True,
                          f"{Path(w.split.path).name}: {len(w.split.steps)} steps", "a parsed trace",
@@ -79,6 +80,9 @@ def window_checks(p: ProfileParams, w: ProfileWindow) -> list[Check]:
     name = "decode steps in the trace >= min_decode_steps"
     if w.split is None:
         out.append(not_run("profile.enough_decode_steps", name, no_split, "profile.decode_steps", s))
+    elif all(st.decode is None for st in w.split.steps):
+        out.append(not_run("profile.enough_decode_steps", name, f"the profiler output does not say which steps "
+                           f"decode ({w.split.averaged_over}): the split is over them all", "profile.decode_steps", s))
     else:
         n = w.split.decode_steps
         out.append(check("profile.enough_decode_steps", name, n >= p.min_decode_steps,
@@ -100,18 +104,30 @@ def window_checks(p: ProfileParams, w: ProfileWindow) -> list[Check]:
         out.append(check("profile.split_adds_up", name, not bad_steps and not means_off, detail, 0,
                          len(bad_steps) + means_off, subject=s))
 
-    name = "profiler overhead = (profiled - unprofiled) / unprofiled ms per token"
-    if w.unprofiled is None or w.profiled is None:
+    name = "profiler overhead = mean profiled / mean unprofiled ms per token - 1"
+    if not w.unprofiled or not w.profiled:
         out.append(not_run("profile.overhead_measured", name, "a window did not complete",
                            "profile.overhead", s))
     else:
-        a, b = w.unprofiled.ms_per_output_token, w.profiled.ms_per_output_token
+        a = sum(t.ms_per_output_token for t in w.unprofiled) / len(w.unprofiled)
+        b = sum(t.ms_per_output_token for t in w.profiled) / len(w.profiled)
         want = (b - a) / a
         ok = w.overhead is not None and math.isfinite(w.overhead) and abs(w.overhead - want) <= 1e-6
         shown = "none" if w.overhead is None else f"{w.overhead * 100:.1f} %"
         out.append(check("profile.overhead_measured", name, ok,
-                         f"unprofiled {a:.4g} ms, profiled {b:.4g} ms per token; overhead {shown}",
-                         round(want, 6), w.overhead, "profile.overhead", s))
+                         f"unprofiled {a:.4g} ms, profiled {b:.4g} ms per token ({len(w.unprofiled)} + "
+                         f"{len(w.profiled)} windows); overhead {shown}", round(want, 6), w.overhead,
+                         "profile.overhead", s))
+
+    name = "|profiler overhead| <= max_overhead (the profiled steps are the unprofiled ones)"
+    if w.overhead is None:
+        out.append(not_run("profile.overhead_small", name, "no overhead measured", "profile.overhead", s))
+    else:
+        out.append(check("profile.overhead_small", name, abs(w.overhead) <= p.max_overhead,
+                         f"overhead {w.overhead * 100:.1f} %, at most ±{p.max_overhead * 100:.0f} %"
+                         + (f"; the unprofiled windows alone spread {w.spread_off * 100:.1f} %"
+                            if w.spread_off is not None else ""),
+                         p.max_overhead, w.overhead, "profile.overhead", s))
 
     name = "energy per output token of the window"
     if w.energy is None:
@@ -119,7 +135,7 @@ def window_checks(p: ProfileParams, w: ProfileWindow) -> list[Check]:
                            "profile.joules_per_token", s))
     else:
         e = w.energy
-        tokens = w.unprofiled.output_tokens if w.unprofiled else None
+        tokens = w.unprofiled[0].output_tokens if w.unprofiled else None
         ok = (e.joules > 0 and e.output_tokens == tokens and e.joules_per_token is not None
               and abs(e.joules_per_token - e.joules / e.output_tokens) <= 1e-9 * e.joules)
         out.append(check("profile.energy_per_token", name, ok,

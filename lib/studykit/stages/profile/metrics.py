@@ -6,11 +6,14 @@ from studykit.schema.metrics import Metric
 W = "windows.0"
 
 METRICS: tuple[Metric, ...] = (
-    Metric("profile.ms_per_output_token", f"{W}.unprofiled.ms_per_output_token", "ms/token",
+    Metric("profile.ms_per_output_token", f"{W}.ms_per_output_token_off", "ms/token",
            "Decode time per token, profiler off", "Decode 单 token 时延(未开启 profiler)", "derived",
-           "(last - first token arrival) / (tokens - first chunk's), mean over the window's requests"),
+           "(last - first token arrival) / (tokens - first chunk's), mean over the requests and the unprofiled "
+           "windows"),
     Metric("profile.overhead", f"{W}.overhead", "ratio", "Profiler overhead", "Profiler 开销", "derived",
-           "(profiled - unprofiled) / unprofiled ms per token"),
+           "mean profiled / mean unprofiled ms per token - 1"),
+    Metric("profile.spread_off", f"{W}.spread_off", "ratio", "Spread of the unprofiled windows",
+           "未开启 profiler 的窗口之间的离散度", "derived", "(max - min) / mean ms per token of the unprofiled windows"),
     Metric("profile.mean_period_ms", f"{W}.split.mean_period_ms", "ms", "Decode step period (traced)",
            "Decode 单步周期(trace)", "derived", "step annotation start to the next one's, mean over decode steps"),
     Metric("profile.mean_in_model_ms", f"{W}.split.mean_in_model_ms", "ms", "Inside the model's forward",

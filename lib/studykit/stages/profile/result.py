@@ -28,19 +28,27 @@ class WindowTiming(Record):
     output_tokens: int
     ms_per_output_token: float = Field(description="mean over the requests of their ms_per_output_token")
     window_s: list[float] | None = Field(None, description="[start, end] on the telemetry clock of the window")
+    trace_files: list[str] = Field(default_factory=list, description="a profiled window: what the profiler wrote for "
+                                                                    "it (rank 0's first)")
 
 
 class ProfileWindow(Record):
     concurrency: int
-    unprofiled: WindowTiming | None = None
-    profiled: WindowTiming | None = Field(None, description="the same requests between /start_profile and "
-                                                            "/stop_profile")
-    overhead: float | None = Field(None, description="(profiled - unprofiled) / unprofiled ms per output token")
-    trace_files: list[str] = Field(default_factory=list, description="what the profiler wrote for this window")
-    split: ProfileSplit | None = None
+    concurrency_from: str = Field("params", description="where the concurrency came from (a number in the params, or "
+                                                       "the serve stage's saturated point and how it was read)")
+    order: list[Literal["off", "on"]] = Field(default_factory=list, description="the windows in the order they ran")
+    unprofiled: list[WindowTiming] = Field(default_factory=list, description="the windows without the profiler")
+    profiled: list[WindowTiming] = Field(default_factory=list, description="the same requests between "
+                                                                         "/start_profile and /stop_profile")
+    ms_per_output_token_off: float | None = Field(None, description="mean over the unprofiled windows")
+    ms_per_output_token_on: float | None = Field(None, description="mean over the profiled windows")
+    overhead: float | None = Field(None, description="ms_per_output_token_on / ms_per_output_token_off - 1")
+    spread_off: float | None = Field(None, description="(max - min) / mean ms per token of the unprofiled windows: "
+                                                       "how much the same window moves with no profiler")
+    split: ProfileSplit | None = Field(None, description="of the first profiled window's trace")
     split_error: str | None = Field(None, description="why the trace gave no split")
     verdict: Literal["host-bound", "device-bound"] | None = None
-    energy: Energy | None = Field(None, description="of the unprofiled window")
+    energy: Energy | None = Field(None, description="of the first unprofiled window")
     energy_not_run: str | None = Field(None, description="why no energy was measured")
 
 

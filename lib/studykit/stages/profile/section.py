@@ -3,6 +3,8 @@ operators, the profiler's overhead, energy per token) and its row of the summary
 
 from __future__ import annotations
 
+import re
+
 from studykit.report.blocks import Ctx, SummaryRow, show_charts, stage_banner, stage_vllm_commands
 from studykit.report.check_text import check_detail, check_label
 from studykit.report.mdtools import DASH, fmt, inline_code
@@ -17,18 +19,24 @@ TEXT = {
               "en": "Why this speed: host / device split of a decode step (profile)"},
     "method": {"zh": "vLLM 自带的 torch profiler(--profiler-config,/start_profile 与 /stop_profile)记录一段稳定 Decode:"
                      "每个引擎步从其 execute_model 标注开始到下一步开始为一个周期;模型前向内 = {basis};其余(调度、采样、"
-                     "Python、输入准备、等待)为模型前向外。每个并发先测一次未开启 profiler 的窗口,再测开启 profiler 的"
-                     "同一窗口:两者单 token 时延之比即 profiler 开销。在 CPU 上“设备”指前向内的算子时间。",
+                     "Python、输入准备、等待)为模型前向外。每个并发先跑一个预热窗口,再按“关 开 开 关”的顺序交替测量"
+                     "未开启与开启 profiler 的同一窗口(各 {repeats} 次):两类窗口平均单 token 时延之比即 profiler 开销,"
+                     "未开启窗口之间的离散度说明主机本身的波动。拆分取第一个开启 profiler 的窗口的 trace。"
+                     "在 CPU 上“设备”指前向内的算子时间。",
                "en": "vLLM's own torch profiler (--profiler-config, /start_profile and /stop_profile) records a window "
                      "of steady decode: a step's period runs from its execute_model annotation to the next step's; "
                      "inside the model = {basis}; the rest (scheduler, sampler, Python, input prep, waiting) is "
-                     "outside it. Each concurrency runs the window once without the profiler and once with it: "
-                     "the ratio of their time per token is the profiler's overhead. On CPU \"device\" means the "
+                     "outside it. Each concurrency runs a warm-up window, then the same window without and with the "
+                     "profiler in the order off on on off ({repeats} of each): the ratio of the two kinds' mean time "
+                     "per token is the profiler's overhead, and the spread of the unprofiled windows is what the host "
+                     "alone moves. The split is the first profiled window's trace. On CPU \"device\" means the "
                      "operator time inside the forward."},
     "col_window": {"zh": "并发", "en": "Concurrency"},
     "col_plain": {"zh": "单 token 时延,未开 profiler (ms)", "en": "ms/token, profiler off"},
     "col_profiled": {"zh": "单 token 时延,开启 profiler (ms)", "en": "ms/token, profiler on"},
     "col_overhead": {"zh": "profiler 开销", "en": "Profiler overhead"},
+    "col_spread": {"zh": "未开窗口离散度", "en": "Spread, profiler off"},
+    "from": {"zh": "并发 {c} 的来源:{where}", "en": "Concurrency {c} comes from {where}"},
     "col_steps": {"zh": "Decode 步数", "en": "Decode steps"},
     "col_period": {"zh": "单步周期 (ms)", "en": "Step period (ms)"},
     "col_in": {"zh": "模型前向内 (ms)", "en": "In the model (ms)"},
@@ -71,6 +79,21 @@ def _t(ctx: Ctx, key: str, **kw) -> str:
     return text.format(**kw) if kw else text
 
 
+# where a window's concurrency came from (stage.saturated_batch writes it in English), for the zh report
+FROM_ZH = ((re.compile(r"serve's saturated point \(rate inf\): max_concurrent_requests (\d+) in ([^\s,]+)"),
+            r"serve 饱和点(速率 inf)同时在途的请求数 \1(\2)"),
+           (re.compile(r"serve\.num_prompts (\d+) \(serve's saturated point sends them all at once; serve has not run\)"),
+            r"serve.num_prompts \1(serve 饱和点一次发出全部请求;本次 serve 尚未运行)"),
+           (re.compile(r", capped at model\.max_num_seqs (\d+)"), r",以 model.max_num_seqs \1 为上限"))
+
+
+def _from(ctx: Ctx, where: str) -> str:
+    if ctx.lang == "zh":
+        for rx, zh in FROM_ZH:
+            where = rx.sub(zh, where)
+    return where
+
+
 def _pct(x: float | None) -> str:
     return DASH if x is None else f"{x * 100:.1f} %"
 
@@ -79,13 +102,14 @@ def split_table(ctx: Ctx, windows: list[ProfileWindow]) -> None:
     rows = []
     for w in windows:
         sp = w.split
-        rows.append([str(w.concurrency), fmt(w.unprofiled.ms_per_output_token if w.unprofiled else None),
-                     fmt(w.profiled.ms_per_output_token if w.profiled else None), _pct(w.overhead),
+        rows.append([str(w.concurrency), fmt(w.ms_per_output_token_off), fmt(w.ms_per_output_token_on),
+                     _pct(w.overhead), _pct(w.spread_off),
                      fmt(sp.decode_steps if sp else None), fmt(sp.mean_period_ms if sp else None),
                      fmt(sp.mean_in_model_ms if sp else None), fmt(sp.mean_outside_model_ms if sp else None),
                      fmt(sp.mean_idle_ms if sp else None), _pct(sp.outside_share if sp else None),
                      _t(ctx, w.verdict) if w.verdict else DASH])
-    ctx.md.table([_t(ctx, k) for k in ("col_window", "col_plain", "col_profiled", "col_overhead", "col_steps",
+    ctx.md.table([_t(ctx, k) for k in ("col_window", "col_plain", "col_profiled", "col_overhead", "col_spread",
+                                       "col_steps",
                                        "col_period", "col_in", "col_out", "col_idle", "col_share", "col_verdict")],
                  rows)
 
@@ -153,9 +177,11 @@ def why(ctx: Ctx) -> None:
     if not stage_banner(ctx, "profile"):
         return
     res: ProfileResult = st.result
-    md.p(_t(ctx, "method", basis=_basis(ctx, res)))
+    md.p(_t(ctx, "method", basis=_basis(ctx, res), repeats=res.params.get("repeats", DASH)))
     if res.windows:
         split_table(ctx, res.windows)
+        ctx.md.bullets([_t(ctx, "from", c=w.concurrency, where=_from(ctx, w.concurrency_from)) for w in res.windows
+                        if w.concurrency_from != "params"])
         verdicts(ctx, res)
         for w in res.windows:
             top_ops(ctx, w)

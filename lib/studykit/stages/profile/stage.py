@@ -4,10 +4,16 @@ costs in energy where the host exposes power.
 
 The server is the study's `vllm serve` plus `--profiler-config` (a different command, so its own server, never a
 shared one) and VLLM_CUSTOM_SCOPES_FOR_PROFILING=1 (vLLM then marks its forward with a profiler scope, which is
-what "inside the model" is measured by). For each concurrency of the params: one window of streamed requests
-without the profiler (its ms per output token is the reference, and its energy is the one reported), then the
-same window between /start_profile and /stop_profile, whose trace gives the split. The profiler's overhead is the
-ratio of the two windows' ms per output token.
+what "inside the model" is measured by). For each concurrency of the params (1, and the serve stage's saturated
+batch by default): one warm-up window at that concurrency, then windows of the same streamed requests without the
+profiler and between /start_profile and /stop_profile, in the order off on on off (`repeats` of each kind). The
+first profiled window's trace gives the split (the others are kept); the first unprofiled window's power gives the
+energy. The profiler's overhead is the ratio of the two kinds' mean ms per output token; the spread of the
+unprofiled windows says how much of that ratio the host alone would move.
+
+On NPU (vllm-ascend) the same endpoints drive torch_npu's profiler, which writes one `*_ascend_pt` directory per
+rank and analyses it into ASCEND_PROFILER_OUTPUT/ (stages/profile/npu.py reads it); vllm-ascend keeps the first
+window's trace name for later windows, so a window's output is told by what appeared during it, not by name.
 """
 
 from __future__ import annotations
@@ -27,13 +33,14 @@ from studykit.engine.telemetry import Telemetry
 from studykit.evidence.rundir import RunLayout, read_json
 from studykit.plan import Step, base_url
 from studykit.stages.benchtools import telemetry_charts
-from studykit.stages.profile.params import ProfileParams
+from studykit.stages.profile.npu import parse_npu_profile
+from studykit.stages.profile.params import SATURATED, ProfileParams, window_order
 from studykit.stages.profile.result import ProfileResult
 from studykit.stages.profile.trace import TraceError, parse_trace, trace_files
 
 SCOPES_ENV = {"VLLM_CUSTOM_SCOPES_FOR_PROFILING": "1"}
 REQUEST_TIMEOUT_S = 600.0
-TRACE_WAIT_S = 120.0
+TRACE_WAIT_S = {"cpu": 120.0, "npu": 900.0}  # torch_npu analyses its output when the profiler stops: minutes
 IDLE_SECONDS = 3.0
 PROMPT_BASE_ID = 1000  # prompt token ids from here on: clear of the special tokens at the start of a vocabulary
 
@@ -47,8 +54,41 @@ def profiler_config(raw_dir: str | Path) -> dict[str, Any]:
 
 
 def window_prefix(concurrency: int) -> str:
-    """The profile_prefix of a window's /start_profile: its trace files start with it."""
+    """The profile_prefix of a window's /start_profile (vLLM starts its trace files with it)."""
     return f"c{concurrency}"
+
+
+def saturated_batch(study, run_dir) -> tuple[int, str]:
+    """The batch the serve stage's saturated point ran, and where that was read: the requests its runs had in
+    flight (vLLM's max_concurrent_requests, results/serve.json of this run) or, before serve has run, the
+    num_prompts it sends at once; never more than the engine schedules at a time (model.max_num_seqs)."""
+    in_flight, where = None, ""
+    serve_json = RunLayout(run_dir).result("serve")
+    if serve_json.is_file():
+        doc = read_json(serve_json)
+        saturated = [r for r in doc.get("runs") or []
+                     if str(r.get("request_rate")) == "inf" and r.get("max_concurrency") is None
+                     and isinstance(r.get("max_concurrent_requests"), (int, float))]
+        if saturated:
+            in_flight = int(max(r["max_concurrent_requests"] for r in saturated))
+            where = (f"serve's saturated point (rate inf): max_concurrent_requests {in_flight} in "
+                     f"{serve_json.parent.name}/{serve_json.name}")
+    if in_flight is None:
+        in_flight = study.serve.num_prompts
+        where = f"serve.num_prompts {in_flight} (serve's saturated point sends them all at once; serve has not run)"
+    cap = study.model.max_num_seqs
+    if cap is not None and cap < in_flight:
+        return cap, f"{where}, capped at model.max_num_seqs {cap}"
+    return in_flight, where
+
+
+def concurrencies(study, run_dir) -> list[tuple[int, str]]:
+    """(concurrency, where it came from) of each window, smallest first; 'saturated' resolved, duplicates once."""
+    out: dict[int, str] = {}
+    for c in study.profile.concurrency:
+        n, where = saturated_batch(study, run_dir) if c == SATURATED else (c, "params")
+        out.setdefault(n, where)
+    return sorted(out.items())
 
 
 def plan(study, model_dir: Path, run_dir, port) -> list[Step]:
@@ -58,9 +98,11 @@ def plan(study, model_dir: Path, run_dir, port) -> list[Step]:
     steps = [Step("profile", "profile-server", "server",
                   cmdline.serve_argv(study, model_dir, port, extra=["--profiler-config", cfg]), env=dict(SCOPES_ENV))]
     shape = (f"{p.input_len} prompt tokens, max_tokens {p.output_len}, ignore_eos, temperature 0, stream")
-    for c in p.concurrency:
+    order = " ".join(window_order(p.repeats))
+    for c, where in concurrencies(study, run_dir):
         steps.append(Step("profile", f"window-c{c}", "http", text=(
-            f"# {c} concurrent POST {url}/v1/completions ({shape}); chunk arrival times give ms per output token")))
+            f"# concurrency {c} ({where}): {c} concurrent POST {url}/v1/completions ({shape}); a warm-up window, then "
+            f"the windows {order}; chunk arrival times give ms per output token")))
         steps.append(Step("profile", f"profiled-c{c}", "http", text=(
             f"curl -X POST {url}/start_profile -H 'Content-Type: application/json' "
             f"-d '{{\"profile_prefix\": \"{window_prefix(c)}\"}}'\n"
@@ -156,9 +198,19 @@ def run_window(url: str, model: str, p: ProfileParams, concurrency: int, vocab_s
     return out
 
 
+def mean_ms_per_token(windows: list[dict[str, Any]]) -> float | None:
+    return round(sum(w["ms_per_output_token"] for w in windows) / len(windows), 6) if windows else None
+
+
 def overhead(unprofiled: float, profiled: float) -> float:
     """Profiler overhead: how much longer a token takes with the profiler recording."""
     return round((profiled - unprofiled) / unprofiled, 6)
+
+
+def spread(windows: list[dict[str, Any]]) -> float | None:
+    """(max - min) / mean ms per token of windows of one kind; None for fewer than two."""
+    xs = [w["ms_per_output_token"] for w in windows]
+    return round((max(xs) - min(xs)) / (sum(xs) / len(xs)), 6) if len(xs) > 1 else None
 
 
 def verdict(outside_share: float, threshold: float) -> str:
@@ -212,23 +264,41 @@ def idle_power(platform: str, seconds: float = IDLE_SECONDS) -> dict[str, Any]:
 
 # --- the trace ----------------------------------------------------------------------------------------------------
 
-def window_traces(raw_dir: Path, concurrency: int, wait_s: float = TRACE_WAIT_S) -> list[Path]:
-    """The worker traces of one window (its profile_prefix), once the profiler has written them."""
-    prefix = window_prefix(concurrency) + "_"
-    deadline = time.monotonic() + wait_s
+def profiler_outputs(raw_dir: Path, platform: str) -> set[Path]:
+    """What the profiler has written so far: vLLM's Chrome traces (CPU), torch_npu's `*_ascend_pt` directories
+    (NPU)."""
+    if platform == "npu":
+        return set(Path(raw_dir).glob("*_ascend_pt"))
+    return set(trace_files(raw_dir))
+
+
+def _rank0_first(path: Path) -> tuple:
+    # vLLM names a worker's trace after its ranks (..._rank0...); the split reads rank 0's
+    return ("rank0" not in path.name, path.name)
+
+
+def _complete(path: Path, platform: str) -> bool:
+    return platform != "npu" or (path / "ASCEND_PROFILER_OUTPUT" / "step_trace_time.csv").is_file()
+
+
+def new_outputs(raw_dir: Path, platform: str, before: set[Path], wait_s: float | None = None) -> list[Path]:
+    """The profiler outputs that appeared since `before` (one window's), rank 0's first, once written (on NPU:
+    analysed); what is there when `wait_s` runs out."""
+    deadline = time.monotonic() + (TRACE_WAIT_S[platform] if wait_s is None else wait_s)
     while True:
-        found = [f for f in trace_files(raw_dir) if f.name.startswith(prefix)]
-        if found or time.monotonic() > deadline:
+        found = sorted(profiler_outputs(raw_dir, platform) - before, key=_rank0_first)
+        if (found and all(_complete(f, platform) for f in found)) or time.monotonic() > deadline:
             return found
         time.sleep(0.5)
 
 
-def split_window(files: list[Path], p: ProfileParams) -> dict[str, Any]:
-    """The split of a window's trace (rank 0's: the first file), or why there is none."""
+def split_window(files: list[Path], p: ProfileParams, platform: str) -> dict[str, Any]:
+    """The split of a window's profiler output (rank 0's: the first), or why there is none."""
     if not files:
-        return {"split_error": f"the profiler wrote no trace for this window within {TRACE_WAIT_S:.0f} s"}
+        return {"split_error": f"the profiler wrote nothing for this window within {TRACE_WAIT_S[platform]:.0f} s"}
     try:
-        split = parse_trace(files[0], top=p.top_ops)
+        split = parse_npu_profile(files[0], top=p.top_ops) if platform == "npu" else parse_trace(files[0],
+                                                                                                top=p.top_ops)
     except TraceError as err:
         return {"split_error": str(err)}
     return {"split": split.model_dump(),
@@ -238,8 +308,8 @@ def split_window(files: list[Path], p: ProfileParams) -> dict[str, Any]:
 # --- run ----------------------------------------------------------------------------------------------------------
 
 def run(ctx, p: ProfileParams) -> ProfileResult:
-    """Idle power, the profiler-enabled server, per concurrency an unprofiled and a profiled window, then the
-    traces."""
+    """Idle power, the profiler-enabled server, per concurrency a warm-up window and the alternated windows, then
+    the traces."""
     data: dict[str, Any] = {"params": p.model_dump(), "commands": [], "telemetry": [], "windows": []}
     with ctx.keep(data):
         data.update(idle_power(ctx.study.platform))
@@ -255,40 +325,53 @@ def run(ctx, p: ProfileParams) -> ProfileResult:
             url = srv.base_url
             for i in range(p.warmup_requests):
                 stream_completion(url, model, prompt_ids(vocab, p.input_len, 10_000 + i), p.output_len)
-            for n, c in enumerate(p.concurrency):
-                win, telemetry = _window(ctx, p, srv, c, vocab, salt=1000 * (n + 1))
+            for n, (c, where) in enumerate(concurrencies(ctx.study, ctx.run_dir)):
+                win = {"concurrency": c, "concurrency_from": where, "order": window_order(p.repeats),
+                       "unprofiled": [], "profiled": []}
                 data["windows"].append(win)
-                data["telemetry"].append(telemetry)
+                data["telemetry"].append(_windows(ctx, p, srv, win, vocab, salt=1000 * (n + 1)))
         # parsed once the server is stopped: a trace takes a while to read, and the idle engine would share the cores
         for win in data["windows"]:
-            win.update(split_window([Path(f) for f in win["trace_files"]], p))
+            if win["profiled"]:
+                win.update(split_window([Path(f) for f in win["profiled"][0]["trace_files"]], p,
+                                        ctx.study.platform))
     return ctx.result(data)
 
 
-def _window(ctx, p: ProfileParams, srv, c: int, vocab: int, salt: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """One concurrency: the unprofiled window (timed, with telemetry and energy), then the profiled one and the
-    trace files it left; returns the window and the unprofiled window's telemetry."""
-    url, model = srv.base_url, ctx.study.model.name_served
-    win: dict[str, Any] = {"concurrency": c}
-    rapl_reason = rapl_not_run() if ctx.study.platform == "cpu" else None
-    rapl = RaplWindow() if ctx.study.platform == "cpu" and rapl_reason is None else None
-    with Telemetry(ctx.study.platform, label=f"window-c{c}") as tel, rapl or nullcontext():
-        clock0 = time.monotonic()  # the telemetry clock starts as `with` enters: this is within a moment of it
-        win["unprofiled"] = run_window(url, model, p, c, vocab, salt, clock0)
-    telemetry = tel.to_dict()
-    telemetry.update(window_s=win["unprofiled"]["window_s"], window_how="the unprofiled window's requests")
-    win.update(window_energy_row(ctx.study.platform, tel.series, win["unprofiled"]["window_s"],
-                                 win["unprofiled"]["output_tokens"], rapl, rapl_reason, None))
-    srv.check_alive()
-    post(url + "/start_profile", {"profile_prefix": window_prefix(c)})
-    try:
-        # the same prompts: the two windows differ only by the profiler
-        win["profiled"] = run_window(url, model, p, c, vocab, salt)
-    finally:
-        post(url + "/stop_profile")
-    win["overhead"] = overhead(win["unprofiled"]["ms_per_output_token"], win["profiled"]["ms_per_output_token"])
-    win["trace_files"] = [str(f) for f in window_traces(ctx.raw_dir, c)]
-    return win, telemetry
+def _windows(ctx, p: ProfileParams, srv, win: dict[str, Any], vocab: int, salt: int) -> dict[str, Any]:
+    """One concurrency's windows into `win` (filled as they complete, so an interruption keeps what ran): a
+    warm-up window, then the order's windows, all with the same prompts so that they differ only by the profiler.
+    The first unprofiled window runs under telemetry (and RAPL) for its energy; returns that telemetry."""
+    url, model, c, platform = srv.base_url, ctx.study.model.name_served, win["concurrency"], ctx.study.platform
+    run_window(url, model, p, c, vocab, salt + 500)  # other prompts: the measured ones must not hit a warm cache
+    telemetry: dict[str, Any] = {}
+    for kind in win["order"]:
+        srv.check_alive()
+        if kind == "off" and not win["unprofiled"]:
+            rapl_reason = rapl_not_run() if platform == "cpu" else None
+            rapl = RaplWindow() if platform == "cpu" and rapl_reason is None else None
+            with Telemetry(platform, label=f"window-c{c}") as tel, rapl or nullcontext():
+                clock0 = time.monotonic()  # the telemetry clock starts as `with` enters: within a moment of it
+                timing = run_window(url, model, p, c, vocab, salt, clock0)
+            telemetry = tel.to_dict()
+            telemetry.update(window_s=timing["window_s"], window_how="the first unprofiled window's requests")
+            win.update(window_energy_row(platform, tel.series, timing["window_s"], timing["output_tokens"], rapl,
+                                         rapl_reason, None))
+        elif kind == "off":
+            timing = run_window(url, model, p, c, vocab, salt)
+        else:
+            before = profiler_outputs(ctx.raw_dir, platform)
+            post(url + "/start_profile", {"profile_prefix": window_prefix(c)})
+            try:
+                timing = run_window(url, model, p, c, vocab, salt)
+            finally:
+                post(url + "/stop_profile")
+            timing["trace_files"] = [str(f) for f in new_outputs(ctx.raw_dir, platform, before)]
+        win["unprofiled" if kind == "off" else "profiled"].append(timing)
+    off, on = mean_ms_per_token(win["unprofiled"]), mean_ms_per_token(win["profiled"])
+    win.update(ms_per_output_token_off=off, ms_per_output_token_on=on, overhead=overhead(off, on),
+               spread_off=spread(win["unprofiled"]))
+    return telemetry
 
 
 def charts(ctx, result: ProfileResult) -> list[str]:
