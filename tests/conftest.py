@@ -267,3 +267,25 @@ def by_id(checks, check_id: str, subject: str | None = "*"):
     found = [c for c in checks if c.id == check_id and (subject == "*" or c.subject == subject)]
     assert found, f"no check {check_id!r} (subject {subject!r}) in {[(c.id, c.subject) for c in checks]}"
     return found
+
+
+def stage_section(tmp_path: Path, stage: str, result, lang: str) -> str:
+    """A stage's parts of the report (its section.py SECTIONS) as markdown, from a typed result written into a run
+    directory of its own."""
+    import json
+
+    from studykit import stages
+    from studykit.report.blocks import Ctx
+    from studykit.report.model import load_run
+
+    run = tmp_path / f"run-{stage}-{lang}"
+    (run / "results").mkdir(parents=True)
+    (run / "results" / f"{stage}.json").write_text(result.model_dump_json())
+    study = yaml.safe_load(DEFAULT_PARAMS.read_text())
+    study["stages"] = [stage]
+    (run / "params.yaml").write_text(yaml.safe_dump(study))
+    (run / "run.json").write_text(json.dumps({"requested_stages": [stage]}))
+    ctx = Ctx(load_run(run), lang, {})
+    for part in stages.module(stage, "section").SECTIONS.values():
+        part(ctx)
+    return ctx.md.text()

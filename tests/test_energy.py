@@ -1,6 +1,7 @@
 """Energy per token: on npu-smi power samples recorded from real hosts (tests/data/ascend/, replayed by a fake
-npu-smi through the real telemetry sampler), and on RAPL counters of a fake sysfs tree. Expected values are
-computed here by hand or with numpy, not with studykit.energy."""
+npu-smi through the real telemetry sampler), and on RAPL counters of a fake sysfs tree (read around a window, or
+sampled into a telemetry series, wraps included); the idle power the runner records and the stages read. Expected
+values are computed here by hand or with numpy, not with studykit.energy."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import numpy as np
 import pytest
 
 from fake_npu_smi import install_fake_npu_smi
-from studykit.energy import EnergyError, RaplWindow, rapl_delta_uj, rapl_not_run, window_energy
+from studykit.energy import (EnergyError, RaplWindow, idle_power, rapl_delta_uj, rapl_not_run, telemetry_energy,
+                              window_energy)
 from studykit.engine.telemetry import Telemetry
 from studykit.evidence.ascend import parse_npu_smi_info
 
@@ -20,6 +22,13 @@ ASCEND = Path(__file__).parent / "data" / "ascend"
 # npu 0 chip 0 power on three real hosts: 99.6 W (910B2), 78.0 W (910ProB), 73.4 W (8-card DDR table)
 RECORDED = [ASCEND / "npu-smi-info-910b2-busy-5707-head.txt", ASCEND / "npu-smi-info-910probe-ddr-1047-head.txt",
             ASCEND / "npu-smi-info-8card-busy-ddr-mindcluster.txt"]
+
+
+NO_RAPL = "this host exposes no RAPL power: /sys/class/powercap does not exist"
+WINDOW_UNKNOWN = "the measured window is not known (window_s missing: its start or end was not found)"
+NO_IDLE = ("not measured: the runner measures it before any engine starts, and this stage ran without it "
+           "(results/idle_power.json does not exist)")
+HOST_HAS_NO_RAPL = pytest.mark.skipif(rapl_not_run() != NO_RAPL, reason="this host exposes RAPL")
 
 
 def samples_at(times: list[float], files: list[Path]) -> list[dict]:
@@ -82,13 +91,87 @@ def test_replayed_npu_smi_through_the_sampler(tmp_path, monkeypatch):
     assert e.joules_per_token == pytest.approx(expected / 100)
 
 
+# npu 0 chip 0 of the recorded tables at 0, 1, 2, 3, 4 s: 99.6, 78.0, 73.4, 99.6, 78.0 W
+POWER_TABLES = [RECORDED[0], RECORDED[1], RECORDED[2], RECORDED[0], RECORDED[1]]
+# over [0.25, 3.5] s, by hand: the start interpolates to 99.6 + (78 - 99.6) x 0.25 = 94.2 W, the end to
+# (99.6 + 78) / 2 = 88.8 W; trapezoids 0.75 x (94.2 + 78) / 2 + (78 + 73.4) / 2 + (73.4 + 99.6) / 2
+# + 0.5 x (99.6 + 88.8) / 2 = 64.575 + 75.7 + 86.5 + 47.1
+HAND_WINDOW, HAND_JOULES = [0.25, 3.5], 273.875
+
+
+def power_telemetry(label: str, tokens: int, window_s: list[float] = HAND_WINDOW, idle_power_w: float | None = None,
+                    scale: float = 1.0) -> dict:
+    """A bench's telemetry entry with the recorded npu-smi power of npu 0 chip 0 (x scale) at 0..4 s, and the
+    energy row of its window as the bench stages add it."""
+    series = [{"t_s": s["t_s"], "npu0_0_power_w": s["npu0_0_power_w"] * scale}
+              for s in samples_at([0.0, 1.0, 2.0, 3.0, 4.0], POWER_TABLES)]
+    entry = {"label": label, "platform": "npu", "series": series, "window_s": list(window_s), "window_how": "test"}
+    entry.update(telemetry_energy(entry, tokens, idle_power_w))
+    return entry
+
+
+# Wrong inputs each bench stage's energy check must fail on: tokens the stage did not count, no energy, a window
+# sampled over 3.5 of its 7.75 s.
+WRONG_ENERGY = {"token count not the stage's": {"extra_tokens": 1}, "zero joules": {"scale": 0.0},
+                "coverage below 0.8": {"window_s": [0.25, 8.0]}}
+
+
+def wrong_power_telemetry(label: str, tokens: int, wrong: str) -> dict:
+    how = WRONG_ENERGY[wrong]
+    return power_telemetry(label, tokens + how.get("extra_tokens", 0), how.get("window_s", HAND_WINDOW),
+                           scale=how.get("scale", 1.0))
+
+
+def no_rapl_telemetry(label: str, tokens: int) -> dict:
+    """A CPU bench's telemetry entry on a host without RAPL, with its energy row (the reason)."""
+    entry = {"label": label, "platform": "cpu", "series": [{"t_s": 0.0, "cpu_percent": 1.0}], "window_s": [0.0, 1.0]}
+    entry.update(telemetry_energy(entry, tokens))
+    return entry
+
+
+# The bench stages' energy table as the report shows power_telemetry's window (273.875 J over 3.25 s, one sample a
+# second, idle 45 W): the cells every stage shares, after its J/token, tokens/J and dynamic J/token.
+ENERGY_HEADERS = {"en": ["Window", "J per output token", "Output tokens per J",
+                         "Dynamic J per token (idle power taken out)", "Mean power (W)", "Sampling interval (s)",
+                         "Coverage", "Source / why not measured"],
+                  "zh": ["窗口", "单 token 能耗 (J)", "每焦耳输出 token 数", "单 token 动态能耗 (J,扣除空闲功率)",
+                         "平均功率 (W)", "采样间隔 (s)", "覆盖率", "来源 / 未测原因"]}
+IDLE_LINE = {"en": "Idle power (before any engine started): 45.000 W", "zh": "空闲功率(任何引擎启动前):45.000 W"}
+NOT_RUN_LINE = {"en": f"Energy: not measured. {NO_RAPL}", "zh": "能耗:未测量。本机未提供 RAPL 功率:/sys/class/powercap 不存在"}
+
+
+def energy_row(lang: str, label: str, per_token: str, per_joule: str, dynamic: str) -> dict:
+    # 273.875 J / 3.25 s = 84.269 W
+    return dict(zip(ENERGY_HEADERS[lang], [label, per_token, per_joule, dynamic, "84.269", "1.000", "100.0 %",
+                                           "npu-smi power_w (npu0_0_power_w)"]))
+
+
+def energy_section(tmp_path: Path, stage: str, result, lang: str) -> tuple[list[dict] | None, str]:
+    """The stage's energy table (rows as {header: cell}; None when the section says it in one line) and its
+    section's text."""
+    from conftest import stage_section
+    from test_report import tables
+
+    text = stage_section(tmp_path, stage, result, lang)
+    found = [t for t in tables(text) if t and list(t[0]) == ENERGY_HEADERS[lang]]
+    return (found[0] if found else None), text
+
+
+def test_power_telemetry_by_hand():
+    e = power_telemetry("x", 160, idle_power_w=45.0)["energy"]
+    assert e["joules"] == pytest.approx(HAND_JOULES) and e["sampled_s"] == pytest.approx(3.25)
+    assert e["dynamic_joules"] == pytest.approx(HAND_JOULES - 45.0 * 3.25)
+    low = wrong_power_telemetry("x", 160, "coverage below 0.8")["energy"]
+    assert low["coverage"] == pytest.approx(3.75 / 7.75)
+
+
 def test_bad_windows():
     series = samples_at([0.0, 1.0], RECORDED[:2])
     with pytest.raises(EnergyError, match="end must be after the start"):
         window_energy(series, [1.0, 1.0])
     with pytest.raises(EnergyError, match="fewer than two power samples"):
         window_energy(series, [5.0, 6.0])
-    with pytest.raises(EnergyError, match="no npu<N>_<chip>_power_w"):
+    with pytest.raises(EnergyError, match="no npu<N>_<chip>_power_w nor rapl_<domain>_uj"):
         window_energy([{"t_s": 0.0, "cpu_percent": 10.0}], [0.0, 1.0])
     with pytest.raises(EnergyError, match="output_tokens 0"):
         window_energy(series, [0.0, 1.0], output_tokens=0)
@@ -140,3 +223,136 @@ def test_rapl_not_run_reasons(tmp_path):
         f"this host exposes no RAPL power: {tmp_path / 'powercap'} has no intel-rapl domain")
     with pytest.raises(EnergyError, match="no intel-rapl domain"):
         RaplWindow(tmp_path / "powercap")
+
+
+# --- RAPL counters sampled into a telemetry series ---
+
+RANGE = 262_143_328_850  # max_energy_range_uj of a real package domain
+
+
+def rapl_series(times: list[float], counters: list[int], domain: str = "intel-rapl:0") -> list[dict]:
+    return [{"t_s": t, f"rapl_{domain}_uj": uj} for t, uj in zip(times, counters)]
+
+
+def test_rapl_samples_with_a_wrap_and_edges_interpolated():
+    # the counter wraps between 1.0 and 1.5 s; unwrapped by hand, in µJ since the first sample:
+    counters = [RANGE - 3_000_000, RANGE - 1_000_000, RANGE - 200_000, 1_300_000, 3_300_000]
+    unwrapped = [0, 2_000_000, 2_800_000, 2_800_000 + 200_000 + 1_300_000, 4_300_000 + 2_000_000]
+    times = [0.0, 0.5, 1.0, 1.5, 2.0]
+    series = rapl_series(times, counters)
+    e = window_energy(series, [0.25, 1.75], output_tokens=30,
+                      max_energy_range_uj={"intel-rapl:0": RANGE})
+    at = np.interp([0.25, 1.75], times, unwrapped)
+    assert e.source == "rapl" and e.domains == ["intel-rapl:0"]
+    assert e.joules == pytest.approx((at[1] - at[0]) / 1e6)  # 5.3 J - 1 J
+    assert e.joules == pytest.approx(4.3)
+    assert e.coverage == pytest.approx(1.0) and e.samples == 3 and e.interval_s == pytest.approx(0.5)
+    assert e.mean_power_w == pytest.approx(4.3 / 1.5) and e.joules_per_token == pytest.approx(4.3 / 30)
+    # past the last sample: only the sampled span, and coverage says how much
+    e2 = window_energy(series, [0.25, 3.0], max_energy_range_uj={"intel-rapl:0": RANGE})
+    assert e2.joules == pytest.approx((unwrapped[-1] - at[0]) / 1e6)
+    assert e2.sampled_s == pytest.approx(1.75) and e2.coverage == pytest.approx(1.75 / 2.75)
+    # a wrap without the range to undo it is named, not guessed
+    with pytest.raises(EnergyError, match="went down"):
+        window_energy(series, [0.25, 1.75])
+
+
+def test_rapl_domains_are_summed():
+    times = [0.0, 1.0, 2.0]
+    series = [{**a, **b} for a, b in zip(rapl_series(times, [0, 1_000_000, 3_000_000]),
+                                         rapl_series(times, [10, 500_010, 1_000_010], "intel-rapl:1"))]
+    e = window_energy(series, [0.0, 2.0])
+    assert e.domains == ["intel-rapl:0", "intel-rapl:1"] and e.joules == pytest.approx(3.0 + 1.0)
+
+
+def test_rapl_too_few_reads_in_the_window():
+    with pytest.raises(EnergyError, match="fewer than two RAPL counter reads"):
+        window_energy(rapl_series([0.0, 1.0], [0, 5]), [2.0, 3.0])
+
+
+def test_real_sampler_reads_a_fake_powercap_and_the_window_gets_its_energy(tmp_path):
+    root = rapl_tree(tmp_path / "powercap", {"intel-rapl:0": (RANGE - 1_500_000, RANGE)})
+    counter = root / "intel-rapl:0" / "energy_uj"
+    with Telemetry("cpu", interval_s=0.05, powercap=root) as tel:
+        deadline = time.monotonic() + 20
+        step = 0
+        # 0.5 J per step, past the top of the range on the fourth
+        while len(tel.series) < 12 and time.monotonic() < deadline:
+            step += 1
+            counter.write_text(str((RANGE - 1_500_000 + 500_000 * step) % RANGE))
+            time.sleep(0.07)
+    doc = tel.to_dict()
+    assert doc["rapl_max_energy_range_uj"] == {"intel-rapl:0": RANGE}
+    key = "rapl_intel-rapl:0_uj"
+    pts = [(s["t_s"], s[key]) for s in doc["series"] if key in s]
+    assert len(pts) >= 12 and "mean_" + key not in doc["summary"]  # a cumulative counter has no mean
+    assert any(b < a for (_, a), (_, b) in zip(pts, pts[1:]))  # the sampler saw the wrap
+    start, end = pts[1][0], pts[-2][0]
+    # independent: unwrap by hand (add the range after each drop), difference between two samples
+    total, unwrapped = 0, [0]
+    for (_, a), (_, b) in zip(pts, pts[1:]):
+        total += b - a if b >= a else b + RANGE - a
+        unwrapped.append(total)
+    row = telemetry_energy({**doc, "window_s": [start, end]}, output_tokens=7)
+    assert row["energy"]["joules"] == pytest.approx((unwrapped[-2] - unwrapped[1]) / 1e6)
+    assert row["energy"]["output_tokens"] == 7 and row["energy"]["coverage"] == pytest.approx(1.0)
+
+
+@HOST_HAS_NO_RAPL
+def test_no_rapl_here_every_row_says_why():
+    with Telemetry("cpu", interval_s=0.05) as tel:
+        time.sleep(0.2)
+    doc = {**tel.to_dict(), "window_s": [0.0, 0.2]}
+    assert "rapl_max_energy_range_uj" not in doc
+    assert telemetry_energy(doc, 10) == {"energy_not_run": NO_RAPL}
+    # without power samples the missing window is not the reason: the host is
+    assert telemetry_energy({**doc, "window_s": None}, 10) == {"energy_not_run": NO_RAPL}
+    t0 = time.monotonic()
+    assert idle_power("cpu") == {"idle_not_run": NO_RAPL}
+    assert time.monotonic() - t0 < 1.0  # nothing to wait for
+
+
+def test_window_not_known_is_the_reason_when_power_was_sampled():
+    entry = {**power_telemetry("x", 10), "window_s": None}
+    assert telemetry_energy(entry, 10) == {"energy_not_run": WINDOW_UNKNOWN}
+
+
+def test_idle_power_on_npu_from_the_replayed_npu_smi(tmp_path, monkeypatch):
+    install_fake_npu_smi(tmp_path / "bin", [RECORDED[0]])  # 99.6 W on npu 0 chip 0, every call
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    assert idle_power("npu", seconds=0.6) == {"idle_power_w": pytest.approx(99.6)}
+
+
+# --- the idle power the runner records, as a stage reads it ---
+
+def test_stage_reads_the_runners_idle_power_or_says_why(tmp_path):
+    from conftest import tiny_study
+    from studykit.evidence.rundir import write_json
+    from studykit.runner.context import open_stage
+
+    ctx = open_stage("latency", str(tmp_path / "run"), str(tiny_study(tmp_path)))
+    assert ctx.idle_power() == {"idle_not_run": NO_IDLE}
+    write_json(ctx.layout.results / "idle_power.json", {"idle_power_w": 41.5})
+    assert ctx.idle_power() == {"idle_power_w": 41.5}
+    # a resume measured again: the newest is the one its stages read
+    write_json(ctx.layout.results / "idle_power.resume-20260101T000000Z.json", {"idle_power_w": 40.0})
+    assert ctx.idle_power() == {"idle_power_w": 40.0}
+
+
+@HOST_HAS_NO_RAPL
+def test_runner_records_the_idle_power_once_before_the_stages(tmp_path):
+    from conftest import tiny_study
+    from studykit.evidence.rundir import RunLayout, read_json
+    from studykit.runner.execute import _measure_idle_power
+
+    from studykit.params import load_study
+
+    layout = RunLayout(tmp_path / "run")
+    layout.make_dirs()
+    study = load_study(tiny_study(tmp_path))
+    said = []
+    _measure_idle_power(layout, study, resume=False, log=said.append)
+    assert read_json(layout.results / "idle_power.json") == {"idle_not_run": NO_RAPL}
+    assert said == [f"  idle power not measured: {NO_RAPL}"]
+    _measure_idle_power(layout, study, resume=True, log=said.append)  # beside the first, never over it
+    assert len(list(layout.results.glob("idle_power.resume-*.json"))) == 1

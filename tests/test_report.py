@@ -346,8 +346,9 @@ def expected_table(run: Path, stage: str, heads: tuple[str, ...], lang: str, hea
                 if not isinstance(v, dict) and v not in (None, [], "")]
     if heads[:3] == (w("col_metric"), w("col_value"), w("col_unit")):
         roofline = heading.startswith("5.5")
+        # the bench stages' energy rows are their energy table's, not the metric table's
         ms = [m for m in stage_metrics(stage) if stage not in ("latency", "throughput", "serve")
-              or m.id.split(".", 1)[1].startswith("roofline") == roofline]
+              or (m.id.split(".", 1)[1].startswith("roofline") == roofline and "energy" not in m.path.split("."))]
         return [[_label(m, lang), fmt(dig(doc, m.path)), m.unit or "—"] for m in ms]
     if heads[:2] == (w("col_point"), w("col_repeats")):
         cols = ("request_throughput", "output_throughput", "mean_ttft_ms", "p99_ttft_ms", "mean_tpot_ms",

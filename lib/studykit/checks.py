@@ -134,7 +134,31 @@ def argv_has(stage: str, argv: list[str], expected: dict[str, str | None], *, wh
                  {k: v for k, v in expected.items()}, wrong or "as expected", subject=_subject(where))
 
 
+# An energy that covers less of its window than this leaves out more than a fifth of the window's joules while its
+# tokens are all of the window's: its J/token would read low by as much.
+MIN_ENERGY_COVERAGE = 0.8
 
+
+def energy_per_token(stage: str, telemetry, tokens: int | None, subject: str) -> Check:
+    """A bench's energy row (a telemetry window's `energy`, studykit.energy.TelemetryEnergy) against the stage's
+    own count of the window's output tokens: joules > 0, J/token = joules / tokens, enough of the window sampled.
+    not_run with the reason when the window has no energy."""
+    cid, metric = f"{stage}.energy_per_token", f"{stage}.joules_per_token"
+    name = "energy per output token of the window (joules > 0, the stage's token count, enough of the window sampled)"
+    e = telemetry.energy
+    if e is None:
+        return not_run(cid, name, telemetry.energy_not_run or "the result records no energy for this window", metric,
+                       subject)
+    per_token = e.joules_per_token is not None and bool(e.output_tokens) and \
+        abs(e.joules_per_token - e.joules / e.output_tokens) <= 1e-9 * abs(e.joules)
+    ok = e.joules > 0 and e.output_tokens == tokens and per_token and e.coverage >= MIN_ENERGY_COVERAGE
+    return check(cid, name, ok,
+                 f"{e.joules:.4g} J over {e.output_tokens} tokens = {e.joules_per_token or 0:.4g} J/token, "
+                 f"{e.coverage * 100:.1f} % of the window sampled ({e.source}); the stage counted {tokens} tokens, "
+                 f"at least {MIN_ENERGY_COVERAGE * 100:.0f} % sampled wanted",
+                 {"output_tokens": tokens, "joules": "> 0", "coverage": f">= {MIN_ENERGY_COVERAGE}"},
+                 {"output_tokens": e.output_tokens, "joules": e.joules, "coverage": round(e.coverage, 4)},
+                 metric, subject)
 
 
 def command_args(command: str) -> dict[str, Any]:

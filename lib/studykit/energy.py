@@ -1,13 +1,17 @@
 """What a token costs in energy: joules over a measured window, per output token and tokens per joule.
 
-Two sources:
-- NPU: the `npu<NPU>_<chip>_power_w` samples studykit.engine.telemetry already takes (from `npu-smi info`, every
-  ~0.5 s). Each chip's power is integrated with the trapezoid rule over the samples inside the window (the value
-  at a window edge is interpolated when samples lie on both sides of it); chips are summed. Only the sampled span
-  is integrated, never extrapolated: `coverage` (sampled span / window) says how much of the window that is.
-- CPU: RAPL energy counters (/sys/class/powercap/intel-rapl:N/energy_uj, package domains; the subdomains
-  intel-rapl:N:M are parts of their package and are not added again), read before and after the window; a counter
-  that went down wrapped once at its max_energy_range_uj.
+One function, `window_energy`, reads a telemetry series (studykit.engine.telemetry, a sample every ~0.5 s) either
+way:
+- NPU: the `npu<NPU>_<chip>_power_w` samples (from `npu-smi info`). Each chip's power is integrated with the
+  trapezoid rule over the samples inside the window; chips are summed.
+- CPU: the `rapl_<domain>_uj` samples, cumulative RAPL energy counters (/sys/class/powercap/intel-rapl:N/energy_uj,
+  package domains; the subdomains intel-rapl:N:M are parts of their package and are not added again). A counter
+  that went down between two samples wrapped once at its max_energy_range_uj (the telemetry records it per
+  domain); the energy is the unwrapped counter at the window's end minus at its start. Sampled in the series, a
+  window found after the fact (engine ready, read from the log once the bench is over) still gets an energy.
+Either way a window edge takes the value interpolated linearly between the samples on both sides of it, when
+there are; else only the sampled span counts, never extrapolated: `coverage` (sampled span / window) says how much
+of the window that is. `RaplWindow` reads the counters around a `with` block instead.
 
 Dynamic energy = total - idle power x the integrated span, when an idle power (measured before the engine started)
 is given: the span, not the whole window, because only the span's energy is in the total.
@@ -23,11 +27,11 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from studykit.schema.base import Record
+from studykit.engine.rapl import POWERCAP, RAPL_KEY, rapl_key, rapl_max_ranges, rapl_not_run, read_rapl
+from studykit.schema.base import Record, TelemetrySeries
 
-POWERCAP = Path("/sys/class/powercap")
 POWER_KEY = re.compile(r"^npu\d+_\d+_power_w$")
-_PACKAGE = re.compile(r"^intel-rapl:\d+$")
+IDLE_SECONDS = 3.0
 
 
 class EnergyError(ValueError):
@@ -40,7 +44,7 @@ class Energy(Record):
     window_s: float = Field(description="length of the measured window")
     sampled_s: float = Field(description="span the energy covers")
     coverage: float = Field(description="sampled_s / window_s")
-    samples: int = Field(description="power samples inside the window (npu-smi) / counter reads (RAPL: 2)")
+    samples: int = Field(description="samples inside the window (RaplWindow: its two counter reads)")
     interval_s: float | None = Field(None, description="median time between power samples")
     joules: float
     mean_power_w: float = Field(description="joules / sampled_s")
@@ -76,75 +80,95 @@ def _trapezoid(points: list[tuple[float, float]]) -> float:
     return sum((t1 - t0) * (p0 + p1) / 2 for (t0, p0), (t1, p1) in zip(points, points[1:]))
 
 
+def _clip(pts: list[tuple[float, float]], start: float, end: float) -> list[tuple[float, float]]:
+    """The (t, value) points inside [start, end], with the value at an edge interpolated when samples lie on both
+    sides of it."""
+    before = [p for p in pts if p[0] < start]
+    after = [p for p in pts if p[0] > end]
+    inside = [p for p in pts if start <= p[0] <= end]
+    if inside and before:
+        inside.insert(0, (start, _edge(before[-1], inside[0], start)))
+    if inside and after:
+        inside.append((end, _edge(inside[-1], after[0], end)))
+    return inside
+
+
+def _unwrapped(pts: list[tuple[float, int]], max_range_uj: int) -> list[tuple[float, float]]:
+    """A RAPL counter's samples as energy since the first sample (µJ), each wrap undone."""
+    out, total = [], 0
+    for i, (t, uj) in enumerate(pts):
+        if i:
+            total += rapl_delta_uj(pts[i - 1][1], uj, max_range_uj)
+        out.append((t, float(total)))
+    return out
+
+
 def window_energy(series: list[dict[str, Any]], window_s: tuple[float, float] | list[float],
-                  output_tokens: int | None = None, idle_power_w: float | None = None) -> Energy:
-    """Energy of the NPU power samples of a telemetry series (`t_s` and `npu<N>_<chip>_power_w` keys) inside
-    [start, end] seconds of the same clock."""
+                  output_tokens: int | None = None, idle_power_w: float | None = None,
+                  max_energy_range_uj: dict[str, int] | None = None) -> Energy:
+    """Energy inside [start, end] seconds of a telemetry series' clock (`t_s`): from its NPU power samples when it
+    has any, else from its RAPL counter samples (`max_energy_range_uj`: per domain, to undo a wrap)."""
     start, end = (float(x) for x in window_s)
     if not end > start:
         raise EnergyError(f"window {list(window_s)}: the end must be after the start")
     keys = sorted({k for s in series for k in s if POWER_KEY.match(k)})
+    rapl = not keys
+    if rapl:
+        keys = sorted({k for s in series for k in s if RAPL_KEY.match(k)})
     if not keys:
-        raise EnergyError("no npu<N>_<chip>_power_w in the samples: npu-smi reported no power (or this is not an "
-                          "NPU host)")
+        raise EnergyError("no npu<N>_<chip>_power_w nor rapl_<domain>_uj in the samples: no power was sampled "
+                          "(npu-smi reported none, or this host exposes no RAPL counters)")
     joules = 0.0
     lo, hi = end, start
     inside_times: set[float] = set()
     for key in keys:
-        pts = sorted((float(s["t_s"]), float(s[key])) for s in series
+        pts = sorted((float(s["t_s"]), s[key]) for s in series
                      if isinstance(s.get(key), (int, float)) and "t_s" in s)
-        before = [p for p in pts if p[0] < start]
-        after = [p for p in pts if p[0] > end]
-        inside = [p for p in pts if start <= p[0] <= end]
-        inside_times.update(t for t, _ in inside)
-        if inside and before:
-            inside.insert(0, (start, _edge(before[-1], inside[0], start)))
-        if inside and after:
-            inside.append((end, _edge(inside[-1], after[0], end)))
+        inside_times.update(t for t, _ in pts if start <= t <= end)
+        if rapl:
+            domain = RAPL_KEY.match(key)["domain"]
+            inside = _clip(_unwrapped(pts, (max_energy_range_uj or {}).get(domain, 0)), start, end)
+        else:
+            inside = _clip([(t, float(p)) for t, p in pts], start, end)
         if len(inside) < 2:
             continue
-        joules += _trapezoid(inside)
+        joules += (inside[-1][1] - inside[0][1]) / 1e6 if rapl else _trapezoid(inside)
         lo, hi = min(lo, inside[0][0]), max(hi, inside[-1][0])
     if hi <= lo:
-        raise EnergyError(f"fewer than two power samples of any chip inside the window [{start}, {end}] s "
+        what = "RAPL counter reads of any domain" if rapl else "power samples of any chip"
+        raise EnergyError(f"fewer than two {what} inside the window [{start}, {end}] s "
                           f"({len(series)} samples in all): no energy")
     times = sorted(inside_times)
     interval = statistics.median(b - a for a, b in zip(times, times[1:])) if len(times) > 1 else None
     span = hi - lo
-    return _per_token({"source": "npu-smi power_w", "domains": keys, "window_s": end - start, "sampled_s": span,
-                       "coverage": span / (end - start), "samples": len(times), "interval_s": interval,
-                       "joules": joules, "mean_power_w": joules / span}, output_tokens, idle_power_w)
+    domains = [RAPL_KEY.match(k)["domain"] for k in keys] if rapl else keys
+    return _per_token({"source": "rapl" if rapl else "npu-smi power_w", "domains": domains, "window_s": end - start,
+                       "sampled_s": span, "coverage": span / (end - start), "samples": len(times),
+                       "interval_s": interval, "joules": joules, "mean_power_w": joules / span},
+                      output_tokens, idle_power_w)
+
+
+def telemetry_energy(telemetry: dict[str, Any], output_tokens: int | None = None,
+                     idle_power_w: float | None = None) -> dict[str, Any]:
+    """{"energy": ...} of a telemetry record's measured window (its `window_s`), or {"energy_not_run": why}."""
+    series = telemetry.get("series") or []
+    sampled = any(POWER_KEY.match(k) or RAPL_KEY.match(k) for s in series for k in s)
+    if not sampled and telemetry.get("platform") == "cpu":
+        reason = rapl_not_run()
+        if reason:
+            return {"energy_not_run": reason}
+    if not telemetry.get("window_s"):
+        return {"energy_not_run": "the measured window is not known (window_s missing: its start or end was not "
+                                  "found)"}
+    try:
+        e = window_energy(series, telemetry["window_s"], output_tokens, idle_power_w,
+                          telemetry.get("rapl_max_energy_range_uj"))
+    except EnergyError as err:
+        return {"energy_not_run": str(err)}
+    return {"energy": e.model_dump()}
 
 
 # --- RAPL (CPU) ---
-
-def rapl_domains(root: Path = POWERCAP) -> dict[str, Path]:
-    """Package domains, name -> directory (`intel-rapl:0` ...)."""
-    if not root.is_dir():
-        return {}
-    return {d.name: d for d in sorted(root.iterdir()) if _PACKAGE.match(d.name) and (d / "energy_uj").is_file()}
-
-
-def rapl_not_run(root: Path = POWERCAP) -> str | None:
-    """Why RAPL cannot measure here, or None when it can."""
-    if not root.is_dir():
-        return f"this host exposes no RAPL power: {root} does not exist"
-    domains = rapl_domains(root)
-    if not domains:
-        return f"this host exposes no RAPL power: {root} has no intel-rapl domain"
-    for name, d in domains.items():
-        try:
-            int((d / "energy_uj").read_text())
-        except (OSError, ValueError) as err:
-            return f"RAPL {name}/energy_uj is not readable ({type(err).__name__}: {err}); it is root-only on " \
-                   "kernels since 5.10 (CVE-2020-8694)"
-    return None
-
-
-def read_rapl(root: Path = POWERCAP) -> dict[str, int]:
-    """energy_uj of each package domain now."""
-    return {name: int((d / "energy_uj").read_text()) for name, d in rapl_domains(root).items()}
-
 
 def rapl_delta_uj(before: int, after: int, max_range_uj: int) -> int:
     """Energy between two reads of one counter; the counter wraps to 0 past max_range_uj (once, at most: a window
@@ -177,16 +201,51 @@ class RaplWindow:
         self.after, self.t1 = read_rapl(self.root), time.monotonic()
 
     def energy(self, output_tokens: int | None = None, idle_power_w: float | None = None) -> Energy:
-        uj = 0
-        for name, before in self.before.items():
-            after = self.after[name]
-            # the range is needed (and read) only when the counter wrapped
-            max_range = int((self.root / name / "max_energy_range_uj").read_text()) if after < before else 0
-            uj += rapl_delta_uj(before, after, max_range)
         span = self.t1 - self.t0
         if span <= 0:
             raise EnergyError("the RAPL window has no length: read it inside `with RaplWindow()`")
-        joules = uj / 1e6
-        return _per_token({"source": "rapl", "domains": sorted(self.before), "window_s": span, "sampled_s": span,
-                           "coverage": 1.0, "samples": 2, "interval_s": span, "joules": joules,
-                           "mean_power_w": joules / span}, output_tokens, idle_power_w)
+        # the two reads as a two-sample series on the window's own clock
+        reads = [{"t_s": t, **{rapl_key(name): uj for name, uj in r.items()}}
+                 for t, r in ((0.0, self.before), (span, self.after))]
+        return window_energy(reads, [0.0, span], output_tokens, idle_power_w, rapl_max_ranges(self.root))
+
+
+def idle_power(platform: str, seconds: float = IDLE_SECONDS) -> dict[str, Any]:
+    """Power before any engine starts ({"idle_power_w"}), or why not ({"idle_not_run"}): npu-smi power samples on
+    NPU, RAPL on CPU (instant when the host has none)."""
+    from studykit.engine.telemetry import Telemetry
+
+    if platform == "npu":
+        with Telemetry("npu", label="idle") as tel:
+            t0 = time.monotonic()
+            time.sleep(seconds)
+            t1 = time.monotonic()
+        try:
+            # the telemetry clock starts when `with` enters, a moment before t0: its window starts at 0
+            return {"idle_power_w": window_energy(tel.series, [0.0, t1 - t0]).mean_power_w}
+        except EnergyError as err:
+            return {"idle_not_run": str(err)}
+    reason = rapl_not_run()
+    if reason:
+        return {"idle_not_run": reason}
+    with RaplWindow() as w:
+        time.sleep(seconds)
+    try:
+        return {"idle_power_w": w.energy().mean_power_w}
+    except EnergyError as err:
+        return {"idle_not_run": str(err)}
+
+
+class IdlePower(Record):
+    """A result's idle power, measured once per run before any engine started (the runner's
+    results/idle_power.json)."""
+
+    idle_power_w: float | None = Field(None, description="before any engine started")
+    idle_not_run: str | None = Field(None, description="why no idle power was measured")
+
+
+class TelemetryEnergy(TelemetrySeries):
+    """A bench's telemetry with the energy of its measured window (`window_s`), or why there is none."""
+
+    energy: Energy | None = None
+    energy_not_run: str | None = None

@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 
 from conftest import DATA, by_id, typed_result
+from studykit.energy import rapl_not_run
+from test_energy import (HOST_HAS_NO_RAPL, IDLE_LINE, NO_IDLE, NO_RAPL, NOT_RUN_LINE, WINDOW_UNKNOWN, WRONG_ENERGY,
+                         energy_row, energy_section, no_rapl_telemetry, power_telemetry, wrong_power_telemetry)
 from studykit.stages.latency import checks
 from studykit.stages.latency.params import LatencyParams
 from studykit.stages.latency.stage import derive, parse_latency_json
@@ -63,6 +66,10 @@ def test_stage_fails_on_truncated_output_and_keeps_raw(tmp_path):
     doc = json.loads((tmp_path / "run" / "results" / "latency.json").read_text())
     assert doc["status"] == "failed" and "BenchParseError" in doc["error"] and "not valid JSON" in doc["error"]
     assert doc["runs"]["latency"]["avg_latency"] == json.loads(full)["avg_latency"]  # first run kept
+    # the first run's window has its energy row (why not: no RAPL here, or the faked bench logged no engine-ready
+    # line), the stage its idle power (none without the runner)
+    assert doc["telemetry"][0]["energy_not_run"] == (rapl_not_run() or WINDOW_UNKNOWN)
+    assert doc["idle_not_run"] == NO_IDLE
     assert (ctx.raw_dir / "prefill.json").read_text() == full[:40]
 
 
@@ -122,3 +129,49 @@ def test_latency_decode_check_not_run_without_prefill_run():
     p, result = latency_result(edit=lambda d: d.pop("decode_ms_per_token"))
     (c,) = by_id(checks.checks(p, result), "latency.decode_positive")
     assert c.status == "not_run" and "output_len 1" in c.detail
+
+
+# --- energy per output token ---
+
+# the recorded bench (batch 1, output_len 32, 3 iterations measured) after 2 warm-up iterations: all five ran
+# after the engine was ready, inside the window
+WINDOW_TOKENS = 1 * 32 * (2 + 3)
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_energy_row_check_and_report_cells(tmp_path, lang):
+    def with_power(d):
+        d.update(telemetry=[power_telemetry("latency", WINDOW_TOKENS, idle_power_w=45.0)], idle_power_w=45.0)
+    p, result = latency_result(edit=with_power)
+    result.checks = checks.checks(p, result)
+    (c,) = by_id(result.checks, "latency.energy_per_token", "latency")
+    assert c.status == "passed"
+    assert c.detail == ("273.9 J over 160 tokens = 1.712 J/token, 100.0 % of the window sampled (npu-smi power_w); "
+                        "the stage counted 160 tokens, at least 80 % sampled wanted")
+    rows, text = energy_section(tmp_path, "latency", result, lang)
+    # 273.875 J / 160 tokens; 160 / 273.875; (273.875 - 45 W x 3.25 s) / 160
+    assert rows == [energy_row(lang, "latency", "1.712", "0.5842", "0.7977")]
+    assert IDLE_LINE[lang] in text
+    if lang == "zh":
+        from studykit.report.check_text import check_detail
+        assert check_detail(c, "zh") == ("273.9 J / 160 token = 1.712 J/token,窗口采样覆盖 100.0 %(npu-smi power_w);"
+                                         "本阶段计数 160 token,采样覆盖至少需 80 %")
+
+
+@pytest.mark.parametrize("wrong", WRONG_ENERGY)
+def test_energy_check_fails_on_a_wrong_row(wrong):
+    p, result = latency_result(edit=lambda d: d.update(telemetry=[wrong_power_telemetry("latency", WINDOW_TOKENS,
+                                                                                        wrong)]))
+    (c,) = by_id(checks.checks(p, result), "latency.energy_per_token", "latency")
+    assert c.status == "failed", c.detail
+
+
+@HOST_HAS_NO_RAPL
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_energy_not_run_on_this_host(tmp_path, lang):
+    p, result = latency_result(edit=lambda d: d.update(telemetry=[no_rapl_telemetry("latency", WINDOW_TOKENS)]))
+    result.checks = checks.checks(p, result)
+    (c,) = by_id(result.checks, "latency.energy_per_token", "latency")
+    assert (c.status, c.detail) == ("not_run", NO_RAPL)
+    rows, text = energy_section(tmp_path, "latency", result, lang)
+    assert rows is None and NOT_RUN_LINE[lang] in text

@@ -12,11 +12,14 @@ import pytest
 
 from conftest import DATA, by_id, tiny_study, typed_result
 from studykit.checks import failed
+from studykit.energy import rapl_not_run
 from broken_bench_files import broken_file_messages, message
 from studykit.params import parse_study
 from studykit.stages.serve import checks
 from studykit.stages.serve.params import ServeParams
 from studykit.stages.serve.stage import parse_serve_json, points, serve_args, summarise, sweep_rates
+from test_energy import (HOST_HAS_NO_RAPL, IDLE_LINE, NO_IDLE, NO_RAPL, NOT_RUN_LINE, WRONG_ENERGY, energy_row,
+                         energy_section, no_rapl_telemetry, power_telemetry, wrong_power_telemetry)
 
 JSON = DATA / "bench" / "serve-vllm-cpu-0.32.json"
 MODEL = {"source": "builtin", "id": "smollm2-135m-instruct"}
@@ -151,6 +154,9 @@ def test_run_returns_the_typed_result_with_points_and_roofline(tmp_path):
     assert point.repeats == 1 and point.metrics["mean_tpot_ms"].mean == data["mean_tpot_ms"]
     # the run's telemetry is cut to vLLM's benchmark duration at the end of the 5 s command
     assert result.telemetry[0].window_s == [pytest.approx(5.0 - data["duration"], abs=1e-3), 5.0]
+    # its energy row (here: the host has no RAPL), the idle power (none without the runner)
+    assert result.telemetry[0].energy_not_run == NO_RAPL or rapl_not_run() is None
+    assert result.idle_not_run == NO_IDLE
     # roofline: 1 MB of weights read once per decode step of mean TPOT, against the 10 GB/s the params give
     (roof,) = result.roofline.points
     achieved = WEIGHT_BYTES / (data["mean_tpot_ms"] / 1000) / 1e9
@@ -163,6 +169,7 @@ def test_run_returns_the_typed_result_with_points_and_roofline(tmp_path):
     names = {Path(c).name for c in result.charts}
     assert {f"serve-{n}.png" for n in ("throughput-vs-rate", "latency-vs-rate", "latency-vs-throughput",
                                        "tradeoff", "ttft-over-time")} <= names
+    assert "serve-energy-vs-rate.png" not in names or rapl_not_run() is None  # no point has an energy here
     assert all(Path(c).is_file() for c in result.charts)
     result.checks = checks.checks(p, result)
     assert not failed(result.checks), failed(result.checks)
@@ -301,3 +308,69 @@ def test_serve_point_not_in_the_params_fails():
     (c,) = by_id(res, "serve.point_planned", CMD)
     assert c.status == "failed" and c.expected == ["inf", None] and c.actual == ["3", None]
     assert by_id(res, "serve.command_matches_params", CMD)[0].status == "passed"  # its flags fit its own point
+
+
+# --- energy per output token ---
+
+class ChartsIn:
+    """Where stage.charts saves, as the stage context does: charts/serve-<name>.png under a folder."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def chart_path(self, name: str) -> Path:
+        return self.folder / f"serve-{name}.png"
+
+    def save_figure(self, fig, name: str) -> str:
+        import matplotlib.pyplot as plt
+
+        fig.savefig(self.chart_path(name))
+        plt.close(fig)
+        return str(self.chart_path(name))
+
+
+def two_points_with_power(d):
+    """The recorded run at rate inf and again at rate 4, each with power_telemetry's window (the same samples)."""
+    second = {**d["runs"][0], "name": "rate-4-rep-1", "request_rate": "4"}
+    d["runs"].append(second)
+    d["points"] = summarise(d["runs"])
+    d["telemetry"] = [power_telemetry(r["name"], r["total_output_tokens"], idle_power_w=45.0) for r in d["runs"]]
+    d["idle_power_w"] = 45.0
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_energy_rows_checks_report_cells_and_chart(tmp_path, lang):
+    from studykit.stages.serve import stage
+
+    p, result = serve_result(edit=two_points_with_power)
+    p = p.model_copy(update={"request_rates": [float("inf"), 4.0]})
+    result.checks = checks.checks(p, result)
+    assert [c.status for c in result.checks if c.id == "serve.energy_per_token"] == ["passed", "passed"]
+    rows, text = energy_section(tmp_path, "serve", result, lang)
+    # 273.875 J / 320 tokens (10 prompts x 32); 320 / 273.875; (273.875 - 45 W x 3.25 s) / 320
+    assert rows == [energy_row(lang, run, "0.8559", "1.168", "0.3988") for run in (RUN, "rate-4-rep-1")]
+    assert IDLE_LINE[lang] in text
+    assert "serve-energy-vs-rate.png" in {Path(c).name for c in stage.charts(ChartsIn(tmp_path), result)}
+
+
+@pytest.mark.parametrize("wrong", WRONG_ENERGY)
+def test_energy_check_fails_on_a_wrong_row(wrong):
+    p, result = serve_result(edit=lambda d: d.update(telemetry=[wrong_power_telemetry(
+        RUN, d["runs"][0]["total_output_tokens"], wrong)]))
+    (c,) = by_id(checks.checks(p, result), "serve.energy_per_token", RUN)
+    assert c.status == "failed", c.detail
+
+
+@HOST_HAS_NO_RAPL
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_energy_not_run_on_this_host(tmp_path, lang):
+    from studykit.stages.serve import stage
+
+    p, result = serve_result(edit=lambda d: d.update(telemetry=[no_rapl_telemetry(RUN, 320)],
+                                                     points=summarise(d["runs"])))
+    result.checks = checks.checks(p, result)
+    (c,) = by_id(result.checks, "serve.energy_per_token", RUN)
+    assert (c.status, c.detail) == ("not_run", NO_RAPL)
+    rows, text = energy_section(tmp_path, "serve", result, lang)
+    assert rows is None and NOT_RUN_LINE[lang] in text
+    assert "serve-energy-vs-rate.png" not in {Path(c).name for c in stage.charts(ChartsIn(tmp_path), result)}

@@ -12,10 +12,13 @@ import pytest
 
 from conftest import DATA, by_id, tiny_study, typed_result
 from studykit.checks import failed
+from studykit.energy import rapl_not_run
 from broken_bench_files import broken_file_messages
 from studykit.stages.throughput import checks
 from studykit.stages.throughput.params import ThroughputParams
 from studykit.stages.throughput.stage import parse_throughput_json, printed_totals, throughput_args
+from test_energy import (HOST_HAS_NO_RAPL, IDLE_LINE, NO_IDLE, NO_RAPL, NOT_RUN_LINE, WRONG_ENERGY, energy_row,
+                         energy_section, no_rapl_telemetry, power_telemetry, wrong_power_telemetry)
 
 BENCH = DATA / "bench"
 JSON = BENCH / "throughput-vllm-cpu-0.32.json"
@@ -96,6 +99,9 @@ def test_run_returns_the_typed_result_and_its_checks_pass(tmp_path):
     assert result.total_output_tokens == 640 and result.total_prompt_tokens == data["total_num_tokens"] - 640
     assert result.vllm_printed.total_output_tokens == 640  # read from the bench's log
     assert [c.label for c in result.commands] == ["bench-throughput"] and result.params == p.model_dump()
+    # the window's energy row (here: the host has no RAPL), the idle power (none without the runner)
+    assert result.telemetry[0].energy_not_run == NO_RAPL or rapl_not_run() is None
+    assert result.idle_not_run == NO_IDLE
     result.checks = checks.checks(p, result)
     assert not failed(result.checks), failed(result.checks)
     ctx.write(result)
@@ -213,3 +219,40 @@ def test_seed_throughput_table_is_flagged():
     (out_rate,) = by_id(res, "throughput.output_rate_agreement")
     assert out_rate.status == "passed"  # 31.67 x 128 = 4053.76 ~ 4053.33 within 1%
     assert len(failed(res)) == 2
+
+
+# --- energy per output token ---
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_energy_row_check_and_report_cells(tmp_path, lang):
+    def with_power(d):
+        d.update(telemetry=[power_telemetry("throughput", d["total_output_tokens"], idle_power_w=45.0)],
+                 idle_power_w=45.0)
+    p, result = throughput_result(edit=with_power)
+    assert result.total_output_tokens == 640  # 20 prompts x 32 tokens, the whole bench inside the window
+    result.checks = checks.checks(p, result)
+    (c,) = by_id(result.checks, "throughput.energy_per_token", "throughput")
+    assert c.status == "passed", c.detail
+    rows, text = energy_section(tmp_path, "throughput", result, lang)
+    # 273.875 J / 640 tokens; 640 / 273.875; (273.875 - 45 W x 3.25 s) / 640
+    assert rows == [energy_row(lang, "throughput", "0.4279", "2.337", "0.1994")]
+    assert IDLE_LINE[lang] in text
+
+
+@pytest.mark.parametrize("wrong", WRONG_ENERGY)
+def test_energy_check_fails_on_a_wrong_row(wrong):
+    p, result = throughput_result(edit=lambda d: d.update(telemetry=[wrong_power_telemetry(
+        "throughput", d["total_output_tokens"], wrong)]))
+    (c,) = by_id(checks.checks(p, result), "throughput.energy_per_token", "throughput")
+    assert c.status == "failed", c.detail
+
+
+@HOST_HAS_NO_RAPL
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_energy_not_run_on_this_host(tmp_path, lang):
+    p, result = throughput_result(edit=lambda d: d.update(telemetry=[no_rapl_telemetry("throughput", 640)]))
+    result.checks = checks.checks(p, result)
+    (c,) = by_id(result.checks, "throughput.energy_per_token", "throughput")
+    assert (c.status, c.detail) == ("not_run", NO_RAPL)
+    rows, text = energy_section(tmp_path, "throughput", result, lang)
+    assert rows is None and NOT_RUN_LINE[lang] in text

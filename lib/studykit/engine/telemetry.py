@@ -3,7 +3,10 @@
 - always: CPU% and resident memory of the kit's child process tree (the vllm server, the bench process and all
   their workers);
 - on platform npu, in the same sample: `npu-smi info` per chip (HBM used MB, AICore %, power W when the table
-  reports it; the second chip of an A3 NPU shows '-'), keys `npu<NPU>_<chip>_<metric>`.
+  reports it; the second chip of an A3 NPU shows '-'), keys `npu<NPU>_<chip>_<metric>`;
+- on platform cpu, when the host exposes readable RAPL package domains: each domain's cumulative energy counter,
+  keys `rapl_<domain>_uj` (and each domain's max_energy_range_uj once, in to_dict), so that studykit.energy can
+  give any window of the series an energy, also one found only after the bench.
 
 A part that fails (npu-smi missing, exiting non-zero, output cut short) is counted and its first messages kept,
 never raised: telemetry must not break the measurement it watches. npu-smi is given up after
@@ -17,9 +20,12 @@ import re
 import subprocess
 import threading
 import time
+from pathlib import Path
 from typing import Any, Sequence
 
 import psutil
+
+from studykit.engine import rapl
 
 NPU_SMI = ("npu-smi", "info")
 NPU_METRICS = ("hbm_used_mb", "aicore_percent", "power_w")
@@ -30,7 +36,7 @@ class Telemetry:
     """`with Telemetry(platform) as tel: ...` then `tel.series` (list of flat samples) and `tel.summary()`."""
 
     def __init__(self, platform: str = "cpu", interval_s: float = 0.5, root_pid: int | None = None,
-                 label: str = "", npu_smi: Sequence[str] = NPU_SMI):
+                 label: str = "", npu_smi: Sequence[str] = NPU_SMI, powercap: Path = rapl.POWERCAP):
         if platform not in ("cpu", "npu"):
             raise ValueError(f"telemetry platform {platform!r} is unknown; allowed: cpu, npu")
         self.platform = platform
@@ -40,7 +46,10 @@ class Telemetry:
         self.label = label
         self.series: list[dict[str, Any]] = []
         self.errors: list[str] = []
-        self.failed = {"cpu": 0, "npu": 0}
+        self.failed = {"cpu": 0, "npu": 0, "rapl": 0}
+        self.powercap = powercap
+        self.samples_rapl = platform == "cpu" and rapl.rapl_not_run(powercap) is None
+        self.rapl_max_energy_range_uj = rapl.rapl_max_ranges(powercap) if self.samples_rapl else {}
         self._npu_failures_in_a_row = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -64,6 +73,8 @@ class Telemetry:
     def _loop(self) -> None:
         while not self._stop.is_set():
             sample: dict[str, Any] = {"t_s": round(time.monotonic() - self._t0, 3)}
+            if self.samples_rapl:  # first: the counters are read at t_s, before the process walk takes its time
+                sample.update(self._part("rapl", self._rapl_sample))
             sample.update(self._part("cpu", self._cpu_sample))
             if self.platform == "npu" and self._npu_failures_in_a_row < NPU_GIVE_UP_AFTER:
                 npu = self._part("npu", self._npu_sample)
@@ -113,6 +124,9 @@ class Telemetry:
         return {"cpu_percent": round(cpu, 1), "rss_mib": round(rss / 2**20, 1), "processes": len(current),
                 "system_cpu_percent": psutil.cpu_percent(None)}
 
+    def _rapl_sample(self) -> dict[str, Any]:
+        return {rapl.rapl_key(name): uj for name, uj in rapl.read_rapl(self.powercap).items()}
+
     def _npu_sample(self) -> dict[str, Any]:
         from studykit.evidence.ascend import parse_npu_smi_info
 
@@ -129,7 +143,8 @@ class Telemetry:
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {"samples": len(self.series), "interval_s": self.interval_s}
-        for key in sorted({k for s in self.series for k in s if k != "t_s"}):
+        # a RAPL counter is cumulative: its mean says nothing (studykit.energy reads it)
+        for key in sorted({k for s in self.series for k in s if k != "t_s" and not rapl.RAPL_KEY.match(k)}):
             vals = [s[key] for s in self.series if isinstance(s.get(key), (int, float))]
             if vals:
                 out[f"mean_{key}"] = round(sum(vals) / len(vals), 2)
@@ -142,7 +157,10 @@ class Telemetry:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "platform": self.platform, "summary": self.summary(), "series": self.series}
+        out = {"label": self.label, "platform": self.platform, "summary": self.summary(), "series": self.series}
+        if self.samples_rapl:
+            out["rapl_max_energy_range_uj"] = self.rapl_max_energy_range_uj
+        return out
 
 
 PANELS = (("cpu_percent", "CPU % (100 = one core)"), ("rss_mib", "resident memory (MiB)"),
@@ -166,6 +184,8 @@ def chart(telemetries: list[dict[str, Any]], path) -> str | None:
                        if k == metric or re.fullmatch(rf"npu\d+_\d+_{metric}", k)})
 
     panels = [(m, title) for m, title in PANELS if any(keys_of(t, m) for t in tels)]
+    if not panels:  # e.g. only power samples: energy's, not a panel
+        return None
     fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.6 * len(panels)), sharex=True, squeeze=False)
     for row, (ax, (metric, title)) in enumerate(zip(axes[:, 0], panels)):
         for t in tels:

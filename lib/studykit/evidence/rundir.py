@@ -32,6 +32,12 @@ class RunLayout:
     def result(self, stage: str) -> Path:
         return self.results / f"{stage}.json"
 
+    def idle_power(self) -> Path | None:
+        """The idle power the runner measured before any engine started: results/idle_power.json, or the newest
+        results/idle_power.resume-<UTC>.json when a resume measured it again (None: never measured)."""
+        found = sorted(self.results.glob("idle_power*.json"))  # "idle_power.json" sorts before ".resume-..."
+        return found[-1] if found else None
+
     def raw_dir(self, stage: str) -> Path:
         """The stage's raw outputs. Only the path: a plan builds it under the RUN_DIR placeholder, where nothing
         may be created; whoever writes there makes the directory."""

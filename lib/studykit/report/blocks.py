@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from studykit.schema.metrics import Metric, stage_metrics
-from studykit.report.check_text import check_detail, check_label, check_name, check_subject
+from studykit.report.check_text import check_detail, check_label, check_name, check_subject, zh_detail
 from studykit.report.i18n import S, t
 from studykit.report.mdtools import DASH, Md, fmt, fmt_delta, inline_code
 from studykit.report.model import Run
@@ -219,7 +219,9 @@ def perf_stage(ctx: Ctx, stage: str, title_key: str, before_table=None, after_ta
         md.code("\n".join(cmds))
     if not has:
         return
-    numbers = [m for m in stage_metrics(stage) if not m.id.split(".", 1)[1].startswith("roofline")]
+    # roofline rows are §5.5's; energy rows are the stage's energy table's (energy_table)
+    numbers = [m for m in stage_metrics(stage) if not m.id.split(".", 1)[1].startswith("roofline")
+               and not is_energy(m)]
     if numbers:
         if before_table:
             before_table(ctx, st.result)
@@ -227,6 +229,51 @@ def perf_stage(ctx: Ctx, stage: str, title_key: str, before_table=None, after_ta
     if after_table:
         after_table(ctx, st.result)
     show_charts(ctx, stage)
+
+
+def is_energy(m: Metric) -> bool:
+    return "energy" in m.path.split(".")
+
+
+def energy_table(ctx: Ctx, stage: str, result) -> None:
+    """A bench stage's energy per output token, one row per telemetry window (studykit.energy.TelemetryEnergy):
+    J/token, tokens/J, dynamic J/token (idle power taken out, when it is known), mean power, sampling interval,
+    coverage, source; a window without energy says why (its check's detail). One line when no window has any."""
+    checks = {c.subject: c for c in result.checks if c.id == f"{stage}.energy_per_token"}
+
+    def why(tel) -> str:
+        c = checks.get(tel.label)
+        if c is not None:
+            return check_detail(c, ctx.lang)
+        return reason_text(ctx, stage, tel.energy_not_run) if tel.energy_not_run else ctx.t("energy_none_recorded")
+
+    windows = result.telemetry
+    if not any(tel.energy for tel in windows):
+        reasons = list(dict.fromkeys(why(tel) for tel in windows)) or [DASH]
+        ctx.md.p(ctx.t("energy_not_run", why="; ".join(reasons)))
+        return
+    ctx.md.p(f"**{ctx.t('energy_title')}**")
+    rows = []
+    for tel in windows:
+        e = tel.energy
+        if e is None:
+            rows.append([tel.label] + [DASH] * 6 + [why(tel)])
+            continue
+        rows.append([tel.label, fmt(e.joules_per_token), fmt(e.tokens_per_joule), fmt(e.dynamic_joules_per_token),
+                     fmt(e.mean_power_w), fmt(e.interval_s), f"{e.coverage * 100:.1f} %",
+                     f"{e.source} ({', '.join(e.domains)})"])
+    ctx.md.table([ctx.t(k) for k in ("energy_col_window", "energy_col_jpt", "energy_col_tpj", "energy_col_dynamic",
+                                     "energy_col_power", "energy_col_interval", "energy_col_coverage",
+                                     "energy_col_source")], rows)
+    if result.idle_power_w is not None:
+        ctx.md.p(ctx.t("energy_idle", w=f"{fmt(result.idle_power_w)} W"))
+    elif result.idle_not_run:
+        ctx.md.p(ctx.t("energy_idle", w=reason_text(ctx, stage, result.idle_not_run)))
+
+
+def reason_text(ctx: Ctx, stage: str, reason: str) -> str:
+    """Why an energy or idle power was not measured, in the reader's language (the energy check's templates)."""
+    return (zh_detail(f"{stage}.energy_per_token", reason) if ctx.lang == "zh" else None) or reason
 
 
 def checks_table(ctx: Ctx, stages: list[str]) -> int:

@@ -64,6 +64,41 @@ _SCORE = ((r"per-item mean (?P<mine>\S+), lm-eval (?P<theirs>\S+)", "逐题得�
            "部分题目未配对,配对得分覆盖的题目少于 lm-eval 的"))
 
 
+# Why a window has no energy (studykit.energy), for every stage that measures one; and the bench stages' energy
+# check (studykit.checks.energy_per_token).
+ENERGY_NOT_RUN = (
+    (r"this host exposes no RAPL power: (?P<p>\S+) does not exist", "本机未提供 RAPL 功率:{p} 不存在"),
+    (r"this host exposes no RAPL power: (?P<p>\S+) has no intel-rapl domain",
+     "本机未提供 RAPL 功率:{p} 下没有 intel-rapl 域"),
+    (r"RAPL (?P<d>\S+)/energy_uj is not readable \((?P<e>.*)\); it is root-only on kernels since 5\.10 "
+     r"\(CVE-2020-8694\)", "RAPL {d}/energy_uj 不可读({e});自 5.10 内核起仅 root 可读(CVE-2020-8694)"),
+    (r"fewer than two power samples of any chip inside the window \[(?P<a>\S+), (?P<b>\S+)\] s "
+     r"\((?P<n>\d+) samples in all\): no energy", "窗口 [{a}, {b}] s 内任一芯片的功率采样都少于两个(共 {n} 个采样):无能耗"),
+    (r"fewer than two RAPL counter reads of any domain inside the window \[(?P<a>\S+), (?P<b>\S+)\] s "
+     r"\((?P<n>\d+) samples in all\): no energy",
+     "窗口 [{a}, {b}] s 内任一 RAPL 域的计数器读数都少于两个(共 {n} 个采样):无能耗"),
+    (r"no npu<N>_<chip>_power_w in the samples: .*", "采样中没有 npu<N>_<chip>_power_w(npu-smi 未报告功率)"),
+    (r"no npu<N>_<chip>_power_w nor rapl_<domain>_uj in the samples: .*",
+     "采样中既没有 npu<N>_<chip>_power_w 也没有 rapl_<domain>_uj(npu-smi 未报告功率,或本机未提供 RAPL 计数器)"),
+    (r"the RAPL counter went down \((?P<a>\d+) -> (?P<b>\d+)\) and max_energy_range_uj is (?P<m>\S+): cannot unwrap",
+     "RAPL 计数器下降({a} -> {b})而 max_energy_range_uj 为 {m}:无法还原回绕"),
+    (r"the measured window is not known \(window_s missing: its start or end was not found\)",
+     "测量窗口未知(缺少 window_s:未找到其起点或终点)"),
+    (r"not measured: the runner measures it before any engine starts, and this stage ran without it "
+     r"\(results/idle_power\.json does not exist\)",
+     "未测量:空闲功率由 runner 在任何引擎启动前测量,而本阶段未经 runner 运行(results/idle_power.json 不存在)"),
+    (r"the result records no energy for this window", "结果中没有该窗口的能耗记录"),
+    (r"not measured", "未测量"),
+)
+_ENERGY_CHECK = CheckText(
+    "该窗口的单 token 能耗(能耗 > 0、token 数与本阶段一致、采样覆盖充分)",
+    "energy per output token of the window (joules > 0, the stage's token count, enough of the window sampled)",
+    ((r"(?P<j>\S+) J over (?P<n>\S+) tokens = (?P<jpt>\S+) J/token, (?P<cov>\S+) % of the window sampled "
+      r"\((?P<src>.*)\); the stage counted (?P<want>\S+) tokens, at least (?P<min>\d+) % sampled wanted",
+      "{j} J / {n} token = {jpt} J/token,窗口采样覆盖 {cov} %({src});本阶段计数 {want} token,采样覆盖至少需 {min} %"),
+     *ENERGY_NOT_RUN))
+
+
 def _per_stage(stages: tuple[str, ...], what: str, text: CheckText) -> dict[str, CheckText]:
     """A generic helper's check (studykit.checks) under the id of each stage that runs it."""
     return {f"{stage}.{what}": text for stage in stages}
@@ -99,6 +134,7 @@ CHECKS: dict[str, CheckText] = {
         ((r"completed (?P<c>\d+) of (?P<n>\d+), failed (?P<f>\S+)", "完成 {c}/{n},失败 {f}"),)),
     **_per_stage(("latency", "throughput", "serve"), "command_matches_params", CheckText(
         "命令参数与配置一致", "command matches params", _COMMAND)),
+    **_per_stage(("latency", "throughput", "serve"), "energy_per_token", _ENERGY_CHECK),
     # deploy
     "deploy.dummy_gate": CheckText("启动验证(dummy 权重)就绪", "dummy-weight gate gets to ready", _GATE),
     "deploy.real_gate": CheckText("启动验证(真实权重)就绪并响应首批请求",
@@ -286,15 +322,7 @@ CHECKS: dict[str, CheckText] = {
         "该窗口的单 token 能耗", "energy per output token of the window",
         ((r"(?P<j>\S+) J over (?P<n>\d+) tokens = (?P<jpt>\S+) J/token, (?P<cov>\d+) % of the window sampled "
           r"\((?P<src>.*)\)", "{j} J / {n} token = {jpt} J/token,窗口采样覆盖 {cov} %({src})"),
-         (r"this host exposes no RAPL power: (?P<p>\S+) does not exist", "本机未提供 RAPL 功率:{p} 不存在"),
-         (r"this host exposes no RAPL power: (?P<p>\S+) has no intel-rapl domain",
-          "本机未提供 RAPL 功率:{p} 下没有 intel-rapl 域"),
-         (r"RAPL (?P<d>\S+)/energy_uj is not readable \((?P<e>.*)\); it is root-only on kernels since 5\.10 "
-          r"\(CVE-2020-8694\)", "RAPL {d}/energy_uj 不可读({e});自 5.10 内核起仅 root 可读(CVE-2020-8694)"),
-         (r"fewer than two power samples of any chip inside the window \[(?P<a>\S+), (?P<b>\S+)\] s "
-          r"\((?P<n>\d+) samples in all\): no energy", "窗口 [{a}, {b}] s 内任一芯片的功率采样都少于两个(共 {n} 个采样):无能耗"),
-         (r"no npu<N>_<chip>_power_w in the samples: .*", "采样中没有 npu<N>_<chip>_power_w(npu-smi 未报告功率)"),
-         (r"not measured", "未测量"))),
+         *ENERGY_NOT_RUN)),
     # report
     "report.files_written": CheckText(
         "请求的报告文件均已写出且非空", "every report file requested is written",

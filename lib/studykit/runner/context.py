@@ -134,6 +134,16 @@ class StageContext:
         return self.commands.run(step.argv, label=step.label, env_extra={**self.env(), **step.env},
                                  log_path=self.raw_dir / f"{step.label.replace(' ', '-')}.log", timeout=timeout)
 
+    def idle_power(self) -> dict[str, Any]:
+        """{"idle_power_w": W} as the runner measured it before any engine started, or {"idle_not_run": why}. A
+        stage run from its notebook without the runner has none: measured there, an engine left running by an
+        earlier cell could be in it."""
+        path = self.layout.idle_power()
+        if path is None:
+            return {"idle_not_run": "not measured: the runner measures it before any engine starts, and this stage "
+                                    "ran without it (results/idle_power.json does not exist)"}
+        return read_json(path)
+
     def chart_path(self, name: str) -> Path:
         self.layout.charts.mkdir(parents=True, exist_ok=True)
         return self.layout.charts / f"{self.stage}-{name}.png"

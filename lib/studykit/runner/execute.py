@@ -224,6 +224,7 @@ def run_study(params_path: str | Path, stages: list[str] | None = None, *, fail_
             # The first capture describes the stages kept; the resumed stages' machine is recorded beside it.
             env_path = env_path.with_name(f"environment.resume-{utc_stamp()}.json")
         write_json(env_path, env)
+        _measure_idle_power(layout, study, resume=bool(resume), log=log)
         stopped = False
         reran = False
         for i, stage in enumerate(order):
@@ -277,6 +278,23 @@ def run_study(params_path: str | Path, stages: list[str] | None = None, *, fail_
     if report.exists() and state["stages"].get("report", {}).get("status") == "passed":
         log(f"report: {report}")  # last line: what `make study` leaves on screen
     return (1 if failed else 0), run_dir
+
+
+def _measure_idle_power(layout: RunLayout, study: Study, *, resume: bool, log=print) -> None:
+    """Once per invocation, before any engine starts (the stages read it through StageContext.idle_power): the
+    power the host draws idle, which a stage's dynamic energy leaves out. A resume measures again beside the first
+    (the machine the resumed stages run on), as it captures the environment again."""
+    from studykit.energy import idle_power
+
+    path = layout.results / "idle_power.json"
+    if resume and path.exists():
+        path = path.with_name(f"idle_power.resume-{utc_stamp()}.json")
+    idle = idle_power(study.platform)
+    write_json(path, idle)
+    if "idle_power_w" in idle:
+        log(f"  idle power before any engine: {idle['idle_power_w']:.1f} W")
+    else:
+        log(f"  idle power not measured: {idle['idle_not_run']}")
 
 
 def _execution_order(study: Study, wanted: list[str]) -> list[str]:

@@ -65,6 +65,8 @@ class TelemetrySeries(Record):
     window_s: list[float] | None = Field(None, description="[start, end] of the measured part, seconds since the "
                                                            "sampling started (the rest is engine start-up)")
     window_how: str | None = None
+    rapl_max_energy_range_uj: dict[str, int] | None = Field(None, description="per RAPL domain sampled: where its "
+                                                                          "counter wraps to 0")
 
 
 class StageResult(Record):

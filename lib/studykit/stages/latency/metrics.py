@@ -22,4 +22,8 @@ METRICS: tuple[Metric, ...] = (
            "内存带宽上限", "kit"),
     Metric("latency.roofline_efficiency_percent", "roofline.efficiency_percent", "%", "Share of the bandwidth limit",
            "带宽利用率", "derived"),
+    Metric("latency.joules_per_token", "telemetry.0.energy.joules_per_token", "J/token", "Energy per output token",
+           "单 token 能耗", "derived", "energy of the output_len N run's window (engine ready to the end of the bench) / batch_size x output_len x (warmup + measured iterations)"),
+    Metric("latency.tokens_per_joule", "telemetry.0.energy.tokens_per_joule", "tokens/J", "Output tokens per joule",
+           "每焦耳输出 token 数", "derived", "batch_size x output_len x (warmup + measured iterations) / energy of the same window"),
 )

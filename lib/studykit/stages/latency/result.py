@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from studykit.energy import IdlePower, TelemetryEnergy
 from studykit.schema.base import Record, StageResult
 from studykit.schema.roofline import LatencyRoofline
 
@@ -22,7 +23,8 @@ class LatencyRun(Record):
     p99_latency_s: float
 
 
-class LatencyResult(StageResult):
+class LatencyResult(StageResult, IdlePower):
+    telemetry: list[TelemetryEnergy] = Field(default_factory=list, description="per run, in the order of runs")
     runs: dict[str, LatencyRun] = Field(default_factory=dict, description="'latency' (output_len N), 'prefill' (1)")
     avg_latency: float | None = None
     p50_latency_s: float | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from studykit.energy import telemetry_energy
 from studykit.engine import cmdline
 from studykit.stages.latency.params import LatencyParams
 from studykit.engine import roofline
@@ -59,6 +60,13 @@ def derive(p: LatencyParams, full: dict[str, Any], one: dict[str, Any] | None) -
     return out
 
 
+def window_output_tokens(p: LatencyParams, output_len: int, iters_measured: int) -> int:
+    """Output tokens generated inside a run's telemetry window (engine ready to the end of the bench): vLLM runs its
+    warm-up iterations after the engine is ready, so they count with the measured ones; each iteration is one
+    batch of batch_size prompts of output_len tokens (ignore_eos, one sequence per prompt)."""
+    return p.batch_size * output_len * (p.num_iters_warmup + iters_measured)
+
+
 RUNS = (("latency", None), ("prefill", 1))  # name, output_len (None: the study's)
 
 
@@ -72,6 +80,8 @@ def run(ctx, p: LatencyParams) -> LatencyResult:
     """Both benches, then the decode roofline; what was measured is kept if one fails (ctx.keep)."""
     data: dict[str, Any] = {"params": p.model_dump(), "commands": [], "telemetry": [], "runs": {}}
     with ctx.keep(data):
+        idle = ctx.idle_power()
+        data.update(idle)
         for (name, out_len), step in zip(RUNS, ctx.plan()):
             out_json = ctx.raw_dir / f"{name}.json"
             with Telemetry(ctx.study.platform, label=name) as tel:
@@ -79,8 +89,10 @@ def run(ctx, p: LatencyParams) -> LatencyResult:
             data["telemetry"].append({**tel.to_dict(), **engine_window(rec)})
             data["commands"].append(command_entry(rec, run=name))
             check_ran(rec, out_json)
-            data["runs"][name] = {"output_len": out_len or p.output_len, "raw": str(out_json),
-                                  **parse_latency_json(out_json)}
+            run = data["runs"][name] = {"output_len": out_len or p.output_len, "raw": str(out_json),
+                                        **parse_latency_json(out_json)}
+            tokens = window_output_tokens(p, run["output_len"], run["num_iters_measured"])
+            data["telemetry"][-1].update(telemetry_energy(data["telemetry"][-1], tokens, idle.get("idle_power_w")))
         full, one = data["runs"]["latency"], data["runs"]["prefill"]
         data.update({k: full[k] for k in ("avg_latency", "p50_latency_s", "p90_latency_s", "p99_latency_s")})
         data.update(derive(p, full, one))

@@ -1,10 +1,10 @@
 """The serve stage's checks: per run, all requests completed, token totals against num_prompts x length, and
-vLLM's mean TTFT and mean end-to-end latency recomputed from its own per-request values; per command, the point
-it ran is one the params plan, and its flags match the params and that point."""
+vLLM's mean TTFT and mean end-to-end latency recomputed from its own per-request values, its energy per output
+token; per command, the point it ran is one the params plan, and its flags match the params and that point."""
 
 from __future__ import annotations
 
-from studykit.checks import argv_has, check, completed_all, mean_matches_raw, token_totals
+from studykit.checks import argv_has, check, completed_all, energy_per_token, mean_matches_raw, token_totals
 from studykit.schema.base import Check
 from studykit.stages.serve.params import ServeParams
 from studykit.stages.serve.result import ServeResult
@@ -23,6 +23,9 @@ def checks(p: ServeParams, result: ServeResult) -> list[Check]:
                                     what="TTFT", where=w, metric="serve.mean_ttft_ms"))
         out.append(mean_matches_raw("serve", per.get("latencies") or [], per.get("errors"), run.mean_e2el_ms,
                                     what="end-to-end latency", where=w, metric="serve.mean_e2el_ms"))
+    tokens = {run.name: run.total_output_tokens for run in result.runs}
+    for tel in result.telemetry:
+        out.append(energy_per_token("serve", tel, tokens.get(tel.label), tel.label))
     planned = {pt["name"]: [fmt_rate(pt["request_rate"]), pt["max_concurrency"]]
                for pt in points(p, result.sweep.rates if result.sweep else None)}
     for cmd in result.commands:

@@ -22,4 +22,8 @@ METRICS: tuple[Metric, ...] = (
     _serve("p99_itl_ms", "ms", "P99 ITL", "token 间时延 (ITL) P99"),
     _serve("mean_e2el_ms", "ms", "Mean end-to-end latency", "平均端到端时延 (E2EL)"),
     _serve("completed", "requests", "Completed requests", "完成请求数"),
+    Metric("serve.joules_per_token", "telemetry.0.energy.joules_per_token", "J/token", "Energy per output token",
+           "单 token 能耗", "derived", "energy of the headline point's first run (vLLM's benchmark duration) / total_output_tokens"),
+    Metric("serve.tokens_per_joule", "telemetry.0.energy.tokens_per_joule", "tokens/J", "Output tokens per joule",
+           "每焦耳输出 token 数", "derived", "total_output_tokens / energy of the same window"),
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from studykit.energy import IdlePower, TelemetryEnergy
 from studykit.schema.base import CommandEntry, Open, Record, StageResult
 from studykit.schema.roofline import ServeRoofline
 
@@ -65,7 +66,9 @@ class Sweep(Record):
     rates: list[float]
 
 
-class ServeResult(StageResult):
+class ServeResult(StageResult, IdlePower):
+    telemetry: list[TelemetryEnergy] = Field(default_factory=list, description="per run (its label is the run's "
+                                                                               "name), in the order of runs")
     base_url: str | None = None
     server_log: str | None = None
     server_ready_s: float | None = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from studykit.report.blocks import Ctx, SummaryRow, metric_label, perf_stage, point_label
+from studykit.report.blocks import Ctx, SummaryRow, energy_table, metric_label, perf_stage, point_label
 from studykit.report.mdtools import fmt
 from studykit.schema.metrics import by_id
 from studykit.stages.serve.result import ServePoint, ServeResult
@@ -38,17 +38,18 @@ def _headline(ctx: Ctx, result: ServeResult) -> None:
         ctx.md.p(ctx.t("p_headline", point=point_label(ctx, result.points[0])))
 
 
-def _sweep(ctx: Ctx, result: ServeResult) -> None:
+def _sweep_and_energy(ctx: Ctx, result: ServeResult) -> None:
     points = result.points
     if points:
         ctx.md.p(f"**{ctx.t('p_sweep')}**")
         serve_points_table(ctx, points)
         if any(pt.repeats > 1 for pt in points):
             ctx.md.p(ctx.t("p_ci_note"))
+    energy_table(ctx, "serve", result)
 
 
 def performance(ctx: Ctx) -> None:
-    perf_stage(ctx, "serve", "s5_4", before_table=_headline, after_table=_sweep)
+    perf_stage(ctx, "serve", "s5_4", before_table=_headline, after_table=_sweep_and_energy)
 
 
 SECTIONS = {"performance": performance}

@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from studykit.energy import telemetry_energy
 from studykit.engine import cmdline, roofline
 from studykit.engine.benchjson import NUM, BenchParseError, check_ran, load_bench_json
 from studykit.engine.telemetry import Telemetry
@@ -144,6 +145,7 @@ def run(ctx, p: ServeParams) -> ServeResult:
     server stopped, on the cores its engine was bound to); the runs that finished are kept if one fails."""
     data: dict[str, Any] = {"params": p.model_dump(mode="json"), "commands": [], "telemetry": [], "runs": []}
     with ctx.keep(data):
+        data.update(ctx.idle_power())
         steps = ctx.plan()
         if steps[0].kind == "server":
             with ctx.server_for(steps[0]) as srv:
@@ -193,6 +195,8 @@ def _run_points(ctx, pts: list[dict[str, Any]], steps: list[Step], data: dict[st
         if rec.seconds and run.get("duration") and run["duration"] <= rec.seconds:
             telemetry.update(window_s=[round(rec.seconds - run["duration"], 3), rec.seconds],
                              window_how="the last `duration` seconds of the bench (vLLM's benchmark duration)")
+        # the warm-up requests ran before vLLM's benchmark duration: the window's tokens are the run's own
+        telemetry.update(telemetry_energy(telemetry, run["total_output_tokens"], data.get("idle_power_w")))
         data["runs"].append(run)
 
 
@@ -334,6 +338,20 @@ def charts(ctx, result: ServeResult) -> list[str]:
     ax.set_ylabel("output tokens/s")
     ax.set_title("tokens/s vs TPOT trade-off")
     paths.append(ctx.save_figure(fig, "tradeoff"))
+
+    # energy per output token of each point: the mean over its runs that have an energy (none: no chart)
+    energy = {t.label: t.energy.joules_per_token for t in result.telemetry
+              if t.energy is not None and t.energy.joules_per_token is not None}
+    per_point = [[energy[name] for name in r.runs if name in energy] for r in rows]
+    if any(per_point):
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        shown = [(x, sum(v) / len(v), lab) for x, v, lab in zip(xs, per_point, labels) if v]
+        ax.plot([x for x, _, _ in shown], [y for _, y, _ in shown], marker="o")
+        ax.set_xticks([x for x, _, _ in shown], [lab for _, _, lab in shown])
+        ax.set_xlabel("request rate (req/s)")
+        ax.set_ylabel("J per output token")
+        ax.set_title("energy per output token vs request rate")
+        paths.append(ctx.save_figure(fig, "energy-vs-rate"))
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
     for run in result.runs:

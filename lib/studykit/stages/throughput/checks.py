@@ -1,10 +1,10 @@
 """The throughput stage's checks: token totals against num_prompts x length (vLLM's JSON and the counts it
 prints), the derived output tokens/s against the one vLLM prints, the request count, each command against the
-params; and `seed_table_checks` for a published throughput table (the seed's)."""
+params, the energy per output token; and `seed_table_checks` for a published throughput table (the seed's)."""
 
 from __future__ import annotations
 
-from studykit.checks import REL_TOL, argv_has, check, not_run, rate_agreement, token_totals
+from studykit.checks import REL_TOL, argv_has, check, energy_per_token, not_run, rate_agreement, token_totals
 from studykit.schema.base import Check
 from studykit.stages.throughput.params import ThroughputParams
 from studykit.stages.throughput.result import ThroughputResult
@@ -37,6 +37,8 @@ def checks(p: ThroughputParams, result: ThroughputResult) -> list[Check]:
         out.append(argv_has("throughput", cmd.argv, {
             "--dataset-name": "random", "--random-input-len": p.input_len, "--random-output-len": p.output_len,
             "--num-prompts": p.num_prompts, "--output-json": None}, where=f"{cmd.label}: "))
+    for tel in result.telemetry:
+        out.append(energy_per_token("throughput", tel, result.total_output_tokens, tel.label))
     return out
 
 

@@ -18,4 +18,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("throughput.printed_output_tokens", "vllm_printed.total_output_tokens", "tokens",
            "Output tokens (vLLM's printed count)", "output tokens (vLLM 输出)"),
     Metric("throughput.elapsed_time", "elapsed_time", "s", "Elapsed time", "总耗时"),
+    Metric("throughput.joules_per_token", "telemetry.0.energy.joules_per_token", "J/token", "Energy per output token",
+           "单 token 能耗", "derived", "energy of the bench's window (engine ready to the end) / total_output_tokens"),
+    Metric("throughput.tokens_per_joule", "telemetry.0.energy.tokens_per_joule", "tokens/J", "Output tokens per joule",
+           "每焦耳输出 token 数", "derived", "total_output_tokens / energy of the same window"),
 )

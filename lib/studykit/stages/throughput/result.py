@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from studykit.energy import IdlePower, TelemetryEnergy
 from studykit.schema.base import Record, StageResult
 
 class PrintedTotals(Record):
@@ -15,7 +16,8 @@ class PrintedTotals(Record):
     output_tokens_per_s: float | None = None
 
 
-class ThroughputResult(StageResult):
+class ThroughputResult(StageResult, IdlePower):
+    telemetry: list[TelemetryEnergy] = Field(default_factory=list)
     raw: str | None = None
     elapsed_time: float | None = None
     num_requests: int | None = None

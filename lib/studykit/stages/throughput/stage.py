@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from studykit.energy import telemetry_energy
 from studykit.engine import cmdline
 from studykit.engine.benchjson import NUM, BenchParseError, check_ran, load_bench_json
 from studykit.engine.telemetry import Telemetry
@@ -67,6 +68,8 @@ def run(ctx, p: ThroughputParams) -> ThroughputResult:
     kept if it fails (ctx.keep)."""
     data: dict[str, Any] = {"params": p.model_dump(), "commands": [], "telemetry": []}
     with ctx.keep(data):
+        idle = ctx.idle_power()
+        data.update(idle)
         out_json = ctx.raw_dir / "throughput.json"
         (step,) = ctx.plan()
         with Telemetry(ctx.study.platform, label="throughput") as tel:
@@ -77,6 +80,9 @@ def run(ctx, p: ThroughputParams) -> ThroughputResult:
         data["raw"] = str(out_json)
         data.update(parse_throughput_json(out_json, p.output_len, p.input_len))
         data["vllm_printed"] = printed_totals(rec.log)
+        # the window (engine ready to the end) holds the whole bench: vLLM warms up only with --num-warmups
+        data["telemetry"][-1].update(telemetry_energy(data["telemetry"][-1], data["total_output_tokens"],
+                                                      idle.get("idle_power_w")))
     return ctx.result(data)
 
 
