@@ -864,6 +864,10 @@ def literal_check_ids() -> set[str]:
             # (id, name, metric) tuples, {id: name} dicts
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("check", "not_run"):
                 candidates = node.args[:1]
+            elif (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "energy_per_token"
+                  and isinstance(node.args[0], ast.Constant)):
+                # studykit.checks.energy_per_token(stage, ...) writes the id `<stage>.energy_per_token`
+                candidates = [ast.Constant(f"{node.args[0].value}.energy_per_token")]
             elif isinstance(node, ast.Tuple):
                 candidates = node.elts[:1]
             elif isinstance(node, ast.Dict):

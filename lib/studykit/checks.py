@@ -140,8 +140,8 @@ MIN_ENERGY_COVERAGE = 0.8
 
 
 def energy_per_token(stage: str, telemetry, tokens: int | None, subject: str) -> Check:
-    """A bench's energy row (a telemetry window's `energy`, studykit.energy.TelemetryEnergy) against the stage's
-    own count of the window's output tokens: joules > 0, J/token = joules / tokens, enough of the window sampled.
+    """A window's energy row (`energy` / `energy_not_run` of a bench's telemetry window, studykit.energy.
+    TelemetryEnergy, or of a profile window) against the stage's own count of the window's output tokens: joules > 0, J/token = joules / tokens, enough of the window sampled.
     not_run with the reason when the window has no energy."""
     cid, metric = f"{stage}.energy_per_token", f"{stage}.joules_per_token"
     name = "energy per output token of the window (joules > 0, the stage's token count, enough of the window sampled)"

@@ -13,16 +13,16 @@ import pytest
 import yaml
 
 from conftest import DEFAULT_PARAMS, by_id, tiny_study, typed_result
-from studykit.energy import rapl_not_run
+from studykit.energy import rapl_not_run, telemetry_energy
 from studykit.engine import cmdline
 from studykit.params import load_study
 from studykit.stages.profile import checks
 from studykit.stages.profile.params import ProfileParams
 from studykit.stages.profile.params import window_order
 from studykit.stages.profile.stage import (concurrencies, new_outputs, overhead, plan, profiler_config,
-                                           request_timing, saturated_batch, spread, verdict, window_energy_row)
+                                           request_timing, saturated_batch, spread, verdict)
 from studykit.stages.profile.trace import parse_trace
-from test_energy import RECORDED, rapl_tree, samples_at
+from test_energy import RECORDED, samples_at
 from test_profile_parsers import PREFILL, STEP, record_trace
 
 NO_RAPL = "this host exposes no RAPL power: /sys/class/powercap does not exist"
@@ -151,27 +151,23 @@ def test_overhead_spread_and_verdict():
 def test_energy_on_recorded_npu_smi_samples():
     # npu0_0 99.6, 78.0, 99.6 W at 0, 0.5, 1 s (910B2, 910ProB, 910B2 tables); npu1_0 only in the 910ProB table
     series = samples_at([0.0, 0.5, 1.0], [RECORDED[0], RECORDED[1], RECORDED[0]])
-    row = window_energy_row("npu", series, [0.0, 1.0], 40)
+    row = telemetry_energy({"series": series, "window_s": [0.0, 1.0]}, 40)
     e = row["energy"]
     pts = [(s["t_s"], s["npu0_0_power_w"]) for s in series]
     expected = float(np.trapezoid([p for _, p in pts], [t for t, _ in pts]))  # 88.8 J
     assert e["joules"] == pytest.approx(expected) and e["joules_per_token"] == pytest.approx(expected / 40)
     assert e["source"] == "npu-smi power_w" and e["coverage"] == pytest.approx(1.0)
     # a window with no sample inside: not_run with the reason
-    assert "fewer than two power samples" in window_energy_row("npu", series, [5.0, 6.0], 40)["energy_not_run"]
+    assert "fewer than two power samples" in telemetry_energy({"series": series, "window_s": [5.0, 6.0]},
+                                                               40)["energy_not_run"]
 
 
-def test_energy_on_cpu(tmp_path):
-    # this host: the reason rapl_not_run gives
+def test_energy_on_this_host():
     reason = rapl_not_run()
-    assert window_energy_row("cpu", [], [0.0, 1.0], 64, None, reason) == {"energy_not_run": reason}
-    from studykit.energy import RaplWindow
-
-    root = rapl_tree(tmp_path / "powercap", {"intel-rapl:0": (1_000_000, 262_143_328_850)})
-    with RaplWindow(root) as w:
-        (root / "intel-rapl:0" / "energy_uj").write_text("4200000")
-    e = window_energy_row("cpu", [], [0.0, 1.0], 64, w)["energy"]
-    assert e["joules"] == pytest.approx(3.2) and e["joules_per_token"] == pytest.approx(3.2 / 64)
+    assert reason == NO_RAPL
+    assert telemetry_energy({"platform": "cpu", "series": [{"t_s": 0.0, "cpu_percent": 90.0}],
+                             "window_s": [0.0, 1.0]}, 64) == {
+        "energy_not_run": reason}
 
 
 # --- checks ---
@@ -304,7 +300,7 @@ def test_steps_not_marked_decode_do_not_count_as_decode(trace, tmp_path):
 
 def test_energy_measured_passes_and_a_wrong_one_fails(trace, tmp_path):
     series = samples_at([0.0, 0.5, 1.0], [RECORDED[0], RECORDED[1], RECORDED[0]])
-    energy = window_energy_row("npu", series, [0.0, 1.0], 64)["energy"]
+    energy = telemetry_energy({"series": series, "window_s": [0.0, 1.0]}, 64)["energy"]
 
     def measured(d):
         d["windows"][0].update(energy=energy, energy_not_run=None)
@@ -313,7 +309,8 @@ def test_energy_measured_passes_and_a_wrong_one_fails(trace, tmp_path):
         measured(d)
         d["windows"][0]["energy"] = {**energy, "joules_per_token": energy["joules_per_token"] * 2}
     (ok,) = by_id(run_checks(trace, tmp_path, measured), "profile.energy_per_token", "c1")
-    assert ok.status == "passed" and ok.detail.endswith("J/token, 100 % of the window sampled (npu-smi power_w)")
+    assert ok.status == "passed" and ok.detail.endswith("J/token, 100.0 % of the window sampled (npu-smi power_w); "
+                                                        "the stage counted 64 tokens, at least 80 % sampled wanted")
     (bad,) = by_id(run_checks(trace, tmp_path, wrong), "profile.energy_per_token", "c1")
     assert bad.status == "failed"
 

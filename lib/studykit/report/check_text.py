@@ -64,8 +64,8 @@ _SCORE = ((r"per-item mean (?P<mine>\S+), lm-eval (?P<theirs>\S+)", "逐题得�
            "部分题目未配对,配对得分覆盖的题目少于 lm-eval 的"))
 
 
-# Why a window has no energy (studykit.energy), for every stage that measures one; and the bench stages' energy
-# check (studykit.checks.energy_per_token).
+# Why a window has no energy (studykit.energy), and the energy check of every stage that measures one
+# (studykit.checks.energy_per_token).
 ENERGY_NOT_RUN = (
     (r"this host exposes no RAPL power: (?P<p>\S+) does not exist", "本机未提供 RAPL 功率:{p} 不存在"),
     (r"this host exposes no RAPL power: (?P<p>\S+) has no intel-rapl domain",
@@ -134,7 +134,7 @@ CHECKS: dict[str, CheckText] = {
         ((r"completed (?P<c>\d+) of (?P<n>\d+), failed (?P<f>\S+)", "完成 {c}/{n},失败 {f}"),)),
     **_per_stage(("latency", "throughput", "serve"), "command_matches_params", CheckText(
         "命令参数与配置一致", "command matches params", _COMMAND)),
-    **_per_stage(("latency", "throughput", "serve"), "energy_per_token", _ENERGY_CHECK),
+    **_per_stage(("latency", "throughput", "serve", "profile"), "energy_per_token", _ENERGY_CHECK),
     # deploy
     "deploy.dummy_gate": CheckText("启动验证(dummy 权重)就绪", "dummy-weight gate gets to ready", _GATE),
     "deploy.real_gate": CheckText("启动验证(真实权重)就绪并响应首批请求",
@@ -318,11 +318,6 @@ CHECKS: dict[str, CheckText] = {
           "开销 {o},上限 ±{m};未开启 profiler 的窗口之间本身相差 {s}"),
          (r"overhead (?P<o>\S+ %), at most ±(?P<m>\S+ %)", "开销 {o},上限 ±{m}"),
          (r"no overhead measured", "未测得开销"))),
-    "profile.energy_per_token": CheckText(
-        "该窗口的单 token 能耗", "energy per output token of the window",
-        ((r"(?P<j>\S+) J over (?P<n>\d+) tokens = (?P<jpt>\S+) J/token, (?P<cov>\d+) % of the window sampled "
-          r"\((?P<src>.*)\)", "{j} J / {n} token = {jpt} J/token,窗口采样覆盖 {cov} %({src})"),
-         *ENERGY_NOT_RUN)),
     # report
     "report.files_written": CheckText(
         "请求的报告文件均已写出且非空", "every report file requested is written",

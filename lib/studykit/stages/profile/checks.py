@@ -10,7 +10,7 @@ import json
 import math
 from pathlib import Path
 
-from studykit.checks import check, not_run
+from studykit.checks import check, energy_per_token, not_run
 from studykit.schema.base import Check
 from studykit.stages.profile.params import ProfileParams
 from studykit.stages.profile.result import ProfileResult, ProfileWindow
@@ -129,17 +129,5 @@ def window_checks(p: ProfileParams, w: ProfileWindow) -> list[Check]:
                             if w.spread_off is not None else ""),
                          p.max_overhead, w.overhead, "profile.overhead", s))
 
-    name = "energy per output token of the window"
-    if w.energy is None:
-        out.append(not_run("profile.energy_per_token", name, w.energy_not_run or "not measured",
-                           "profile.joules_per_token", s))
-    else:
-        e = w.energy
-        tokens = w.unprofiled[0].output_tokens if w.unprofiled else None
-        ok = (e.joules > 0 and e.output_tokens == tokens and e.joules_per_token is not None
-              and abs(e.joules_per_token - e.joules / e.output_tokens) <= 1e-9 * e.joules)
-        out.append(check("profile.energy_per_token", name, ok,
-                         f"{e.joules:.4g} J over {e.output_tokens} tokens = {e.joules_per_token or 0:.4g} J/token, "
-                         f"{e.coverage * 100:.0f} % of the window sampled ({e.source})",
-                         tokens, e.output_tokens, "profile.joules_per_token", s))
+    out.append(energy_per_token("profile", w, w.unprofiled[0].output_tokens if w.unprofiled else None, s))
     return out

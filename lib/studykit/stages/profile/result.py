@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from studykit.energy import Energy
+from studykit.energy import Energy, IdlePower, TelemetryEnergy
 from studykit.schema.base import Record, StageResult
 from studykit.stages.profile.trace import ProfileSplit
 
@@ -52,11 +52,11 @@ class ProfileWindow(Record):
     energy_not_run: str | None = Field(None, description="why no energy was measured")
 
 
-class ProfileResult(StageResult):
+class ProfileResult(StageResult, IdlePower):
     base_url: str | None = None
     server_ready_s: float | None = None
     server_log: str | None = None
     profiler_config: dict | None = Field(None, description="--profiler-config the server ran with")
     windows: list[ProfileWindow] = Field(default_factory=list, description="by concurrency, smallest first")
-    idle_power_w: float | None = Field(None, description="before the engine started")
-    idle_not_run: str | None = Field(None, description="why no idle power was measured")
+    telemetry: list[TelemetryEnergy] = Field(default_factory=list, description="the first unprofiled window's, per "
+                                                                              "concurrency")

@@ -23,11 +23,10 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from studykit.energy import EnergyError, RaplWindow, rapl_not_run, window_energy
+from studykit.energy import telemetry_energy
 from studykit.engine import cmdline
 from studykit.engine.telemetry import Telemetry
 from studykit.evidence.rundir import RunLayout, read_json
@@ -41,7 +40,6 @@ from studykit.stages.profile.trace import TraceError, parse_trace, trace_files
 SCOPES_ENV = {"VLLM_CUSTOM_SCOPES_FOR_PROFILING": "1"}
 REQUEST_TIMEOUT_S = 600.0
 TRACE_WAIT_S = {"cpu": 120.0, "npu": 900.0}  # torch_npu analyses its output when the profiler stops: minutes
-IDLE_SECONDS = 3.0
 PROMPT_BASE_ID = 1000  # prompt token ids from here on: clear of the special tokens at the start of a vocabulary
 
 
@@ -217,51 +215,6 @@ def verdict(outside_share: float, threshold: float) -> str:
     return "host-bound" if outside_share > threshold else "device-bound"
 
 
-# --- energy -----------------------------------------------------------------------------------------------------
-
-def window_energy_row(platform: str, series: list[dict], window_s: list[float] | None, output_tokens: int,
-                      rapl: RaplWindow | None = None, rapl_reason: str | None = None,
-                      idle_power_w: float | None = None) -> dict[str, Any]:
-    """{"energy": ...} of a measured window, or {"energy_not_run": why}: npu-smi power samples on NPU (the
-    telemetry series), RAPL counters read around the window on CPU."""
-    try:
-        if platform == "npu":
-            if window_s is None:
-                return {"energy_not_run": "the window was not placed on the telemetry clock"}
-            e = window_energy(series, window_s, output_tokens, idle_power_w)
-        elif rapl is not None:
-            e = rapl.energy(output_tokens, idle_power_w)
-        else:
-            return {"energy_not_run": rapl_reason or rapl_not_run() or "RAPL was not read around the window"}
-    except EnergyError as err:
-        return {"energy_not_run": str(err)}
-    return {"energy": e.model_dump()}
-
-
-def idle_power(platform: str, seconds: float = IDLE_SECONDS) -> dict[str, Any]:
-    """Power before the engine starts ({"idle_power_w"}), or why not ({"idle_not_run"})."""
-    if platform == "npu":
-        with Telemetry("npu", label="idle") as tel:
-            t0 = time.monotonic()
-            time.sleep(seconds)
-            t1 = time.monotonic()
-        try:
-            # the telemetry clock starts when `with` enters, a moment before t0: its window starts at 0
-            e = window_energy(tel.series, [0.0, t1 - t0])
-        except EnergyError as err:
-            return {"idle_not_run": str(err)}
-        return {"idle_power_w": e.mean_power_w}
-    reason = rapl_not_run()
-    if reason:
-        return {"idle_not_run": reason}
-    with RaplWindow() as w:
-        time.sleep(seconds)
-    try:
-        return {"idle_power_w": w.energy().mean_power_w}
-    except EnergyError as err:
-        return {"idle_not_run": str(err)}
-
-
 # --- the trace ----------------------------------------------------------------------------------------------------
 
 def profiler_outputs(raw_dir: Path, platform: str) -> set[Path]:
@@ -312,7 +265,7 @@ def run(ctx, p: ProfileParams) -> ProfileResult:
     the traces."""
     data: dict[str, Any] = {"params": p.model_dump(), "commands": [], "telemetry": [], "windows": []}
     with ctx.keep(data):
-        data.update(idle_power(ctx.study.platform))
+        data.update(ctx.idle_power())
         steps = ctx.plan()
         server_step = steps[0]
         data["profiler_config"] = profiler_config(ctx.raw_dir)
@@ -329,7 +282,7 @@ def run(ctx, p: ProfileParams) -> ProfileResult:
                 win = {"concurrency": c, "concurrency_from": where, "order": window_order(p.repeats),
                        "unprofiled": [], "profiled": []}
                 data["windows"].append(win)
-                data["telemetry"].append(_windows(ctx, p, srv, win, vocab, salt=1000 * (n + 1)))
+                data["telemetry"].append(_windows(ctx, p, srv, win, vocab, 1000 * (n + 1), data.get("idle_power_w")))
         # parsed once the server is stopped: a trace takes a while to read, and the idle engine would share the cores
         for win in data["windows"]:
             if win["profiled"]:
@@ -338,25 +291,26 @@ def run(ctx, p: ProfileParams) -> ProfileResult:
     return ctx.result(data)
 
 
-def _windows(ctx, p: ProfileParams, srv, win: dict[str, Any], vocab: int, salt: int) -> dict[str, Any]:
+def _windows(ctx, p: ProfileParams, srv, win: dict[str, Any], vocab: int, salt: int,
+             idle_power_w: float | None) -> dict[str, Any]:
     """One concurrency's windows into `win` (filled as they complete, so an interruption keeps what ran): a
     warm-up window, then the order's windows, all with the same prompts so that they differ only by the profiler.
-    The first unprofiled window runs under telemetry (and RAPL) for its energy; returns that telemetry."""
+    The first unprofiled window runs under telemetry for its energy (npu-smi power, RAPL counters); returns that
+    telemetry."""
     url, model, c, platform = srv.base_url, ctx.study.model.name_served, win["concurrency"], ctx.study.platform
     run_window(url, model, p, c, vocab, salt + 500)  # other prompts: the measured ones must not hit a warm cache
     telemetry: dict[str, Any] = {}
     for kind in win["order"]:
         srv.check_alive()
         if kind == "off" and not win["unprofiled"]:
-            rapl_reason = rapl_not_run() if platform == "cpu" else None
-            rapl = RaplWindow() if platform == "cpu" and rapl_reason is None else None
-            with Telemetry(platform, label=f"window-c{c}") as tel, rapl or nullcontext():
+            with Telemetry(platform, label=f"window-c{c}") as tel:
                 clock0 = time.monotonic()  # the telemetry clock starts as `with` enters: within a moment of it
                 timing = run_window(url, model, p, c, vocab, salt, clock0)
             telemetry = tel.to_dict()
             telemetry.update(window_s=timing["window_s"], window_how="the first unprofiled window's requests")
-            win.update(window_energy_row(platform, tel.series, timing["window_s"], timing["output_tokens"], rapl,
-                                         rapl_reason, None))
+            energy = telemetry_energy(telemetry, timing["output_tokens"], idle_power_w)
+            telemetry.update(energy)
+            win.update(energy)
         elif kind == "off":
             timing = run_window(url, model, p, c, vocab, salt)
         else:
