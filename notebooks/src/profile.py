@@ -16,7 +16,7 @@ concurrency = [1, "saturated"]  # help: requests at once per window: 1 is batch-
 warmup_requests = 1  # help: requests sent and not measured before the first window
 repeats = 2  # help: windows of each kind (profiler off, on) per concurrency, in the order off on on off
 outside_share_threshold = 0.5  # help: host-bound when more than this share of a decode step is outside the forward
-max_overhead = 0.25  # help: largest |profiler overhead| for which the traced steps stand for the unprofiled ones
+max_overhead = 0.25  # help: largest |profiler overhead| (beyond the host's own spread) for a trace that counts
 min_decode_steps = 8  # help: fewest decode steps a window's trace must hold for its split to count
 top_ops = 10  # help: operators listed by self time
 
@@ -54,8 +54,8 @@ result.charts = stage.charts(ctx, result)
 # %% [markdown]
 # ## Checks
 # The server's profiler flag, the tokens each request produced, the trace found and parsed, enough decode steps,
-# in-model + outside = period for every step, the overhead recomputed from the windows and within max_overhead, and
-# the energy per token
+# in-model + outside = period for every step, the overhead recomputed from the windows and within max_overhead (beyond
+# the host's own spread), and the energy per token
 # (`not_run` with the reason where the host exposes no power). A failed check fails the stage.
 
 # %%

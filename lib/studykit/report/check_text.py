@@ -312,11 +312,10 @@ CHECKS: dict[str, CheckText] = {
           r"overhead (?P<o>.+)", "未开启 profiler {a} ms,开启 {b} ms(单 token,{na} + {nb} 个窗口);开销 {o}"),
          (r"a window did not complete", "有窗口未完成"))),
     "profile.overhead_small": CheckText(
-        "|profiler 开销| ≤ max_overhead(开启 profiler 的步能代表未开启的步)",
-        "|profiler overhead| <= max_overhead (the profiled steps are the unprofiled ones)",
-        ((r"overhead (?P<o>\S+ %), at most ±(?P<m>\S+ %); the unprofiled windows alone spread (?P<s>\S+ %)",
-          "开销 {o},上限 ±{m};未开启 profiler 的窗口之间本身相差 {s}"),
-         (r"overhead (?P<o>\S+ %), at most ±(?P<m>\S+ %)", "开销 {o},上限 ±{m}"),
+        "|profiler 开销| ≤ max_overhead(超出部分不大于主机自身的波动)",
+        "|profiler overhead| <= max_overhead, beyond what the host moves by itself",
+        ((r"overhead (?P<o>\S+ %), at most ±(?P<m>\S+ %) beyond the host's own spread (?P<s>\S+ %) \(the larger of "
+          r"the two kinds of window\)", "开销 {o},上限 ±{m} 加上主机自身的波动 {s}(两类窗口中较大者)"),
          (r"no overhead measured", "未测得开销"))),
     # report
     "report.files_written": CheckText(

@@ -30,7 +30,8 @@ class ProfileParams(Strict):
                                      "the model faster cannot more than halve the step")
     max_overhead: float = Field(
         0.25, gt=0, description="largest |profiler overhead| for which the traced steps stand for the unprofiled ones; "
-                                "on this kit's 2-core CPU host the overhead measured -8 % to +6 % (one window each way)")
+                                "the check fails when the overhead passes it by more than the host's own spread "
+                                "between windows of one kind (a loaded host moves a window by tens of %)")
     min_decode_steps: int = Field(8, gt=0, description="fewest decode steps a window's trace must hold for its split "
                                                        "to count")
     top_ops: int = Field(10, gt=0, description="operators listed by self time")
