@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from studykit.report.blocks import Ctx, SummaryRow, show_charts, stage_banner, stage_vllm_commands
+from studykit.report.blocks import Ctx, SummaryRow, energy_table, show_charts, stage_banner, stage_vllm_commands
 from studykit.report.check_text import check_detail, check_label
 from studykit.report.mdtools import DASH, fmt, inline_code
 from studykit.stages.profile.result import ProfileResult, ProfileWindow
@@ -55,11 +55,6 @@ TEXT = {
     "col_calls": {"zh": "调用次数", "en": "Calls"},
     "col_self": {"zh": "自耗时 (ms)", "en": "Self time (ms)"},
     "col_op_share": {"zh": "占比", "en": "Share"},
-    "energy": {"zh": "能耗(未开启 profiler 的窗口)", "en": "Energy (the windows without the profiler)"},
-    "col_jpt": {"zh": "单 token 能耗 (J)", "en": "J per token"},
-    "col_tpj": {"zh": "每焦耳 token 数", "en": "Tokens per J"},
-    "col_coverage": {"zh": "采样覆盖", "en": "Coverage"},
-    "col_source": {"zh": "来源 / 未测原因", "en": "Source / why not measured"},
     "basis_forward": {"zh": "vLLM 标注的 'gpu_model_runner: forward' 作用域的时长(VLLM_CUSTOM_SCOPES_FOR_PROFILING=1)",
                       "en": "the length of vLLM's 'gpu_model_runner: forward' scope (VLLM_CUSTOM_SCOPES_FOR_PROFILING=1)"},
     "basis_ops": {"zh": "该步 execute_model 标注内的算子时间(算子区间的并集;trace 中没有 forward 作用域)",
@@ -70,7 +65,6 @@ TEXT = {
     "scope_cpu": {"zh": "cpu_op 自耗时,从第一步开始到最后一步的标注结束", "en": "cpu_op self time from the first step's "
                                                                          "start to the end of the last step's annotation"},
     "scope_npu": {"zh": "op_statistic.csv:各算子类型的设备耗时", "en": "op_statistic.csv: device time per operator type"},
-    "idle": {"zh": "引擎启动前的空闲功率:{w}", "en": "Idle power before the engine started: {w}"},
 }
 
 
@@ -134,27 +128,6 @@ def top_ops(ctx: Ctx, w: ProfileWindow) -> None:
                  [[inline_code(op.name), fmt(op.calls), fmt(op.self_ms), _pct(op.share)] for op in sp.top_ops])
 
 
-def energy_table(ctx: Ctx, res: ProfileResult) -> None:
-    ctx.md.p(f"**{_t(ctx, 'energy')}**")
-    rows = []
-    for w in res.windows:
-        e = w.energy
-        if e is None:
-            # the reason as the check records it (zh through its template)
-            c = next((c for c in res.checks if c.id == "profile.energy_per_token" and c.subject == f"c{w.concurrency}"),
-                     None)
-            why = check_detail(c, ctx.lang) if c is not None else (w.energy_not_run or DASH)
-            rows.append([str(w.concurrency), DASH, DASH, DASH, why])
-        else:
-            rows.append([str(w.concurrency), fmt(e.joules_per_token), fmt(e.tokens_per_joule), _pct(e.coverage),
-                         f"{e.source} ({', '.join(e.domains)})"])
-    ctx.md.table([_t(ctx, k) for k in ("col_window", "col_jpt", "col_tpj", "col_coverage", "col_source")], rows)
-    if res.idle_power_w is not None:
-        ctx.md.p(_t(ctx, "idle", w=f"{fmt(res.idle_power_w)} W"))
-    elif res.idle_not_run:
-        ctx.md.p(_t(ctx, "idle", w=res.idle_not_run))
-
-
 def _basis(ctx: Ctx, res: ProfileResult) -> str:
     """How "inside the model" was measured, in the reader's language (the parser records it in English)."""
     sp = next((w.split for w in res.windows if w.split is not None), None)
@@ -185,7 +158,7 @@ def why(ctx: Ctx) -> None:
         verdicts(ctx, res)
         for w in res.windows:
             top_ops(ctx, w)
-        energy_table(ctx, res)
+        energy_table(ctx, "profile", res)  # the first unprofiled window of each concurrency
     failed = [c for c in res.checks if c.status == "failed"]
     if failed:
         md.bullets([f"{check_label(c, ctx.lang)}: {check_detail(c, ctx.lang)}" for c in failed])

@@ -303,7 +303,7 @@ def _windows(ctx, p: ProfileParams, srv, win: dict[str, Any], vocab: int, salt: 
     for kind in win["order"]:
         srv.check_alive()
         if kind == "off" and not win["unprofiled"]:
-            with Telemetry(platform, label=f"window-c{c}") as tel:
+            with Telemetry(platform, label=window_prefix(c)) as tel:  # the window checks' subject
                 clock0 = time.monotonic()  # the telemetry clock starts as `with` enters: within a moment of it
                 timing = run_window(url, model, p, c, vocab, salt, clock0)
             telemetry = tel.to_dict()
