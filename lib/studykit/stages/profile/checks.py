@@ -13,7 +13,7 @@ from pathlib import Path
 from studykit.checks import check, energy_per_token, not_run
 from studykit.schema.base import Check
 from studykit.stages.profile.params import ProfileParams
-from studykit.stages.profile.result import ProfileResult, ProfileWindow
+from studykit.stages.profile.result import ProfileResult, ProfileWindow, relative_spread
 
 ADD_UP_MS = 1e-5  # the parser rounds each time to 1e-6 ms: a sum of two rounded values is off by at most 1e-6
 
@@ -34,9 +34,8 @@ def _profiler_config(argv: list[str]) -> dict | None:
 
 
 def _spread(windows) -> float:
-    """(max - min) / mean ms per token of windows of one kind; 0 for fewer than two (nothing to tell noise by)."""
-    xs = [t.ms_per_output_token for t in windows]
-    return (max(xs) - min(xs)) / (sum(xs) / len(xs)) if len(xs) > 1 else 0.0
+    """0 for fewer than two windows: nothing to tell noise by."""
+    return relative_spread([t.ms_per_output_token for t in windows]) or 0.0
 
 
 def profiler_enabled(result: ProfileResult) -> Check:

@@ -22,6 +22,12 @@ class RequestTiming(Record):
                           "vLLM's TPOT")
 
 
+def relative_spread(ms_per_token: list[float]) -> float | None:
+    """(max - min) / mean of windows of one kind: how far apart the same window ran; None for fewer than two."""
+    xs = ms_per_token
+    return (max(xs) - min(xs)) / (sum(xs) / len(xs)) if len(xs) > 1 else None
+
+
 class WindowTiming(Record):
     requests: list[RequestTiming]
     wall_s: float = Field(description="first request sent to last response ended")

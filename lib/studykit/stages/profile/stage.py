@@ -34,7 +34,7 @@ from studykit.plan import Step, base_url
 from studykit.stages.benchtools import telemetry_charts
 from studykit.stages.profile.npu import parse_npu_profile
 from studykit.stages.profile.params import SATURATED, ProfileParams, window_order
-from studykit.stages.profile.result import ProfileResult
+from studykit.stages.profile.result import ProfileResult, relative_spread
 from studykit.stages.profile.trace import TraceError, parse_trace, trace_files
 
 SCOPES_ENV = {"VLLM_CUSTOM_SCOPES_FOR_PROFILING": "1"}
@@ -207,8 +207,8 @@ def overhead(unprofiled: float, profiled: float) -> float:
 
 def spread(windows: list[dict[str, Any]]) -> float | None:
     """(max - min) / mean ms per token of windows of one kind; None for fewer than two."""
-    xs = [w["ms_per_output_token"] for w in windows]
-    return round((max(xs) - min(xs)) / (sum(xs) / len(xs)), 6) if len(xs) > 1 else None
+    out = relative_spread([w["ms_per_output_token"] for w in windows])
+    return None if out is None else round(out, 6)
 
 
 def verdict(outside_share: float, threshold: float) -> str:
