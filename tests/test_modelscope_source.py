@@ -10,7 +10,7 @@ import sys
 import pytest
 
 import modelscope
-from conftest import ROOT, tiny_study
+from conftest import ROOT, run_cli, tiny_study, why_run_failed
 from studykit.weights import modelscope as ms
 from studykit.weights import files
 from studykit.weights import store
@@ -178,12 +178,11 @@ def test_modelscope_study_runs_offline_from_prepared_cache(tmp_path, no_vllm_lef
         "model": {"source": "modelscope", "id": "OpenBMB/MiniCPM-tiny", "revision": "v1", "served_model_name": None},
         "stages": ["deploy"], "deploy": {"dummy_gate": False}}, base=ROOT / "params" / "minicpm-tiny-cpu.yaml")
     outputs = tmp_path / "outputs"
-    from conftest import run_cli
 
     r = run_cli("run", str(params), env={"STUDYKIT_OUTPUTS": str(outputs), "STUDYKIT_CACHE": str(cache),
                                           "MODELSCOPE_ENDPOINT": "http://127.0.0.1:1"}, timeout=900)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     (run_dir,) = (outputs / "minicpm-tiny-cpu").iterdir()
+    assert r.returncode == 0, why_run_failed(r, run_dir)
     records = read_commands(run_dir)
     note = next(x for x in records if x["label"] == "modelscope download")
     assert note["extra"]["cached"] is True and "--revision v1" in note["command"]

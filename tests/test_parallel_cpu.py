@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from conftest import ROOT, run_cli, tiny_study
+from conftest import ROOT, run_cli, tiny_study, why_run_failed
 from studykit.engine import cmdline
 from studykit.params import ParamsError, load_study
 
@@ -137,8 +137,8 @@ def test_tp2_deploy_binds_both_ranks_for_real(tmp_path, no_vllm_left):
     params = tiny_study(tmp_path, {"deploy": {"dummy_gate": False}}, base=TP2_PARAMS)
     r = run_cli("run", str(params), "--stages", "deploy,latency,serve", env={"STUDYKIT_OUTPUTS": str(outputs)},
                 timeout=2400)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     (run_dir,) = (outputs / "minicpm-tiny-tp2-cpu").iterdir()
+    assert r.returncode == 0, why_run_failed(r, run_dir)
     expected = cmdline.cpu_threads_bind(load_study(TP2_PARAMS))
     records = [json.loads(line) for line in (run_dir / "commands.jsonl").read_text().splitlines()]
     vllm_runs = [rec for rec in records if rec.get("is_vllm")]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli, tiny_study
+from conftest import run_cli, tiny_study, why_run_failed
 from test_report import section, tables
 
 pytestmark = pytest.mark.e2e
@@ -47,18 +47,21 @@ def recompute(trace: Path) -> dict:
 
 def test_profile_stage_for_real(tmp_path, no_vllm_left):
     outputs = tmp_path / "outputs"
-    # 16 tokens a request (15 decode steps, min_decode_steps 8): its batch-16 windows fill both cores, and the
-    # suite's other worker measures beside them
-    params = tiny_study(tmp_path, {"profile": {"output_len": 16}})
+    # 16 tokens a request (15 decode steps, min_decode_steps 8) and an engine batch of 4, so the saturated windows
+    # are batch 4 (serve.num_prompts 20 capped): the suite's other worker measures beside them. That worker moves
+    # a window by itself up to 2x (seen beside the TP=2 test: 480 and 952 ms/token, same batch-16 requests), and
+    # both windows of one kind can land in its busy minute, so here max_overhead is out of reach of that noise;
+    # the gate's failing side is tested on recorded windows (tests/stages/test_profile.py).
+    params = tiny_study(tmp_path, {"model": {"max_num_seqs": 4}, "profile": {"output_len": 16, "max_overhead": 4}})
     r = run_cli("run", str(params), "--stages", "profile,report", env={"STUDYKIT_OUTPUTS": str(outputs)},
                 timeout=2400)
     (run,) = list(outputs.glob("smollm2-135m-cpu/*/run.json"))
     run = run.parent
-    assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:])
+    assert r.returncode == 0, why_run_failed(r, run)
     doc = json.loads((run / "results" / "profile.json").read_text())
-    # batch 1 and serve's saturated batch: serve did not run, so its 20 prompts at once, 16 of them batched
-    assert doc["status"] == "passed" and [w["concurrency"] for w in doc["windows"]] == [1, 16]
-    assert doc["windows"][1]["concurrency_from"].endswith("capped at model.max_num_seqs 16")
+    # batch 1 and serve's saturated batch: serve did not run, so its 20 prompts at once, 4 of them batched
+    assert doc["status"] == "passed" and [w["concurrency"] for w in doc["windows"]] == [1, 4]
+    assert doc["windows"][1]["concurrency_from"].endswith("capped at model.max_num_seqs 4")
     for w in doc["windows"]:
         assert w["order"] == ["off", "on", "on", "off"] and len(w["unprofiled"]) == len(w["profiled"]) == 2
         # every profiled window left its own trace; the split is the first one's
@@ -91,7 +94,7 @@ def test_profile_stage_for_real(tmp_path, no_vllm_left):
     assert "Why this speed: host / device split of a decode step (profile)" in part
     split_rows = next(t for t in tables(part) if t and "Share outside" in t[0])
     first = doc["windows"][0]["split"]
-    assert [row["Concurrency"] for row in split_rows] == ["1", "16"]
+    assert [row["Concurrency"] for row in split_rows] == ["1", "4"]
     assert split_rows[0]["Share outside"] == f"{first['outside_share'] * 100:.1f} %"
     assert split_rows[0]["Profiler overhead"] == f"{doc['windows'][0]['overhead'] * 100:.1f} %"
     assert "--profiler-config" in part and (run / "charts" / "profile-steps.png").is_file()
