@@ -221,8 +221,8 @@ def default_run(tmp_path_factory, default_model_dir) -> Path:
                      timeout=3600)
     runs = list(outputs.glob("smollm2-135m-cpu/*/run.json"))
     assert len(runs) == 1, why_run_failed(result)
-    assert result.returncode == 0, why_run_failed(result, runs[0].parent)
     run_dir = runs[0].parent
+    assert result.returncode == 0, why_run_failed(result, run_dir)
     (run_dir / "cli.stdout.txt").write_text(result.stdout)
     return run_dir
 

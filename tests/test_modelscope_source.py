@@ -178,7 +178,6 @@ def test_modelscope_study_runs_offline_from_prepared_cache(tmp_path, no_vllm_lef
         "model": {"source": "modelscope", "id": "OpenBMB/MiniCPM-tiny", "revision": "v1", "served_model_name": None},
         "stages": ["deploy"], "deploy": {"dummy_gate": False}}, base=ROOT / "params" / "minicpm-tiny-cpu.yaml")
     outputs = tmp_path / "outputs"
-
     r = run_cli("run", str(params), env={"STUDYKIT_OUTPUTS": str(outputs), "STUDYKIT_CACHE": str(cache),
                                           "MODELSCOPE_ENDPOINT": "http://127.0.0.1:1"}, timeout=900)
     (run_dir,) = (outputs / "minicpm-tiny-cpu").iterdir()

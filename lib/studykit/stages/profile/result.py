@@ -22,9 +22,9 @@ class RequestTiming(Record):
                           "vLLM's TPOT")
 
 
-def relative_spread(ms_per_token: list[float]) -> float | None:
-    """(max - min) / mean of windows of one kind: how far apart the same window ran; None for fewer than two."""
-    xs = ms_per_token
+def relative_spread(xs: list[float]) -> float | None:
+    """(max - min) / mean ms per token of windows of one kind: how far apart the same window ran; None for fewer
+    than two."""
     return (max(xs) - min(xs)) / (sum(xs) / len(xs)) if len(xs) > 1 else None
 
 
