@@ -273,17 +273,20 @@ def test_rapl_too_few_reads_in_the_window():
 def test_real_sampler_reads_a_fake_powercap_and_the_window_gets_its_energy(tmp_path):
     root = rapl_tree(tmp_path / "powercap", {"intel-rapl:0": (RANGE - 1_500_000, RANGE)})
     counter = root / "intel-rapl:0" / "energy_uj"
+    written = counter.with_name("energy_uj.next")
+    key = "rapl_intel-rapl:0_uj"
     with Telemetry("cpu", interval_s=0.05, powercap=root) as tel:
         deadline = time.monotonic() + 20
         step = 0
         # 0.5 J per step, past the top of the range on the fourth
-        while len(tel.series) < 12 and time.monotonic() < deadline:
+        while sum(key in s for s in tel.series) < 12 and time.monotonic() < deadline:
             step += 1
-            counter.write_text(str((RANGE - 1_500_000 + 500_000 * step) % RANGE))
+            # replaced whole, as sysfs shows it: write_text truncates first, and a read in between sees no number
+            written.write_text(str((RANGE - 1_500_000 + 500_000 * step) % RANGE))
+            os.replace(written, counter)
             time.sleep(0.07)
     doc = tel.to_dict()
     assert doc["rapl_max_energy_range_uj"] == {"intel-rapl:0": RANGE}
-    key = "rapl_intel-rapl:0_uj"
     pts = [(s["t_s"], s[key]) for s in doc["series"] if key in s]
     assert len(pts) >= 12 and "mean_" + key not in doc["summary"]  # a cumulative counter has no mean
     assert any(b < a for (_, a), (_, b) in zip(pts, pts[1:]))  # the sampler saw the wrap
