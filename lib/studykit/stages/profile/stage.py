@@ -206,7 +206,7 @@ def overhead(unprofiled: float, profiled: float) -> float:
 
 
 def spread(windows: list[dict[str, Any]]) -> float | None:
-    """(max - min) / mean ms per token of windows of one kind; None for fewer than two."""
+    """relative_spread of the windows' ms per token, rounded to 6 places as the result stores it."""
     out = relative_spread([w["ms_per_output_token"] for w in windows])
     return None if out is None else round(out, 6)
 
